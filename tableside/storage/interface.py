@@ -1,0 +1,245 @@
+"""The storage contract: domain records and the ``Store`` interface.
+
+Two implementations pass one shared test suite (``tests/storage/``): ``PostgresStore`` (SQLAlchemy 2 async +
+asyncpg, schema by Alembic) and ``MemoryStore``. Everything the server persists goes through this interface.
+All timestamps are epoch seconds (float) from the injected clock; money is integer minor units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class TableStatus(StrEnum):
+    VACANT = "vacant"
+    OCCUPIED = "occupied"
+    PAID = "paid"
+
+
+class OrderStatus(StrEnum):
+    PROCESSING = "processing"  # intent committed, POS outcome not known yet
+    CONFIRMED = "confirmed"  # the POS accepted it; kitchen_seq assigned
+    FAILED = "failed"  # the POS definitely refused it; never a ticket
+
+
+class StaffRole(StrEnum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    SERVER = "server"
+    KITCHEN = "kitchen"
+
+
+class StorageError(Exception):
+    """Base of every typed storage failure."""
+
+
+class TableNotFound(StorageError):
+    pass
+
+
+class BadQrSecret(StorageError):
+    pass
+
+
+class TablePaid(StorageError):
+    """The table was checked out and awaits a staff reset; nobody may join."""
+
+
+class InvalidTransition(StorageError):
+    """A table status change that the lifecycle does not allow (e.g. checkout of a vacant table)."""
+
+
+class StaleWrite(StorageError):
+    """A group snapshot write whose expected revision is not the stored one (another activation wrote)."""
+
+
+@dataclass(slots=True)
+class Restaurant:
+    restaurant_id: int
+    name: str
+
+
+@dataclass(slots=True)
+class Table:
+    table_id: str
+    restaurant_id: int
+    name: str
+    status: TableStatus
+    current_group_id: str | None
+    qr_secret: str
+    updated_at: float
+
+
+@dataclass(slots=True)
+class MenuItem:
+    menu_item_id: str
+    restaurant_id: int
+    name: str
+    category: str
+    price: int
+    available: bool = True
+    sort_order: int = 0
+
+
+@dataclass(slots=True)
+class TokenInfo:
+    """What a valid guest token stands for."""
+
+    table_id: str
+    restaurant_id: int
+    group_id: str
+    member_id: str
+    expires_at: float
+
+
+@dataclass(slots=True)
+class JoinResult:
+    table_id: str
+    restaurant_id: int
+    group_id: str
+    member_id: str
+    expires_at: float
+    opened_group: bool  # True when this join turned a vacant table into an occupied one
+
+
+@dataclass(slots=True)
+class GroupSnapshot:
+    """The whole durable state of one table group's actor. ``state`` is a JSON-able dict owned by the actor."""
+
+    group_id: str
+    table_id: str
+    restaurant_id: int
+    revision: int
+    state: dict[str, Any]
+
+
+@dataclass(slots=True)
+class OrderRecord:
+    order_id: str  # ORD-{restaurant_id}-{order_number}; also the POS idempotency key
+    order_number: int
+    restaurant_id: int
+    table_id: str
+    group_id: str
+    status: OrderStatus
+    items: list[dict[str, Any]]  # [{line_id, menu_item_id, name, qty, unit_price, note, added_by}]
+    total: int
+    special_instructions: str
+    placed_by: str  # member_id
+    created_at: float
+    pos_ticket_id: str | None = None
+    error: str | None = None
+    confirmed_at: float | None = None
+    kitchen_seq: int | None = None  # assigned by the store when the order first becomes CONFIRMED
+    kitchen_status: str = "new"
+
+
+@dataclass(slots=True)
+class GroupWrite:
+    """One actor's durable step: the new snapshot plus, optionally, an order row to insert or update.
+
+    ``expected_revision`` is the revision the actor last read or wrote (0 for a group never written).
+    The write applies atomically, or not at all with ``StaleWrite`` when the stored revision differs."""
+
+    snapshot: GroupSnapshot
+    expected_revision: int
+    order: OrderRecord | None = None
+
+
+@dataclass(slots=True)
+class StaffUser:
+    username: str
+    role: StaffRole
+    password_hash: str
+    active: bool = True
+
+
+@dataclass(slots=True)
+class StaffSession:
+    username: str
+    role: StaffRole
+    expires_at: float
+
+
+@dataclass(slots=True)
+class CleanupReport:
+    expired_tokens: int = 0
+    expired_staff_sessions: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def close(self) -> None: ...
+
+    # -- restaurants, tables, menu -------------------------------------------------------------
+    async def upsert_restaurant(self, restaurant: Restaurant) -> None: ...
+    async def get_restaurant(self, restaurant_id: int) -> Restaurant | None: ...
+    async def add_table(self, table: Table) -> None:
+        """Insert a table; an existing table_id is left untouched (idempotent seeding)."""
+
+    async def remove_table(self, table_id: str) -> None: ...
+    async def rename_table(self, table_id: str, name: str) -> Table: ...
+    async def get_table(self, table_id: str) -> Table | None: ...
+    async def list_tables(self, restaurant_id: int) -> list[Table]: ...
+    async def rotate_qr_secret(self, table_id: str, new_secret: str, now: float) -> Table: ...
+    async def upsert_menu_item(self, item: MenuItem) -> None: ...
+    async def list_menu(self, restaurant_id: int) -> list[MenuItem]: ...
+    async def set_item_availability(self, menu_item_id: str, available: bool) -> MenuItem: ...
+
+    # -- joining and tokens (seed 000) -----------------------------------------------------------
+    async def join_table(
+        self,
+        table_id: str,
+        qr_secret: str,
+        token_hash: str,
+        member_id: str,
+        new_group_id: str,
+        expires_at: float,
+        now: float,
+    ) -> JoinResult:
+        """Atomically: check the table and secret (constant-time compare), open a group with
+        ``new_group_id`` if the table is vacant (status -> occupied), store the token hash bound to the
+        group and member. Raises TableNotFound, BadQrSecret, TablePaid."""
+
+    async def resolve_token(self, token_hash: str, now: float) -> TokenInfo | None:
+        """The token's binding if it exists and has not expired (updates last_used); else None."""
+
+    async def checkout_table(self, table_id: str, now: float) -> Table:
+        """occupied -> paid; deletes every token of the current group. Returns the table as it was
+        checked out (``current_group_id`` still set). Raises TableNotFound, InvalidTransition."""
+
+    async def reset_table(self, table_id: str, now: float) -> Table:
+        """paid (or occupied) -> vacant, ``current_group_id`` cleared and that group's tokens deleted."""
+
+    async def delete_expired_tokens(self, now: float) -> int: ...
+
+    # -- group state -----------------------------------------------------------------------------
+    async def load_group(self, group_id: str) -> GroupSnapshot | None: ...
+    async def commit_writes(self, writes: Sequence[GroupWrite]) -> list[StorageError | None]:
+        """Apply many actors' writes in one transaction (group commit). Each write is all-or-nothing
+        on its own; the result has one entry per write: None when applied, StaleWrite when refused."""
+
+    # -- orders ------------------------------------------------------------------------------------
+    async def next_order_number(self, restaurant_id: int) -> int:
+        """Per-restaurant counter: strictly increasing, never reused, even across crashes."""
+
+    async def get_order(self, order_id: str) -> OrderRecord | None: ...
+    async def list_group_orders(self, group_id: str) -> list[OrderRecord]:
+        """Orders of a group, oldest first (all statuses)."""
+
+    async def list_orders_by_status(self, status: OrderStatus) -> list[OrderRecord]: ...
+    async def list_kitchen_orders(self, restaurant_id: int, after_seq: int, limit: int) -> list[OrderRecord]:
+        """Confirmed orders with kitchen_seq > after_seq, ascending by kitchen_seq."""
+
+    async def set_kitchen_status(self, order_id: str, status: str) -> OrderRecord: ...
+
+    # -- staff -----------------------------------------------------------------------------------
+    async def upsert_staff(self, user: StaffUser) -> None: ...
+    async def get_staff(self, username: str) -> StaffUser | None: ...
+    async def list_staff(self) -> list[StaffUser]: ...
+    async def create_staff_session(self, token_hash: str, username: str, role: StaffRole, expires_at: float) -> None: ...
+    async def resolve_staff_session(self, token_hash: str, now: float) -> StaffSession | None: ...
+    async def delete_expired_staff_sessions(self, now: float) -> int: ...
