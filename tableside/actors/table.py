@@ -1,0 +1,547 @@
+"""``TableActor``: the one owner of a table group's cart, lock status and member connections.
+
+Everything that changes the group goes through this actor's mailbox, one message at a time, so two
+phones pressing "Place order" together are simply two messages in a row: the first locks, the second
+finds the cart locked. Each change is committed (group commit) before it is acknowledged or broadcast;
+the POS call runs beside the actor and its outcome comes back as a ``PosResult`` message."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from tableside.actors.base import Actor, StopReason
+from tableside.actors.cart import CartLine, GroupState, LineState, PendingOrder, ProcessingStatus, iso
+from tableside.actors.messages import (
+    CloseSession,
+    Command,
+    Connect,
+    Disconnect,
+    GetCart,
+    IdleCheck,
+    KitchenStatusChanged,
+    MemberSink,
+    MenuChanged,
+    PosResult,
+    TableMessage,
+)
+from tableside.clock import Clock
+from tableside.menu import MenuCatalog
+from tableside.metrics import METRICS
+from tableside.pos.interface import Accepted, PosAdapter, PosOrder, Rejected, Unknown
+from tableside.pos.submitter import RetryPolicy, submit_exactly_once
+from tableside.protocol import (
+    AddItem,
+    ErrorCode,
+    GetSnapshot,
+    OutboundFrame,
+    Ping,
+    PlaceOrder,
+    RemoveItem,
+    UpdateItem,
+    server_messages as sm,
+)
+from tableside.storage.interface import (
+    GroupSnapshot,
+    GroupWrite,
+    OrderRecord,
+    OrderStatus,
+    StaleWrite,
+    Store,
+    TableStatus,
+)
+
+log = structlog.get_logger("tableside.table")
+
+# Close codes sent to member sockets (4000-4999 are for applications).
+CLOSE_SESSION_ENDED = 4001
+CLOSE_RELOCATED = 4002  # the group moved (another activation owns it): reconnect
+
+
+class CommandRejected(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class TableContext:
+    """Collaborators a table actor needs; built once per process and shared by every actor."""
+
+    store: Store
+    commit: Callable[[GroupWrite], Awaitable[None]]
+    menu: MenuCatalog
+    pos: PosAdapter
+    retry: RetryPolicy
+    clock: Clock
+    on_order_confirmed: Callable[[int], None]  # restaurant_id: wake kitchen feeds
+    idle_seconds: float = 300.0
+    max_cart_lines: int = 100
+    max_members: int = 50
+
+
+class TableActor(Actor[TableMessage]):
+    def __init__(self, group_id: str, table_id: str, restaurant_id: int, ctx: TableContext) -> None:
+        super().__init__(f"table:{table_id}:{group_id}")
+        self.group_id = group_id
+        self.table_id = table_id
+        self.restaurant_id = restaurant_id
+        self._ctx = ctx
+        self._state = GroupState()
+        self._closed = False
+        self._sinks: dict[int, tuple[str, MemberSink]] = {}  # connection_id -> (member_id, sink)
+        self._pos_task: asyncio.Task[None] | None = None
+        self._idle_task: asyncio.Task[None] | None = None
+        self._log = log.bind(table_id=table_id, group_id=group_id)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    async def on_start(self) -> None:
+        snap = await self._ctx.store.load_group(self.group_id)
+        if snap is not None:
+            self._state = GroupState.from_snapshot(snap.revision, snap.state)
+        table = await self._ctx.store.get_table(self.table_id)
+        # The table no longer points at this group (checked out, reset, removed): the sitting is over.
+        self._closed = (
+            table is None or table.current_group_id != self.group_id or table.status != TableStatus.OCCUPIED
+        )
+        if self._state.pending is not None:
+            # Crash recovery: an intent was committed but its outcome never stored. Ask the POS by key
+            # (also for a sitting closed meanwhile: the order must still settle exactly once).
+            self._launch_pos(self._state.pending, resume=True)
+        self._schedule_idle_check()
+        METRICS.active_actors.inc()
+        self._log.info("actor_started", revision=self._state.revision, closed=self._closed)
+
+    async def on_stop(self, reason: StopReason) -> None:
+        METRICS.active_actors.dec()
+        if self._idle_task:
+            self._idle_task.cancel()
+        if self._pos_task and not self._pos_task.done():
+            # The intent is durable; whoever activates the group next resumes it by key.
+            self._pos_task.cancel()
+        if reason in (StopReason.STORAGE_CONFLICT, StopReason.FAILED, StopReason.SHUTDOWN):
+            for _, sink in list(self._sinks.values()):
+                sink.close(CLOSE_RELOCATED, "reconnect")
+        self._sinks.clear()
+        self._log.info("actor_stopped", reason=reason.value)
+
+    async def on_failure(self, message: TableMessage, exc: Exception) -> StopReason | None:
+        if isinstance(exc, StaleWrite):
+            return StopReason.STORAGE_CONFLICT
+        self._log.error("table_actor_error", error=repr(exc), message=type(message).__name__)
+        # The in-memory state may be ahead of what is stored: drop it; the next activation reloads.
+        return StopReason.FAILED
+
+    # -- dispatch -------------------------------------------------------------------------------------
+    async def on_receive(self, message: TableMessage) -> Any:
+        match message:
+            case Command():
+                return await self._on_command(message)
+            case Connect():
+                return await self._on_connect(message)
+            case Disconnect():
+                self._on_disconnect(message)
+            case PosResult():
+                await self._on_pos_result(message)
+            case GetCart():
+                return self._cart()
+            case CloseSession():
+                await self._on_close_session(message.reason)
+            case MenuChanged():
+                if any(line.menu_item_id in message.menu_item_ids for line in self._state.lines.values()):
+                    self._broadcast(sm.cart_updated(self._cart()))
+            case KitchenStatusChanged():
+                self._broadcast(sm.order_status(message.order_id, message.status))
+            case IdleCheck():
+                self._on_idle_check()
+        return None
+
+    # -- membership -----------------------------------------------------------------------------------
+    def _members(self) -> list[dict[str, Any]]:
+        online = {member for member, _ in self._sinks.values()}
+        return [
+            {"member_id": m, "name": name, "online": m in online} for m, name in self._state.members.items()
+        ]
+
+    async def _on_connect(self, msg: Connect) -> bool:
+        if self._closed:
+            msg.sink.send(OutboundFrame(sm.session_closed("checked_out")))
+            msg.sink.close(CLOSE_SESSION_ENDED, "session closed")
+            return False
+        first_time = msg.member_id not in self._state.members
+        if first_time:
+            if len(self._state.members) >= self._ctx.max_members:
+                msg.sink.send(OutboundFrame(sm.error(None, ErrorCode.FORBIDDEN, "table group is full")))
+                msg.sink.close(1008, "group full")
+                return False
+            self._state.members[msg.member_id] = f"Guest {len(self._state.members) + 1}"
+            await self._commit()
+        was_online = any(m == msg.member_id for m, _ in self._sinks.values())
+        self._sinks[msg.sink.connection_id] = (msg.member_id, msg.sink)
+        msg.sink.send(
+            OutboundFrame(
+                sm.welcome(msg.member_id, self.table_id, self.group_id, self._members(), self._cart())
+            )
+        )
+        if not was_online:
+            self._broadcast(sm.member_joined(msg.member_id, self._members()), skip=msg.sink.connection_id)
+        return True
+
+    def _on_disconnect(self, msg: Disconnect) -> None:
+        if self._sinks.pop(msg.sink.connection_id, None) is None:
+            return
+        if not any(m == msg.member_id for m, _ in self._sinks.values()):
+            self._broadcast(sm.member_left(msg.member_id, self._members()))
+        self._schedule_idle_check()
+
+    # -- commands ---------------------------------------------------------------------------------
+    async def _on_command(self, cmd: Command) -> dict[str, Any]:
+        msg = cmd.message
+        rid = msg.request_id
+        if isinstance(msg, Ping):
+            return self._reply(cmd, sm.pong(rid))
+        if isinstance(msg, GetSnapshot):
+            return self._reply(cmd, sm.snapshot(rid, self._cart()))
+        if self._closed:
+            return self._reply(cmd, sm.error(rid, ErrorCode.SESSION_CLOSED, "this sitting is closed"))
+        previous = self._state.answered(cmd.member_id, rid)
+        if previous is not None:
+            METRICS.duplicate_requests.inc()
+            return self._reply(cmd, previous)
+        try:
+            match msg:
+                case AddItem():
+                    self._add_item(cmd.member_id, msg)
+                case UpdateItem():
+                    self._update_item(msg.line_id, msg.qty)
+                case RemoveItem():
+                    self._update_item(msg.line_id, 0)
+                case PlaceOrder():
+                    return await self._place_order(cmd, msg)
+        except CommandRejected as rej:
+            METRICS.errors.labels(code=rej.code.value).inc()
+            return self._reply(cmd, sm.error(rid, rej.code, rej.message))
+        answer = sm.ack(rid, self._state.revision + 1) if rid is not None else None
+        await self._commit(cmd.member_id, rid, answer)
+        self._broadcast(sm.cart_updated(self._cart()))
+        return self._reply(cmd, answer or sm.ack(None, self._state.revision))
+
+    def _reply(self, cmd: Command, answer: dict[str, Any] | None) -> dict[str, Any]:
+        if answer is None:
+            return {}
+        if cmd.sink is not None and cmd.message.request_id is not None:
+            cmd.sink.send(OutboundFrame(answer))
+        return answer
+
+    def _require_unlocked(self) -> None:
+        if self._state.locked:
+            raise CommandRejected(
+                ErrorCode.CART_LOCKED,
+                f"Order being processed by {self._state.member_name(self._state.pending.placed_by)}"
+                if self._state.pending
+                else "cart is locked",
+            )
+
+    def _add_item(self, member_id: str, msg: AddItem) -> None:
+        self._require_unlocked()
+        item = self._ctx.menu.get(msg.menu_item_id)
+        if item is None or item.restaurant_id != self.restaurant_id:
+            raise CommandRejected(ErrorCode.UNKNOWN_ITEM, f"no menu item {msg.menu_item_id!r}")
+        if not item.available:
+            raise CommandRejected(ErrorCode.ITEM_UNAVAILABLE, f"{item.name} is not available right now")
+        if len(self._state.lines) >= self._ctx.max_cart_lines:
+            raise CommandRejected(ErrorCode.BAD_REQUEST, "the cart is full")
+        line_id = f"L{self._state.next_line}"
+        self._state.next_line += 1
+        self._state.lines[line_id] = CartLine(
+            line_id=line_id,
+            menu_item_id=item.menu_item_id,
+            name=item.name,
+            qty=msg.qty,
+            unit_price=item.price,
+            note=msg.note,
+            added_by=member_id,
+        )
+        if self._state.status in (ProcessingStatus.CONFIRMED, ProcessingStatus.FAILED):
+            self._state.status = ProcessingStatus.IDLE
+
+    def _update_item(self, line_id: str, qty: int) -> None:
+        self._require_unlocked()
+        line = self._state.lines.get(line_id)
+        if line is None:
+            raise CommandRejected(ErrorCode.NOT_FOUND, f"no cart line {line_id!r}")
+        if qty == 0:
+            del self._state.lines[line_id]
+        else:
+            line.qty = qty
+
+    # -- place_order ----------------------------------------------------------------------------------
+    async def _place_order(self, cmd: Command, msg: PlaceOrder) -> dict[str, Any]:
+        started = time.perf_counter()
+        rid = msg.request_id
+        pending = self._state.pending
+        if pending is not None:
+            if pending.unresolved and (self._pos_task is None or self._pos_task.done()):
+                # The POS outcome was never learned: a retry resumes the same intent under the same key,
+                # so at most one ticket can ever exist for it.
+                pending.unresolved = False
+                self._state.status = ProcessingStatus.PROCESSING
+                answer = sm.ack(rid, self._state.revision + 1, order_id=pending.order_id)
+                await self._commit(cmd.member_id, rid, answer)
+                self._broadcast_locked(pending)
+                self._launch_pos(pending, resume=True)
+                return self._reply(cmd, answer)
+            raise CommandRejected(
+                ErrorCode.ORDER_IN_PROGRESS,
+                f"Order {pending.order_id} is being processed by {self._state.member_name(pending.placed_by)}",
+            )
+        lines = self._state.orderable_lines()
+        if not lines:
+            raise CommandRejected(ErrorCode.EMPTY_CART, "the cart is empty")
+        unavailable = [line.name for line in lines if line.menu_item_id in self._ctx.menu.unavailable]
+        if unavailable:
+            raise CommandRejected(ErrorCode.ITEM_UNAVAILABLE, "not available right now: " + ", ".join(unavailable))
+        total = sum(line.qty * line.unit_price for line in lines)
+        if msg.total is not None and msg.total != total:
+            raise CommandRejected(ErrorCode.TOTAL_MISMATCH, f"the cart total is {total}, not {msg.total}")
+
+        number = await self._ctx.store.next_order_number(self.restaurant_id)
+        now = self._ctx.clock.now()
+        pending = PendingOrder(
+            order_id=f"ORD-{self.restaurant_id}-{number}",
+            order_number=number,
+            placed_by=cmd.member_id,
+            special_instructions=msg.special_instructions,
+            total=total,
+            started_at=now,
+        )
+        for line in lines:
+            line.state = LineState.LOCKED
+        self._state.pending = pending
+        self._state.status = ProcessingStatus.PROCESSING
+        self._state.last_error = None
+        order = self._order_record(pending, OrderStatus.PROCESSING)
+        answer = sm.ack(rid, self._state.revision + 1, order_id=pending.order_id)
+        # The intent (order row, status processing, idempotency key = order id) is durable before the POS
+        # hears of it: a crash from here on is recovered by asking the POS about this key.
+        await self._commit(cmd.member_id, rid, answer, order=order)
+        METRICS.place_order_seconds.observe(time.perf_counter() - started)
+        self._log.info("order_intent", order_id=pending.order_id, member_id=cmd.member_id, total=total)
+        reply = self._reply(cmd, answer)
+        self._broadcast_locked(pending)
+        self._launch_pos(pending, resume=False)
+        return reply
+
+    def _broadcast_locked(self, pending: PendingOrder) -> None:
+        name = self._state.member_name(pending.placed_by)
+        self._broadcast(
+            sm.cart_locked(
+                pending.placed_by,
+                pending.order_id,
+                f"Order being processed by {name}",
+                iso(self._ctx.clock.now()),
+            )
+        )
+        self._broadcast(sm.cart_updated(self._cart()))
+
+    def _order_items(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "line_id": line.line_id,
+                "menu_item_id": line.menu_item_id,
+                "name": line.name,
+                "qty": line.qty,
+                "unit_price": line.unit_price,
+                "note": line.note,
+                "added_by": line.added_by,
+            }
+            for line in self._state.lines.values()
+            if line.state == LineState.LOCKED
+        ]
+
+    def _order_record(self, pending: PendingOrder, status: OrderStatus, **changes: Any) -> OrderRecord:
+        record = OrderRecord(
+            order_id=pending.order_id,
+            order_number=pending.order_number,
+            restaurant_id=self.restaurant_id,
+            table_id=self.table_id,
+            group_id=self.group_id,
+            status=status,
+            items=self._order_items(),
+            total=pending.total,
+            special_instructions=pending.special_instructions,
+            placed_by=pending.placed_by,
+            created_at=pending.started_at,
+        )
+        for key, value in changes.items():
+            setattr(record, key, value)
+        return record
+
+    def _launch_pos(self, pending: PendingOrder, *, resume: bool) -> None:
+        order = PosOrder(
+            order_id=pending.order_id,
+            order_number=pending.order_number,
+            restaurant_id=self.restaurant_id,
+            table_id=self.table_id,
+            items=[
+                {k: item[k] for k in ("menu_item_id", "name", "qty", "unit_price", "note")}
+                for item in self._order_items()
+            ],
+            total=pending.total,
+            special_instructions=pending.special_instructions,
+        )
+        ref = self.ref
+        ctx = self._ctx
+        order_log = self._log.bind(order_id=pending.order_id)
+
+        async def call_pos() -> None:
+            # Runs beside the actor: the mailbox keeps flowing (edits get cart_locked meanwhile).
+            try:
+                outcome = await submit_exactly_once(ctx.pos, order, ctx.retry, ctx.clock, resume=resume, log=order_log)
+            except Exception as exc:  # an adapter bug must still settle the order
+                outcome = Unknown(f"adapter error: {exc!r}")
+            ref.tell(PosResult(order.order_id, outcome))
+
+        self._pos_task = asyncio.get_running_loop().create_task(call_pos(), name=f"pos:{order.order_id}")
+
+    async def _on_pos_result(self, msg: PosResult) -> None:
+        await self._settle(msg)
+        if self._closed:
+            self.request_stop(StopReason.SESSION_CLOSED)
+
+    async def _settle(self, msg: PosResult) -> None:
+        pending = self._state.pending
+        if pending is None or pending.order_id != msg.order_id:
+            return  # a late answer for an order that was settled already
+        outcome = msg.outcome
+        now = self._ctx.clock.now()
+        if isinstance(outcome, Accepted):
+            order = self._order_record(
+                pending, OrderStatus.CONFIRMED, pos_ticket_id=outcome.ticket_id, confirmed_at=now
+            )
+            items = order.items
+            for line_id in [i["line_id"] for i in items]:
+                del self._state.lines[line_id]
+            self._state.pending = None
+            self._state.status = ProcessingStatus.CONFIRMED
+            self._state.last_order_id = pending.order_id
+            await self._commit(order=order)
+            METRICS.orders.labels(outcome="confirmed").inc()
+            self._log.info("order_confirmed", order_id=pending.order_id, ticket_id=outcome.ticket_id)
+            self._broadcast(
+                sm.order_confirmed(
+                    pending.order_id, pending.order_number, "Order placed successfully!", pending.total, items
+                )
+            )
+            self._broadcast(sm.cart_updated(self._cart()))
+            self._ctx.on_order_confirmed(self.restaurant_id)
+        elif isinstance(outcome, Rejected):
+            order = self._order_record(pending, OrderStatus.FAILED, error=outcome.reason)
+            for line in self._state.lines.values():
+                if line.state == LineState.LOCKED:
+                    line.state = LineState.PENDING
+            self._state.pending = None
+            self._state.status = ProcessingStatus.FAILED
+            self._state.last_error = outcome.reason
+            await self._commit(order=order)
+            METRICS.orders.labels(outcome="failed").inc()
+            self._log.info("order_failed", order_id=pending.order_id, error=outcome.reason)
+            self._broadcast(
+                sm.order_failed(
+                    pending.order_id, outcome.reason, f"Order failed: {outcome.reason}. Tap to retry.", True
+                )
+            )
+            self._broadcast(sm.cart_updated(self._cart()))
+        else:
+            # Outcome unknown after every retry: keep the lines locked and the intent open, so the only
+            # way forward is resuming this same key (never a second ticket).
+            pending.unresolved = True
+            self._state.status = ProcessingStatus.FAILED
+            self._state.last_error = outcome.reason
+            await self._commit()
+            METRICS.orders.labels(outcome="unknown").inc()
+            self._log.warning("order_outcome_unknown", order_id=pending.order_id, reason=outcome.reason)
+            self._broadcast(
+                sm.order_failed(
+                    pending.order_id,
+                    "pos_unreachable",
+                    "We could not confirm your order yet. Tap to retry.",
+                    True,
+                )
+            )
+            self._broadcast(sm.cart_updated(self._cart()))
+
+    # -- session end ------------------------------------------------------------------------------------
+    async def _on_close_session(self, reason: str) -> None:
+        self._closed = True
+        frame = OutboundFrame(sm.session_closed(reason))
+        for _, sink in list(self._sinks.values()):
+            sink.send(frame)
+            sink.close(CLOSE_SESSION_ENDED, "session closed")
+        self._sinks.clear()
+        if self._pos_task is None or self._pos_task.done():
+            self.request_stop(StopReason.SESSION_CLOSED)
+        # else: stay until the POS answers so the order settles; _on_pos_result stops us then.
+
+    def _schedule_idle_check(self) -> None:
+        if self._idle_task is not None and not self._idle_task.done():
+            return
+        ref = self.ref
+        clock = self._ctx.clock
+        delay = self._ctx.idle_seconds
+
+        async def later() -> None:
+            await clock.sleep(delay)
+            if ref.alive:
+                ref.tell(IdleCheck())
+
+        self._idle_task = asyncio.get_running_loop().create_task(later())
+
+    def _on_idle_check(self) -> None:
+        busy = self._sinks or (self._pos_task is not None and not self._pos_task.done())
+        if busy:
+            self._idle_task = None
+            if not self._sinks:
+                self._schedule_idle_check()
+            return
+        self.request_stop(StopReason.IDLE)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _cart(self) -> dict[str, Any]:
+        return self._state.view(self._ctx.menu.unavailable)
+
+    def _broadcast(self, message: dict[str, Any], skip: int | None = None) -> None:
+        frame = OutboundFrame(message)  # encoded once per wire format, shared by every member
+        for conn_id, (_, sink) in self._sinks.items():
+            if conn_id != skip:
+                sink.send(frame)
+        METRICS.broadcasts.inc()
+
+    async def _commit(
+        self,
+        member_id: str | None = None,
+        request_id: str | None = None,
+        answer: dict[str, Any] | None = None,
+        *,
+        order: OrderRecord | None = None,
+    ) -> None:
+        """Make the current in-memory state durable as revision + 1 (the caller already changed it)."""
+        expected = self._state.revision
+        self._state.revision = expected + 1
+        self._state.last_updated = self._ctx.clock.now()
+        if member_id is not None and answer is not None:
+            self._state.remember(member_id, request_id, answer)
+        snapshot = GroupSnapshot(
+            group_id=self.group_id,
+            table_id=self.table_id,
+            restaurant_id=self.restaurant_id,
+            revision=self._state.revision,
+            state=self._state.to_snapshot(),
+        )
+        await self._ctx.commit(GroupWrite(snapshot=snapshot, expected_revision=expected, order=order))

@@ -1,0 +1,98 @@
+"""Configuration: ``config.yaml`` < ``TABLESIDE_*`` environment (nested with ``__``) < CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+class DemoSettings(BaseModel):
+    tables: int = Field(12, ge=1, le=100_000)
+    restaurant_id: int = 1
+    restaurant_name: str = "Tableside Demo Bistro"
+
+
+class LimitSettings(BaseModel):
+    messages_per_second: float = Field(20.0, gt=0)
+    burst: int = Field(50, ge=1)
+    max_frame_bytes: int = Field(65536, ge=1024, le=1 << 20)
+    max_cart_lines: int = Field(100, ge=1)
+    max_members_per_group: int = Field(50, ge=1)
+    max_connections: int = Field(50_000, ge=1)
+    join_per_minute_per_ip: int = Field(600, ge=1)
+
+
+class PosSettings(BaseModel):
+    adapter: Literal["dummy", "http"] = "dummy"
+    url: str | None = None
+    latency_ms: int = Field(3000, ge=0)
+    success_rate: float = Field(0.9, ge=0.0, le=1.0)
+    timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    backoff_s: float = Field(2.0, ge=0)
+
+
+class TokenSettings(BaseModel):
+    ttl_hours: float = Field(12.0, gt=0)
+    staff_ttl_hours: float = Field(12.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TABLESIDE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = None  # what join URLs start with; default http://{host}:{port}
+    database_url: str | None = None  # None: embedded Postgres under data_dir
+    data_dir: Path = Path("./var")
+    admin_password: str | None = None
+    allowed_origins: list[str] = Field(default_factory=list)  # extra Origins for the websocket check
+    cookie_secure: bool = False  # True behind HTTPS; SameSite/HttpOnly are always set
+    idle_actor_seconds: float = Field(300.0, gt=0)
+    log_level: str = "info"
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    pos: PosSettings = Field(default_factory=PosSettings)
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get("TABLESIDE_CONFIG_FILE", "config.yaml")
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+        )
+
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build settings; ``overrides`` are CLI flags (None values mean 'not given')."""
+    if config_file:
+        os.environ["TABLESIDE_CONFIG_FILE"] = config_file
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**given)

@@ -1,0 +1,42 @@
+"""Prometheus metrics (prometheus-client), one registry per process, exposed at ``GET /metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("tableside_ws_connections", "Open guest websocket connections", registry=r)
+        self.active_actors = Gauge("tableside_active_table_actors", "Table actors in memory", registry=r)
+        self.messages = Counter("tableside_ws_messages_total", "Client messages received", ["type"], registry=r)
+        self.errors = Counter("tableside_errors_total", "Error replies sent", ["code"], registry=r)
+        self.duplicate_requests = Counter(
+            "tableside_duplicate_requests_total", "Resent request ids answered from memory", registry=r
+        )
+        self.broadcasts = Counter("tableside_broadcasts_total", "Group broadcasts (encoded once each)", registry=r)
+        self.orders = Counter("tableside_orders_total", "Orders settled", ["outcome"], registry=r)
+        self.place_order_seconds = Histogram(
+            "tableside_place_order_seconds",
+            "place_order handling until the intent is committed (POS latency excluded)",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.commit_batch = Histogram(
+            "tableside_commit_batch_size",
+            "Group-commit batch sizes",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "tableside_commit_seconds",
+            "Group-commit transaction time",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+            registry=r,
+        )
+        self.joins = Counter("tableside_joins_total", "Successful table joins", registry=r)
+
+
+METRICS = Metrics()

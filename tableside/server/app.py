@@ -1,0 +1,206 @@
+"""Wiring: build the services, the route table, and run/stop the server."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tableside.actors.directory import ActorDirectory
+from tableside.auth import StaffAuth
+from tableside.clock import Clock, SystemClock
+from tableside.config import Settings
+from tableside.demo import seed_demo
+from tableside.menu import MenuCatalog
+from tableside.pos.factory import build_pos_adapter
+from tableside.pos.interface import PosAdapter
+from tableside.protocol import Limits
+from tableside.server import http
+from tableside.server.base import BaseHandler
+from tableside.server.kitchen import KitchenHub
+from tableside.server.services import Services, build_table_context
+from tableside.server.ws import GuestSocket, NotFoundHandler
+from tableside.storage.committer import GroupCommitter
+from tableside.storage.interface import OrderStatus, StaffRole, Store
+from tableside.web import WEB_DIR
+
+log = structlog.get_logger("tableside.server")
+
+
+class MetricsHandler(BaseHandler):
+    async def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.services.metrics.registry))
+
+
+class PageHandler(tornado.web.RequestHandler):
+    """Serves one HTML page from web/static."""
+
+    def initialize(self, page: str) -> None:
+        self.page = page
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
+        )
+        self.finish((WEB_DIR / self.page).read_bytes())
+
+
+def make_app(services: Services) -> tornado.web.Application:
+    s = {"services": services}
+    routes: list[Any] = [
+        (r"/healthz", http.HealthHandler, s),
+        (r"/metrics", MetricsHandler, s),
+        (r"/api/join", http.JoinHandler, s),
+        (r"/q/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,128})", http.QrJoinHandler, s),
+        (r"/api/menu", http.MenuHandler, s),
+        (r"/api/cart", http.CartHandler, s),
+        (r"/api/orders", http.OrdersHandler, s),
+        (r"/api/staff/login", http.StaffLoginHandler, s),
+        (r"/api/staff/tables", http.StaffTablesHandler, s),
+        (r"/api/staff/tables/([A-Za-z0-9_-]{1,64})/checkout", http.CheckoutHandler, s),
+        (r"/api/staff/tables/([A-Za-z0-9_-]{1,64})/reset", http.ResetHandler, s),
+        (r"/ws", GuestSocket, s),
+        (r"/guest", PageHandler, {"page": "guest.html"}),
+        (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(WEB_DIR)}),
+    ]
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        websocket_max_message_size=1 << 20,  # the protocol's 64 KiB limit answers with too_large below this
+        websocket_ping_interval=20,
+        websocket_ping_timeout=60,
+        max_body_size=1 << 20,
+        compress_response=False,
+    )
+
+
+@dataclass
+class RunningServer:
+    services: Services
+    http_server: tornado.httpserver.HTTPServer
+    port: int
+    owns_store: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def stop(self) -> None:
+        self.http_server.stop()
+        await self.services.directory.stop_all()
+        await self.services.kitchen.stop()
+        await self.services.committer.stop()
+        await self.services.pos.close()
+        if self.owns_store:
+            await self.services.store.close()
+
+
+async def build_services(
+    settings: Settings,
+    store: Store,
+    *,
+    clock: Clock | None = None,
+    pos: PosAdapter | None = None,
+) -> Services:
+    clock = clock or SystemClock()
+    rid = settings.demo.restaurant_id
+    committer = GroupCommitter(store)
+    committer.start()
+    menu = MenuCatalog(store)
+    await menu.load([rid])
+    pos = pos or build_pos_adapter(
+        settings.pos.adapter,
+        clock=clock,
+        latency_ms=settings.pos.latency_ms,
+        success_rate=settings.pos.success_rate,
+        url=settings.pos.url,
+    )
+    kitchen = KitchenHub(store)
+    kitchen.start()
+    ctx = build_table_context(settings, store, committer, menu, pos, clock, kitchen)
+    directory = ActorDirectory(ctx)
+    limits = Limits(max_frame_bytes=settings.limits.max_frame_bytes)
+    return Services(
+        settings=settings,
+        store=store,
+        committer=committer,
+        menu=menu,
+        pos=pos,
+        clock=clock,
+        staff_auth=StaffAuth(store, settings.tokens.staff_ttl_hours * 3600),
+        kitchen=kitchen,
+        directory=directory,
+        limits=limits,
+        restaurant_id=rid,
+    )
+
+
+async def reconcile_open_orders(services: Services) -> int:
+    """Orders left ``processing`` by a crash: activate their groups; activation resumes the POS call by
+    key (lookup first), and the outcome reaches the group like any other."""
+    orders = await services.store.list_orders_by_status(OrderStatus.PROCESSING)
+    for order in orders:
+        services.directory.ref_for(order.group_id, order.table_id, order.restaurant_id)
+    if orders:
+        log.info("reconciling_orders", count=len(orders), order_ids=[o.order_id for o in orders[:20]])
+    return len(orders)
+
+
+async def bootstrap_staff(services: Services, *, demo: bool) -> dict[str, str]:
+    """Create the admin (password from settings) and, for --demo, one user per role with fresh passwords.
+    Returns the passwords that were set now so the CLI can print them once."""
+    printed: dict[str, str] = {}
+    admin_pw = services.settings.admin_password
+    if admin_pw:
+        await services.staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
+    elif demo or await services.store.get_staff("admin") is None:
+        admin_pw = secrets.token_urlsafe(9)
+        await services.staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
+        printed["admin"] = admin_pw
+    if demo:
+        for role in (StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN):
+            pw = secrets.token_urlsafe(9)
+            await services.staff_auth.set_user(role.value, role, pw)
+            printed[role.value] = pw
+    return printed
+
+
+async def start_server(
+    settings: Settings,
+    store: Store,
+    *,
+    demo: bool = False,
+    clock: Clock | None = None,
+    pos: PosAdapter | None = None,
+    owns_store: bool = True,
+) -> tuple[RunningServer, dict[str, str]]:
+    if demo:
+        await seed_demo(store, settings.demo.restaurant_id, settings.demo.restaurant_name, settings.demo.tables)
+    services = await build_services(settings, store, clock=clock, pos=pos)
+    passwords = await bootstrap_staff(services, demo=demo)
+    app = make_app(services)
+    server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=1 << 20)
+    sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host, backlog=4096)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    if settings.port == 0:
+        settings.port = port
+    await reconcile_open_orders(services)
+    return RunningServer(services, server, port, owns_store), passwords
+
+
+def data_path(settings: Settings) -> Path:
+    return Path(settings.data_dir).resolve()
+
+
+async def wait_forever() -> None:
+    await asyncio.Event().wait()

@@ -1,0 +1,197 @@
+"""HTTP endpoints: thin handlers that validate, call ``Services`` or the store, and map typed errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tableside.actors.messages import GetCart
+from tableside.server.base import GUEST_COOKIE, ApiError, BaseHandler
+from tableside.storage.interface import (
+    BadQrSecret,
+    InvalidTransition,
+    OrderStatus,
+    StaffRole,
+    Table,
+    TableNotFound,
+    TablePaid,
+)
+
+
+def order_view(order: Any) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "order_number": order.order_number,
+        "status": order.status.value,
+        "kitchen_status": order.kitchen_status,
+        "items": order.items,
+        "total": order.total,
+        "special_instructions": order.special_instructions,
+        "placed_by": order.placed_by,
+        "created_at": order.created_at,
+        "confirmed_at": order.confirmed_at,
+    }
+
+
+class HealthHandler(BaseHandler):
+    async def get(self) -> None:
+        self.send_json({"status": "ok", "active_tables": self.services.directory.active_count})
+
+
+class JoinHandler(BaseHandler):
+    async def post(self) -> None:
+        if not self.services.join_limiter.allow(self.client_ip(), self.services.clock.monotonic()):
+            raise ApiError(429, "rate_limited", "too many joins from this address")
+        data = self.json_body()
+        table_id = self.field_str(data, "table_id", 64)
+        qr = self.field_str(data, "qr", 128)
+        token, result = await join_or_raise(self, table_id, qr)
+        self.send_json(
+            {
+                "token": token,
+                "table_id": result.table_id,
+                "group_id": result.group_id,
+                "member_id": result.member_id,
+                "expires_at": result.expires_at,
+            },
+            201,
+        )
+
+
+async def join_or_raise(handler: BaseHandler, table_id: str, qr: str) -> Any:
+    try:
+        return await handler.services.join(table_id, qr)
+    except TableNotFound as exc:
+        raise ApiError(404, "table_not_found", f"no table {table_id!r}") from exc
+    except BadQrSecret as exc:
+        raise ApiError(403, "forbidden", "this QR code is not valid for the table") from exc
+    except TablePaid as exc:
+        raise ApiError(409, "table_paid", "this table has been checked out; please ask staff") from exc
+
+
+class QrJoinHandler(BaseHandler):
+    """What a printed QR code opens: join, set the cookie, then 303 to the guest page."""
+
+    async def get(self, table_id: str, qr: str) -> None:
+        if not self.services.join_limiter.allow(self.client_ip(), self.services.clock.monotonic()):
+            raise ApiError(429, "rate_limited", "too many joins from this address")
+        try:
+            token, result = await join_or_raise(self, table_id, qr)
+        except ApiError as err:
+            self.set_status(err.status_code)
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(closed_page(err.message))
+            return
+        self.set_cookie(
+            GUEST_COOKIE,
+            token,
+            httponly=True,
+            secure=self.services.settings.cookie_secure,
+            samesite="Lax",  # Lax so the top-level navigation from the QR scan carries it
+            expires=result.expires_at,
+            path="/",
+        )
+        self.redirect("/guest", status=303)
+
+
+def closed_page(message: str) -> str:
+    import html
+
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'><title>Tableside</title></head>"
+        f"<body><main><h1>Ask staff</h1><p role=alert>{html.escape(message)}</p></main></body></html>"
+    )
+
+
+class MenuHandler(BaseHandler):
+    async def get(self) -> None:
+        rid = self.services.restaurant_id
+        self.send_json(
+            {
+                "items": [
+                    {
+                        "menu_item_id": i.menu_item_id,
+                        "name": i.name,
+                        "category": i.category,
+                        "price": i.price,
+                        "available": i.available,
+                    }
+                    for i in self.services.menu.items(rid)
+                ]
+            }
+        )
+
+
+class CartHandler(BaseHandler):
+    async def get(self) -> None:
+        info = await self.require_guest()
+        ref = self.services.directory.ref_for(info.group_id, info.table_id, info.restaurant_id)
+        cart = await ref.ask(GetCart())
+        self.send_json(cart)
+
+
+class OrdersHandler(BaseHandler):
+    async def get(self) -> None:
+        info = await self.require_guest()
+        orders = await self.services.store.list_group_orders(info.group_id)
+        self.send_json({"orders": [order_view(o) for o in orders if o.status == OrderStatus.CONFIRMED]})
+
+
+# -- staff ---------------------------------------------------------------------------------------------
+
+
+class StaffLoginHandler(BaseHandler):
+    async def post(self) -> None:
+        data = self.json_body()
+        username = self.field_str(data, "username", 64)
+        password = self.field_str(data, "password", 256)
+        now = self.services.clock.monotonic()
+        limiter = self.services.staff_login_limiter
+        if not (limiter.allow("ip:" + self.client_ip(), now) and limiter.allow("user:" + username, now)):
+            raise ApiError(429, "rate_limited", "too many login attempts; wait a minute")
+        result = await self.services.staff_auth.login(username, password, self.services.clock.now())
+        if result is None:
+            raise ApiError(401, "unauthorized", "wrong username or password")
+        token, user = result
+        self.send_json({"token": token, "username": user.username, "role": user.role.value})
+
+
+def table_view(handler: BaseHandler, table: Table) -> dict[str, Any]:
+    return {
+        "table_id": table.table_id,
+        "name": table.name,
+        "status": table.status.value,
+        "group_id": table.current_group_id,
+        "join_url": handler.services.join_url(table),
+    }
+
+
+class StaffTablesHandler(BaseHandler):
+    async def get(self) -> None:
+        await self.require_staff(StaffRole.MANAGER, StaffRole.SERVER)
+        tables = await self.services.store.list_tables(self.services.restaurant_id)
+        self.send_json([table_view(self, t) for t in tables])
+
+
+class CheckoutHandler(BaseHandler):
+    async def post(self, table_id: str) -> None:
+        await self.require_staff(StaffRole.MANAGER, StaffRole.SERVER)
+        try:
+            table = await self.services.checkout(table_id)
+        except TableNotFound as exc:
+            raise ApiError(404, "table_not_found", f"no table {table_id!r}") from exc
+        except InvalidTransition as exc:
+            raise ApiError(409, "invalid_transition", str(exc) or "table is not occupied") from exc
+        self.send_json(table_view(self, table))
+
+
+class ResetHandler(BaseHandler):
+    async def post(self, table_id: str) -> None:
+        await self.require_staff(StaffRole.MANAGER, StaffRole.SERVER)
+        try:
+            table = await self.services.reset(table_id)
+        except TableNotFound as exc:
+            raise ApiError(404, "table_not_found", f"no table {table_id!r}") from exc
+        except InvalidTransition as exc:
+            raise ApiError(409, "invalid_transition", str(exc) or "table cannot be reset") from exc
+        self.send_json(table_view(self, table))

@@ -1,0 +1,117 @@
+"""Kitchen feed: confirmed orders reach every kitchen screen exactly once, in ``kitchen_seq`` order.
+
+Each screen keeps a cursor (the last seq it was sent). A confirmation only wakes the pump; the pump reads
+orders after each screen's cursor from the store, so a screen that reconnects with ``since`` gets what it
+missed and never a duplicate, and nothing depends on an in-memory event surviving a crash."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from tableside.protocol import OutboundFrame, server_messages as sm
+from tableside.storage.interface import OrderRecord, Store
+
+log = structlog.get_logger("tableside.kitchen")
+
+PAGE = 200
+
+
+class KitchenScreen:
+    """What the hub needs from a kitchen connection."""
+
+    connection_id: int
+
+    def send(self, frame: OutboundFrame) -> None:
+        raise NotImplementedError
+
+
+def order_placed_message(order: OrderRecord) -> dict[str, Any]:
+    return sm.order_placed(
+        order.order_id,
+        order.order_number,
+        order.table_id,
+        order.items,
+        order.special_instructions,
+        order.confirmed_at or order.created_at,
+        order.kitchen_seq or 0,
+    )
+
+
+def ticket_view(order: OrderRecord) -> dict[str, Any]:
+    out = order_placed_message(order)
+    out.pop("type", None)
+    out["status"] = order.kitchen_status
+    return out
+
+
+@dataclass(slots=True)
+class _Subscription:
+    screen: KitchenScreen
+    restaurant_id: int
+    cursor: int
+
+
+@dataclass(slots=True)
+class KitchenHub:
+    store: Store
+    subscriptions: dict[int, _Subscription] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    on_status: Callable[[OrderRecord], None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    def notify(self, restaurant_id: int) -> None:
+        self._wake.set()
+
+    def subscribe(self, screen: KitchenScreen, restaurant_id: int, since: int) -> None:
+        self.subscriptions[screen.connection_id] = _Subscription(screen, restaurant_id, since)
+        self._wake.set()
+
+    def unsubscribe(self, screen: KitchenScreen) -> None:
+        self.subscriptions.pop(screen.connection_id, None)
+
+    def broadcast(self, restaurant_id: int, message: dict[str, Any]) -> None:
+        frame = OutboundFrame(message)
+        for sub in self.subscriptions.values():
+            if sub.restaurant_id == restaurant_id:
+                sub.screen.send(frame)
+
+    async def _pump(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._deliver()
+            except Exception as exc:  # keep the feed alive; the next wake retries from the cursors
+                log.error("kitchen_pump_failed", error=repr(exc))
+                await asyncio.sleep(0.5)
+                self._wake.set()
+
+    async def _deliver(self) -> None:
+        # Screens at the same cursor share one query and one encoding per order.
+        groups: dict[tuple[int, int], list[_Subscription]] = {}
+        for sub in list(self.subscriptions.values()):
+            groups.setdefault((sub.restaurant_id, sub.cursor), []).append(sub)
+        for (restaurant_id, cursor), subs in groups.items():
+            while True:
+                orders = await self.store.list_kitchen_orders(restaurant_id, cursor, PAGE)
+                for order in orders:
+                    frame = OutboundFrame(order_placed_message(order))
+                    for sub in subs:
+                        if sub.screen.connection_id in self.subscriptions and order.kitchen_seq:
+                            sub.screen.send(frame)
+                            sub.cursor = order.kitchen_seq
+                    cursor = orders[-1].kitchen_seq or cursor
+                if len(orders) < PAGE:
+                    break

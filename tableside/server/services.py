@@ -1,0 +1,122 @@
+"""The process's collaborators, built once and injected into every handler (``initialize(services=...)``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tableside.actors.directory import ActorDirectory
+from tableside.actors.messages import CloseSession, MenuChanged
+from tableside.actors.table import TableContext
+from tableside.auth import StaffAuth, new_id, new_token, token_hash
+from tableside.clock import Clock
+from tableside.config import Settings
+from tableside.menu import MenuCatalog
+from tableside.metrics import METRICS, Metrics
+from tableside.pos.interface import PosAdapter
+from tableside.pos.submitter import RetryPolicy
+from tableside.protocol import Limits, TokenBucket
+from tableside.server.kitchen import KitchenHub
+from tableside.storage.committer import GroupCommitter
+from tableside.storage.interface import JoinResult, MenuItem, Store, Table, TokenInfo
+
+
+@dataclass(slots=True)
+class KeyedRateLimiter:
+    """Token buckets per key (client IP, username), bounded in how many keys it remembers."""
+
+    rate: float
+    burst: int
+    max_keys: int = 10_000
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def allow(self, key: str, now: float) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._buckets.pop(next(iter(self._buckets)))
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        return bucket.allow(now)
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    committer: GroupCommitter
+    menu: MenuCatalog
+    pos: PosAdapter
+    clock: Clock
+    staff_auth: StaffAuth
+    kitchen: KitchenHub
+    directory: ActorDirectory
+    limits: Limits
+    restaurant_id: int
+    metrics: Metrics = METRICS
+    join_limiter: KeyedRateLimiter = field(default_factory=lambda: KeyedRateLimiter(10.0, 600))
+    # Ten tries, then one every ten seconds, per IP and per username.
+    staff_login_limiter: KeyedRateLimiter = field(default_factory=lambda: KeyedRateLimiter(0.1, 10))
+
+    # -- table lifecycle (seed 000) ------------------------------------------------------------------
+    async def join(self, table_id: str, qr: str) -> tuple[str, JoinResult]:
+        token = new_token()
+        now = self.clock.now()
+        result = await self.store.join_table(
+            table_id,
+            qr,
+            token_hash(token),
+            new_id("m"),
+            new_id("g"),
+            now + self.settings.tokens.ttl_hours * 3600,
+            now,
+        )
+        self.metrics.joins.inc()
+        return token, result
+
+    async def resolve_guest(self, token: str | None) -> TokenInfo | None:
+        if not token or len(token) > 128:
+            return None
+        return await self.store.resolve_token(token_hash(token), self.clock.now())
+
+    async def checkout(self, table_id: str) -> Table:
+        table = await self.store.checkout_table(table_id, self.clock.now())
+        if table.current_group_id:
+            self.directory.tell_if_active(table.current_group_id, CloseSession("checked_out"))
+        return table
+
+    async def reset(self, table_id: str) -> Table:
+        before = await self.store.get_table(table_id)
+        table = await self.store.reset_table(table_id, self.clock.now())
+        if before is not None and before.current_group_id:
+            self.directory.tell_if_active(before.current_group_id, CloseSession("table_reset"))
+        return table
+
+    async def set_availability(self, menu_item_id: str, available: bool) -> MenuItem:
+        item = await self.menu.set_availability(menu_item_id, available)
+        self.directory.broadcast_to_all(MenuChanged((menu_item_id,)))
+        return item
+
+    def join_url(self, table: Table) -> str:
+        return f"{self.settings.base_url()}/q/{table.table_id}/{table.qr_secret}"
+
+
+def build_table_context(
+    settings: Settings,
+    store: Store,
+    committer: GroupCommitter,
+    menu: MenuCatalog,
+    pos: PosAdapter,
+    clock: Clock,
+    kitchen: KitchenHub,
+) -> TableContext:
+    return TableContext(
+        store=store,
+        commit=committer.commit,
+        menu=menu,
+        pos=pos,
+        retry=RetryPolicy(settings.pos.timeout_s, settings.pos.max_retries, settings.pos.backoff_s),
+        clock=clock,
+        on_order_confirmed=kitchen.notify,
+        idle_seconds=settings.idle_actor_seconds,
+        max_cart_lines=settings.limits.max_cart_lines,
+        max_members=settings.limits.max_members_per_group,
+    )

@@ -1,0 +1,183 @@
+"""The guest websocket: a thin shell that moves frames between a socket and the table actor.
+
+Decoding, validation and limits live in ``tableside.protocol``; the cart lives in the actor. This handler
+authenticates the handshake, rate-limits, turns bad frames into ``error`` replies (the loop never dies),
+and is the ``MemberSink`` the actor sends encoded frames through."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+from urllib.parse import urlparse
+
+import structlog
+import tornado.web
+import tornado.websocket
+
+from tableside.actors.base import ActorDead, ActorRef, MailboxFull
+from tableside.actors.messages import Command, Connect, Disconnect, TableMessage
+from tableside.protocol import (
+    SUBPROTOCOLS,
+    Codec,
+    ErrorCode,
+    OutboundFrame,
+    Ping,
+    ProtocolError,
+    TokenBucket,
+    codec_for_subprotocol,
+    read_client_frame,
+    server_messages as sm,
+)
+from tableside.server.base import GUEST_COOKIE
+from tableside.server.services import Services
+from tableside.storage.interface import TokenInfo
+
+log = structlog.get_logger("tableside.ws")
+
+_connection_ids = itertools.count(1)
+
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+# Past this many rate-limited frames in a row the client is abusive, not bursty: close.
+RATE_STRIKES_BEFORE_CLOSE = 50
+
+
+def origin_allowed(origin: str, host: str | None, extra: list[str]) -> bool:
+    parsed = urlparse(origin)
+    if origin in extra or (parsed.scheme and f"{parsed.scheme}://{parsed.netloc}" in extra):
+        return True
+    return bool(host) and parsed.netloc.lower() == (host or "").lower()
+
+
+class SocketBase(tornado.websocket.WebSocketHandler):
+    """Shared by guest and kitchen sockets: origin check, codec choice, frame sending."""
+
+    services: Services
+    codec: Codec
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+        self.connection_id = next(_connection_ids)
+        self.codec = codec_for_subprotocol(None, services.limits)
+
+    def check_origin(self, origin: str) -> bool:
+        # Browsers always send Origin: only pages served by us (or configured origins) may connect.
+        return origin_allowed(origin, self.request.headers.get("Host"), self.services.settings.allowed_origins)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        for proto in subprotocols:
+            if proto in SUBPROTOCOLS:
+                self.codec = codec_for_subprotocol(proto, self.services.limits)
+                return proto
+        return None
+
+    def refuse(self, status: int, code: str, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": code, "message": message}))
+
+    def send(self, frame: OutboundFrame) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        data = frame.encoded(self.codec)
+        try:
+            fut = self.write_message(data, binary=self.codec.binary)
+        except tornado.websocket.WebSocketClosedError:
+            return
+        fut.add_done_callback(_swallow_closed)
+
+    def send_message(self, message: dict[str, Any]) -> None:
+        self.send(OutboundFrame(message))
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        super().close(code, reason)
+
+
+def _swallow_closed(fut: Any) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieve, so a socket closed mid-write is not logged as an unhandled error
+
+
+class GuestSocket(SocketBase):
+    token_info: TokenInfo
+    ref: ActorRef[TableMessage] | None = None
+    open_count = 0  # process-wide, bounds connections (limits.max_connections)
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        token = self.get_query_argument("token", None) or self.get_cookie(GUEST_COOKIE)
+        info = await self.services.resolve_guest(token)
+        if info is None:
+            self.refuse(401, "unauthorized", "token unknown, expired or revoked")
+            return
+        if GuestSocket.open_count >= self.services.settings.limits.max_connections:
+            self.refuse(503, "overloaded", "too many connections")
+            return
+        self.token_info = info
+        await super().get(*args, **kwargs)
+
+    async def open(self, *args: str, **kwargs: str) -> None:
+        # Tornado leaves Nagle on: with delayed ACKs small broadcast frames stall. Send at once.
+        self.set_nodelay(True)
+        limits = self.services.settings.limits
+        self._bucket = TokenBucket(limits.messages_per_second, limits.burst)
+        self._strikes = 0
+        self.services.metrics.connections.inc()
+        GuestSocket.open_count += 1
+        info = self.token_info
+        self._log = log.bind(table_id=info.table_id, group_id=info.group_id, member_id=info.member_id)
+        self.ref = self.services.directory.ref_for(info.group_id, info.table_id, info.restaurant_id)
+        try:
+            await self.ref.ask(Connect(info.member_id, self))
+        except (ActorDead, MailboxFull):
+            self.send_message(sm.error(None, ErrorCode.INTERNAL, "table unavailable, reconnect"))
+            self.close(1011, "retry")
+
+    def on_message(self, message: str | bytes) -> None:
+        if not self._bucket.allow(self.services.clock.monotonic()):
+            self._strikes += 1
+            self.services.metrics.errors.labels(code="rate_limited").inc()
+            self.send_message(sm.error(None, ErrorCode.RATE_LIMITED, "slow down"))
+            if self._strikes > RATE_STRIKES_BEFORE_CLOSE:
+                self.close(CLOSE_POLICY, "rate limit")
+            return
+        self._strikes = 0
+        try:
+            msg = read_client_frame(self.codec, message, self.services.limits)
+        except ProtocolError as err:
+            self.services.metrics.errors.labels(code=err.code.value).inc()
+            self.send_message(sm.error(err.request_id, err.code, err.message))
+            if err.fatal:
+                self.close(CLOSE_TOO_BIG, "frame too large")
+            return
+        self.services.metrics.messages.labels(type=type(msg).__name__).inc()
+        if isinstance(msg, Ping):
+            self.send_message(sm.pong(msg.request_id))
+            return
+        ref = self.ref
+        if ref is None or not ref.alive:
+            self.send_message(sm.error(msg.request_id, ErrorCode.INTERNAL, "table restarting, reconnect"))
+            self.close(1012, "reconnect")
+            return
+        try:
+            ref.tell(Command(self.token_info.member_id, self, msg))
+        except MailboxFull:
+            self.send_message(sm.error(msg.request_id, ErrorCode.RATE_LIMITED, "table busy, retry"))
+
+    def on_close(self) -> None:
+        if self.ref is None:
+            return
+        self.services.metrics.connections.dec()
+        GuestSocket.open_count -= 1
+        if self.ref.alive:
+            try:
+                self.ref.tell(Disconnect(self.token_info.member_id, self))
+            except MailboxFull:
+                pass
+
+
+class NotFoundHandler(tornado.web.RequestHandler):
+    def prepare(self) -> None:
+        self.set_status(404)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": "not_found", "message": "not found"}))
