@@ -1,0 +1,408 @@
+"""A standalone POS simulator: ``tableside pos-sim`` (or ``python -m tableside.pos.simulator``).
+
+It honours ``Idempotency-Key`` like a well-behaved POS and injects the failures the submitter must survive:
+503s (no ticket), 422 refusals (no ticket) and, the exactly-once trap, *accept then hang*: the ticket is
+created but the response is held longer than the client waits, so the client sees a timeout for an order
+that exists. ``POST /control`` changes injection at runtime; ``GET /stats`` and ``GET /tickets`` let tests
+and benchmarks check that no order ever produced two tickets.
+
+The simulator stands for a separate system, so it uses real time (``asyncio.sleep``), not the app's Clock.
+
+API::
+
+    POST /orders          body {order_id, ...}, header Idempotency-Key -> 201 new / 200 duplicate
+                          {ticket_id, order_id, duplicate}; 409 same key, different body; 422 rejected;
+                          503 injected error; 400 malformed
+    GET  /orders/{key}    200 {ticket_id, ...} / 404
+    GET  /tickets         [{ticket_id, order_id, total, items, created_at}, ...]
+    GET  /stats           {tickets, submissions, duplicates, rejected, errors_injected, timeouts_injected}
+    POST /control         {latency_ms?, error_rate?, reject_rate?, accept_then_timeout_rate?, hang_ms?,
+                           fail_next?, timeout_next?} -> the effective settings
+    POST /reset           forget every ticket, counter and pending injection; back to the startup settings
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import Enum
+from typing import Any
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.log import access_log
+from tornado.netutil import bind_sockets
+
+
+@dataclass
+class SimulatorConfig:
+    latency_ms: int = 0  # delay before handling POST /orders and GET /orders/{key}
+    error_rate: float = 0.0  # new key -> 503, no ticket
+    reject_rate: float = 0.0  # new key -> 422, no ticket (and the key stays rejected)
+    accept_then_timeout_rate: float = 0.0  # new key -> ticket created, response held for hang_ms
+    hang_ms: int = 15000
+    seed: int | None = None
+
+    def validate(self) -> None:
+        for name in ("error_rate", "reject_rate", "accept_then_timeout_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.latency_ms < 0 or self.hang_ms < 0:
+            raise ValueError("latency_ms and hang_ms must be >= 0")
+
+
+@dataclass
+class Ticket:
+    ticket_id: str
+    order_id: str
+    total: int
+    items: list[Any]
+    created_at: float
+    fingerprint: str = field(repr=False)  # canonical body, to spot a reused key with a different order
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "ticket_id": self.ticket_id,
+            "order_id": self.order_id,
+            "total": self.total,
+            "items": self.items,
+            "created_at": self.created_at,
+        }
+
+
+class Fate(Enum):
+    """What happens to a submission of a key the simulator has not seen."""
+
+    ACCEPT = "accept"
+    ERROR = "error"
+    REJECT = "reject"
+    ACCEPT_THEN_HANG = "accept_then_hang"
+
+
+class SimulatorState:
+    """Everything the simulator knows; separate from the handlers so tests can inspect it in-process."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self._startup = replace(config) if config is not None else SimulatorConfig()
+        self._startup.validate()
+        self._hung: set[asyncio.Event] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        self.config = replace(self._startup)
+        self.rng = random.Random(self.config.seed)
+        self.tickets: dict[str, Ticket] = {}  # Idempotency-Key -> ticket
+        self.rejected: dict[str, str] = {}  # Idempotency-Key -> body fingerprint
+        self.submissions = 0
+        self.duplicates = 0
+        self.rejected_count = 0
+        self.errors_injected = 0
+        self.timeouts_injected = 0
+        self.fail_next = 0
+        self.timeout_next = 0
+        self._seq = 0
+        self.release_hung()  # a reset must not leave old responses parked
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "tickets": len(self.tickets),
+            "submissions": self.submissions,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected_count,
+            "errors_injected": self.errors_injected,
+            "timeouts_injected": self.timeouts_injected,
+        }
+
+    def settings(self) -> dict[str, Any]:
+        return {**asdict(self.config), "fail_next": self.fail_next, "timeout_next": self.timeout_next}
+
+    def control(self, changes: dict[str, Any]) -> None:
+        """Apply a /control body; raises ValueError (nothing applied) on an unknown key or bad value."""
+        tunable = {f.name for f in fields(SimulatorConfig)} - {"seed"}
+        unknown = set(changes) - tunable - {"fail_next", "timeout_next"}
+        if unknown:
+            raise ValueError(f"unknown control keys: {sorted(unknown)}")
+        updates: dict[str, Any] = {}
+        for name in tunable & set(changes):
+            kind = int if name in ("latency_ms", "hang_ms") else float
+            updates[name] = _number(changes[name], kind, name)
+        new_config = replace(self.config, **updates)
+        new_config.validate()
+        fail_next = _number(changes.get("fail_next", self.fail_next), int, "fail_next")
+        timeout_next = _number(changes.get("timeout_next", self.timeout_next), int, "timeout_next")
+        if fail_next < 0 or timeout_next < 0:
+            raise ValueError("fail_next and timeout_next must be >= 0")
+        self.config, self.fail_next, self.timeout_next = new_config, int(fail_next), int(timeout_next)
+
+    def decide(self) -> Fate:
+        """The fate of a new key: queued one-shot injections first, then the configured rates."""
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return Fate.ERROR
+        if self.timeout_next > 0:
+            self.timeout_next -= 1
+            return Fate.ACCEPT_THEN_HANG
+        # One draw split into bands, so each rate means what it says when they are combined.
+        draw = self.rng.random()
+        c = self.config
+        if draw < c.error_rate:
+            return Fate.ERROR
+        if draw < c.error_rate + c.reject_rate:
+            return Fate.REJECT
+        if draw < c.error_rate + c.reject_rate + c.accept_then_timeout_rate:
+            return Fate.ACCEPT_THEN_HANG
+        return Fate.ACCEPT
+
+    def create_ticket(self, key: str, body: dict[str, Any], fingerprint: str) -> Ticket:
+        self._seq += 1
+        items = body.get("items")
+        total = body.get("total")
+        ticket = Ticket(
+            ticket_id=f"SIM-{self._seq:06d}",
+            order_id=key,
+            total=total if isinstance(total, int) else 0,
+            items=items if isinstance(items, list) else [],
+            created_at=time.time(),
+            fingerprint=fingerprint,
+        )
+        self.tickets[key] = ticket
+        return ticket
+
+    async def hang(self, seconds: float, released: asyncio.Event) -> None:
+        """Park a response until ``seconds`` pass or ``released`` is set (client gone, reset, shutdown)."""
+        self._hung.add(released)
+        try:
+            await asyncio.wait_for(released.wait(), seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self._hung.discard(released)
+
+    def release_hung(self) -> None:
+        for event in list(self._hung):
+            event.set()
+
+
+def _number(value: Any, kind: type[int] | type[float], name: str) -> float:
+    # bool is an int subclass; `true` as a rate is a client bug worth reporting.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number")
+    if kind is int and value != int(value):
+        raise ValueError(f"{name} must be an integer")
+    return kind(value)
+
+
+class _Handler(tornado.web.RequestHandler):
+    def initialize(self, state: SimulatorState) -> None:
+        self.state = state
+
+    def reply(self, status: int, payload: Any) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(payload))
+
+    def json_body(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+class OrdersHandler(_Handler):
+    def initialize(self, state: SimulatorState) -> None:
+        super().initialize(state)
+        self._released = asyncio.Event()
+
+    def on_connection_close(self) -> None:
+        # The client gave up (its timeout): stop holding the response it will never read.
+        self._released.set()
+
+    async def post(self) -> None:
+        state = self.state
+        if state.config.latency_ms:
+            await asyncio.sleep(state.config.latency_ms / 1000)
+        body = self.json_body()
+        key = self.request.headers.get("Idempotency-Key", "")
+        if body is None:
+            self.reply(400, {"error": "bad_request", "reason": "body must be a JSON object"})
+            return
+        if not key:
+            self.reply(400, {"error": "bad_request", "reason": "missing Idempotency-Key header"})
+            return
+        if body.get("order_id", key) != key:
+            self.reply(400, {"error": "bad_request", "reason": "order_id differs from Idempotency-Key"})
+            return
+        state.submissions += 1
+        fingerprint = json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+        # From here to the reply there is no await, so two concurrent posts of one key cannot both create.
+        existing = state.tickets.get(key)
+        if existing is not None or key in state.rejected:
+            seen = existing.fingerprint if existing is not None else state.rejected[key]
+            if seen != fingerprint:
+                self.reply(
+                    409, {"error": "mismatch", "reason": "Idempotency-Key reused with a different body"}
+                )
+                return
+            state.duplicates += 1
+            if existing is None:
+                self.reply(422, {"error": "rejected", "reason": "order was rejected"})
+                return
+            self.reply(200, {"ticket_id": existing.ticket_id, "order_id": key, "duplicate": True})
+            return
+
+        fate = state.decide()
+        if fate is Fate.ERROR:
+            state.errors_injected += 1
+            self.reply(503, {"error": "unavailable", "reason": "injected error"})
+            return
+        if fate is Fate.REJECT:
+            state.rejected_count += 1
+            state.rejected[key] = fingerprint
+            self.reply(422, {"error": "rejected", "reason": "injected rejection"})
+            return
+        ticket = state.create_ticket(key, body, fingerprint)
+        if fate is Fate.ACCEPT_THEN_HANG:
+            state.timeouts_injected += 1
+            # Usually the client has timed out and gone by now; tornado drops the late reply quietly.
+            await state.hang(state.config.hang_ms / 1000, self._released)
+        self.reply(201, {"ticket_id": ticket.ticket_id, "order_id": key, "duplicate": False})
+
+
+class OrderLookupHandler(_Handler):
+    async def get(self, key: str) -> None:
+        if self.state.config.latency_ms:
+            await asyncio.sleep(self.state.config.latency_ms / 1000)
+        ticket = self.state.tickets.get(key)
+        if ticket is None:
+            self.reply(404, {"error": "not_found", "order_id": key})
+            return
+        self.reply(200, ticket.public())
+
+
+class TicketsHandler(_Handler):
+    def get(self) -> None:
+        self.reply(200, [t.public() for t in self.state.tickets.values()])
+
+
+class StatsHandler(_Handler):
+    def get(self) -> None:
+        self.reply(200, self.state.stats())
+
+
+class ControlHandler(_Handler):
+    def post(self) -> None:
+        body = self.json_body()
+        if body is None:
+            self.reply(400, {"error": "bad_request", "reason": "body must be a JSON object"})
+            return
+        try:
+            self.state.control(body)
+        except ValueError as exc:
+            self.reply(400, {"error": "bad_request", "reason": str(exc)})
+            return
+        self.reply(200, self.state.settings())
+
+
+class ResetHandler(_Handler):
+    def post(self) -> None:
+        self.state.reset()
+        self.reply(200, {"ok": True, **self.state.stats()})
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    # Injected 503s/422s are the simulator doing its job, so only real handler crashes (500) log as errors;
+    # tornado's default would log every 5xx at ERROR and bury real problems in tests and benchmarks.
+    status = handler.get_status()
+    level = logging.ERROR if status == 500 else logging.INFO
+    request = handler.request
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        request.uri,
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
+def make_app(state: SimulatorState) -> tornado.web.Application:
+    args = {"state": state}
+    return tornado.web.Application(
+        [
+            (r"/orders", OrdersHandler, args),
+            (r"/orders/([^/]+)", OrderLookupHandler, args),
+            (r"/tickets", TicketsHandler, args),
+            (r"/stats", StatsHandler, args),
+            (r"/control", ControlHandler, args),
+            (r"/reset", ResetHandler, args),
+        ],
+        log_function=_log_request,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tableside pos-sim", description="Run the POS simulator.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090, help="0 picks a free port (printed on start)")
+    p.add_argument("--latency-ms", type=int, default=0)
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--reject-rate", type=float, default=0.0)
+    p.add_argument("--accept-then-timeout-rate", type=float, default=0.0)
+    p.add_argument("--hang-ms", type=int, default=15000)
+    p.add_argument("--seed", type=int, default=None)
+    return p
+
+
+async def serve(host: str, port: int, config: SimulatorConfig) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    state = SimulatorState(config)
+    sockets = bind_sockets(port, host)
+    server = HTTPServer(make_app(state))
+    server.add_sockets(sockets)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    # Announce only once the signal handlers are in, so a supervisor that stops us right away gets a clean exit.
+    bound = sockets[0].getsockname()[1]
+    print(f"pos-sim listening on http://{host}:{bound}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        server.stop()
+        state.release_hung()
+        await server.close_all_connections()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config = SimulatorConfig(
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        reject_rate=args.reject_rate,
+        accept_then_timeout_rate=args.accept_then_timeout_rate,
+        hang_ms=args.hang_ms,
+        seed=args.seed,
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        print(f"pos-sim: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(args.host, args.port, config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
