@@ -1,0 +1,299 @@
+"""Wire formats: JSON text frames and msgpack binary frames, negotiated by websocket subprotocol.
+
+``decode`` turns one websocket message into plain Python values (dict/list/str/int/float/bool/None) and
+guarantees that those values respect ``Limits``: the only exception it ever raises is ``ProtocolError``,
+whatever bytes arrive. Schema checks (which fields a message has) live in ``messages.py``.
+
+Order of checks is cheapest-first: the byte size is bounded before any parsing, parse hooks reject
+oversized integers and non-finite numbers while parsing, and one iterative walk over the result enforces
+depth, container sizes, string lengths and value types. The walk is iterative (not recursive) so a
+hostile nesting depth can never overflow the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import msgpack
+
+from .errors import ErrorCode, ProtocolError, clip
+from .limits import Limits
+
+JSON_SUBPROTOCOL = "tableside.v1.json"
+MSGPACK_SUBPROTOCOL = "tableside.v1.msgpack"
+SUBPROTOCOLS: tuple[str, str] = (JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL)
+
+
+class Codec(Protocol):
+    name: str
+    subprotocol: str
+    binary: bool  # True: frames are sent as websocket binary messages
+
+    def decode(self, frame: str | bytes) -> Any: ...
+
+    def encode(self, message: Mapping[str, Any]) -> str | bytes: ...
+
+
+class _Reject(Exception):
+    """Internal: a limit violation found while parsing/walking; becomes a ``bad_request``."""
+
+
+def _bad(message: str, request_id: str | None = None) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_REQUEST, message, request_id=request_id)
+
+
+def _too_large(size_hint: str, limits: Limits) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.TOO_LARGE,
+        f"frame of {size_hint} bytes exceeds the limit of {limits.max_frame_bytes} bytes",
+        fatal=True,
+    )
+
+
+def string_problem(value: str) -> str | None:
+    """Why ``value`` may not appear in a frame, or None if it is fine.
+
+    NUL characters are refused because they truncate strings in C-based consumers (POS drivers, printers,
+    logs). Lone surrogates (only reachable through JSON ``\\ud800`` escapes) are refused because they cannot
+    be re-encoded as UTF-8, so echoing them to other members would crash the encoder.
+    """
+    if "\x00" in value:
+        return "contains a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate"
+    return None
+
+
+def valid_request_id(value: Any, limits: Limits) -> str | None:
+    """``value`` if it is an acceptable client request id, else None."""
+    if type(value) is str and 1 <= len(value) <= limits.max_id_chars and string_problem(value) is None:
+        return value
+    return None
+
+
+def salvage_request_id(obj: Any, limits: Limits) -> str | None:
+    """The client's ``id`` from a top-level dict, if it is valid; lets errors still be correlated."""
+    if isinstance(obj, dict):
+        return valid_request_id(obj.get("id"), limits)
+    return None
+
+
+def check_value(obj: Any, limits: Limits) -> None:
+    """Enforce the structural limits on a decoded value; raise ``_Reject`` on the first violation."""
+    # Explicit stack of (value, depth): recursion would let depth turn into a stack overflow.
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    max_int = limits.max_int
+    while stack:
+        value, depth = stack.pop()
+        kind = type(value)
+        if kind is str:
+            if len(value) > limits.max_string_chars:
+                raise _Reject(f"a string is longer than {limits.max_string_chars} characters")
+            problem = string_problem(value)
+            if problem is not None:
+                raise _Reject(f"a string {problem}")
+        elif kind is int:
+            if not -max_int <= value <= max_int:
+                raise _Reject(f"an integer is outside \u00b1{max_int}")
+        elif kind is float:
+            if not math.isfinite(value):
+                raise _Reject("non-finite numbers (NaN, Infinity) are not allowed")
+        elif value is None or kind is bool:
+            pass
+        elif kind is dict:
+            if depth > limits.max_depth:
+                raise _Reject(f"nesting deeper than {limits.max_depth} levels")
+            if len(value) > limits.max_map_keys:
+                raise _Reject(f"an object has more than {limits.max_map_keys} keys")
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise _Reject("object keys must be strings")
+                stack.append((key, depth))
+                if type(item) in (dict, list):
+                    stack.append((item, depth + 1))
+                else:
+                    stack.append((item, depth))
+        elif kind is list:
+            if depth > limits.max_depth:
+                raise _Reject(f"nesting deeper than {limits.max_depth} levels")
+            if len(value) > limits.max_array_len:
+                raise _Reject(f"an array has more than {limits.max_array_len} elements")
+            for item in value:
+                if type(item) in (dict, list):
+                    stack.append((item, depth + 1))
+                else:
+                    stack.append((item, depth))
+        elif kind is bytes:
+            raise _Reject("binary values are not allowed")
+        else:
+            # msgpack Timestamp / ExtType and anything else a parser might produce.
+            raise _Reject(f"values of type {kind.__name__} are not allowed")
+
+
+def _validated(obj: Any, limits: Limits) -> Any:
+    try:
+        check_value(obj, limits)
+    except _Reject as exc:
+        raise _bad(str(exc), salvage_request_id(obj, limits)) from None
+    return obj
+
+
+class JsonCodec:
+    """``tableside.v1.json``: UTF-8 JSON in text frames (binary frames holding UTF-8 JSON are accepted too).
+
+    Duplicate keys: the last occurrence wins (the JSON and msgpack parsers' own behaviour), so both codecs
+    agree. Floats are accepted as values; fields that need integers reject them in ``messages.py``.
+    """
+
+    name = "json"
+    subprotocol = JSON_SUBPROTOCOL
+    binary = False
+
+    __slots__ = ("limits", "_max_int_digits")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        # Python refuses int() of very long digit strings (and it is quadratic below that limit), so the
+        # digit count is bounded before conversion.
+        self._max_int_digits = len(str(limits.max_int))
+
+    def _parse_int(self, text: str) -> int:
+        digits = len(text) - (1 if text.startswith("-") else 0)
+        if digits > self._max_int_digits:
+            raise _Reject(f"an integer is outside \u00b1{self.limits.max_int}")
+        return int(text)
+
+    @staticmethod
+    def _parse_float(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):  # e.g. 1e999 overflows to inf
+            raise _Reject("a number is out of range")
+        return value
+
+    @staticmethod
+    def _parse_constant(text: str) -> Any:
+        raise _Reject(f"{clip(text, 16)} is not valid JSON")
+
+    def _utf8_size_exceeds(self, frame: str) -> bool:
+        limit = self.limits.max_frame_bytes
+        n = len(frame)
+        if n > limit:  # every character is at least one byte
+            return True
+        if n * 4 <= limit:  # every character is at most four bytes: no need to encode
+            return False
+        # surrogatepass: a lone surrogate counts 3 bytes here; it is rejected later, not crashed on.
+        return len(frame.encode("utf-8", "surrogatepass")) > limit
+
+    def decode(self, frame: str | bytes) -> Any:
+        limits = self.limits
+        if isinstance(frame, str):
+            if self._utf8_size_exceeds(frame):
+                raise _too_large(f"more than {limits.max_frame_bytes}", limits)
+            text = frame
+        elif isinstance(frame, bytes | bytearray | memoryview):
+            if len(frame) > limits.max_frame_bytes:
+                raise _too_large(str(len(frame)), limits)
+            try:
+                text = bytes(frame).decode("utf-8")
+            except UnicodeDecodeError:
+                raise _bad("frame is not valid UTF-8") from None
+        else:
+            raise _bad("frame must be text or bytes")
+        try:
+            obj = json.loads(
+                text,
+                parse_int=self._parse_int,
+                parse_float=self._parse_float,
+                parse_constant=self._parse_constant,
+            )
+        except _Reject as exc:
+            raise _bad(str(exc)) from None
+        except RecursionError:
+            # Nesting deep enough to hit the interpreter's recursion limit inside the C scanner.
+            raise _bad(f"nesting deeper than {limits.max_depth} levels") from None
+        except ValueError as exc:  # JSONDecodeError, and int()/float() edge cases
+            raise _bad(f"invalid JSON: {clip(str(exc), 80)}") from None
+        except Exception as exc:  # the contract is "only ProtocolError escapes decode"
+            raise _bad(f"invalid JSON ({type(exc).__name__})") from None
+        return _validated(obj, limits)
+
+    def encode(self, message: Mapping[str, Any]) -> str:
+        # allow_nan=False: NaN is not JSON and our own decoder would reject it from a peer.
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise _Reject(f"msgpack extension type {code} is not allowed")
+
+
+class MsgpackCodec:
+    """``tableside.v1.msgpack``: msgpack in binary frames. Text frames are refused on this subprotocol."""
+
+    name = "msgpack"
+    subprotocol = MSGPACK_SUBPROTOCOL
+    binary = True
+
+    __slots__ = ("limits",)
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    def decode(self, frame: str | bytes) -> Any:
+        limits = self.limits
+        if isinstance(frame, str):
+            raise _bad("text frames are not accepted on the msgpack subprotocol")
+        if not isinstance(frame, bytes | bytearray | memoryview):
+            raise _bad("frame must be bytes")
+        if len(frame) > limits.max_frame_bytes:
+            raise _too_large(str(len(frame)), limits)
+        try:
+            obj = msgpack.unpackb(
+                frame,
+                raw=False,
+                use_list=True,
+                strict_map_key=True,
+                ext_hook=_reject_ext,
+                # A UTF-8 character is at most 4 bytes; the exact character count is checked in the walk.
+                max_str_len=limits.max_string_chars * 4,
+                # bin/ext values are refused by the walk/ext_hook with a clear message; the frame-size
+                # bound already caps their length.
+                max_bin_len=limits.max_frame_bytes,
+                max_ext_len=limits.max_frame_bytes,
+                max_array_len=limits.max_array_len,
+                max_map_len=limits.max_map_keys,
+            )
+        except _Reject as exc:
+            raise _bad(str(exc)) from None
+        except msgpack.ExtraData:
+            raise _bad("trailing data after the msgpack object") from None
+        except msgpack.StackError:
+            raise _bad(f"nesting deeper than {limits.max_depth} levels") from None
+        except Exception as exc:  # the contract is "only ProtocolError escapes decode"
+            raise _bad(f"invalid msgpack: {clip(str(exc), 80)}") from None
+        return _validated(obj, limits)
+
+    def encode(self, message: Mapping[str, Any]) -> bytes:
+        packed: bytes = msgpack.packb(message, use_bin_type=True)
+        return packed
+
+
+def codec_for_subprotocol(name: str | None, limits: Limits | None = None) -> Codec:
+    """The codec for a negotiated subprotocol; no subprotocol (or an unknown one) means JSON."""
+    lim = limits if limits is not None else Limits()
+    if name == MSGPACK_SUBPROTOCOL:
+        return MsgpackCodec(lim)
+    return JsonCodec(lim)
+
+
+def select_subprotocol(offered: Sequence[str]) -> str | None:
+    """The first of the client's offered subprotocols that we speak (client preference order), else None."""
+    for candidate in offered:
+        if candidate in SUBPROTOCOLS:
+            return candidate
+    return None

@@ -1,0 +1,106 @@
+"""A small real-websocket test client: reads in the background, waits for messages by predicate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import tornado.httpclient
+import tornado.websocket
+
+# Slow CI machines stretch waits by this factor instead of every test hard-coding generous timeouts.
+TIMEOUT_FACTOR = float(os.environ.get("TABLESIDE_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def t(seconds: float) -> float:
+    return seconds * TIMEOUT_FACTOR
+
+
+class WsClient:
+    def __init__(self, conn: tornado.websocket.WebSocketClientConnection, binary: bool) -> None:
+        self.conn = conn
+        self.binary = binary
+        self.messages: list[dict[str, Any]] = []
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self._changed = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        self._seq = 0
+
+    @classmethod
+    async def connect(
+        cls, base_ws: str, token: str | None = None, *, msgpack_codec: bool = False, headers: dict[str, str] | None = None
+    ) -> WsClient:
+        url = f"{base_ws}/ws" + (f"?token={token}" if token else "")
+        proto = "tableside.v1.msgpack" if msgpack_codec else "tableside.v1.json"
+        req = tornado.httpclient.HTTPRequest(url, headers=headers or {})
+        conn = await tornado.websocket.websocket_connect(req, subprotocols=[proto])
+        return cls(conn, msgpack_codec)
+
+    async def _read(self) -> None:
+        while True:
+            raw = await self.conn.read_message()
+            if raw is None:
+                self.close_code = self.conn.close_code
+                self.closed.set()
+                self._changed.set()
+                return
+            msg = msgpack.unpackb(raw, raw=False) if isinstance(raw, bytes) else json.loads(raw)
+            self.messages.append(msg)
+            self._changed.set()
+
+    def next_id(self) -> str:
+        self._seq += 1
+        return f"c{id(self) % 10000}-{self._seq}"
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.binary:
+            await self.conn.write_message(msgpack.packb(message, use_bin_type=True), binary=True)
+        else:
+            await self.conn.write_message(json.dumps(message))
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.conn.write_message(frame, binary=isinstance(frame, bytes))
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0, start: int = 0
+    ) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + t(timeout)
+        index = start
+        while True:
+            while index < len(self.messages):
+                if predicate(self.messages[index]):
+                    return self.messages[index]
+                index += 1
+            if self.closed.is_set():
+                raise AssertionError(f"socket closed ({self.close_code}) while waiting; got {self.messages[-5:]}")
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting; last messages {self.messages[-5:]}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def wait_type(self, type_: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        return await self.wait_for(
+            lambda m: m.get("type") == type_ and all(m.get(k) == v for k, v in fields.items()), timeout
+        )
+
+    async def request(self, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        """Send with a fresh id and return its ack/error/pong/snapshot."""
+        rid = self.next_id()
+        await self.send({**message, "id": rid})
+        return await self.wait_for(lambda m: m.get("id") == rid, timeout)
+
+    def of_type(self, type_: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("type") == type_]
+
+    async def close(self) -> None:
+        self.conn.close()
+        self._reader.cancel()

@@ -1,0 +1,109 @@
+"""A real tableside server in-process (Tornado on the test's loop), on a fresh Postgres database, with
+the POS simulator in-process behind the HTTP adapter."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import tornado.httpserver
+
+from tableside.clock import SystemClock
+from tableside.config import Settings
+from tableside.pos.http import HttpPosAdapter
+from tableside.pos.simulator import SimulatorConfig, SimulatorState, make_app
+from tableside.server.app import RunningServer, start_server
+from tableside.storage.postgres import PostgresStore
+from tests.client import WsClient
+from tests.pg import create_database_sync, drop_database_sync, truncate_all
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = create_database_sync("ts_it")
+    yield url
+    drop_database_sync(url)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Harness:
+    running: RunningServer
+    sim: SimulatorState
+    base: str
+    ws_base: str
+
+    async def http(self, method: str, path: str, body: Any = None, token: str | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        client = tornado.httpclient.AsyncHTTPClient()
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
+        if method == "POST" and data is None:
+            data = b""
+        resp = await client.fetch(f"{self.base}{path}", method=method, body=data, headers=hdrs,
+                                   raise_error=False, follow_redirects=False)
+        try:
+            parsed = json.loads(resp.body) if resp.body else None
+        except ValueError:
+            parsed = resp.body.decode()
+        return resp.code, parsed
+
+    async def staff_token(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> str:
+        code, body = await self.http("POST", "/api/staff/login", {"username": username, "password": password})
+        assert code == 200, body
+        return str(body["token"])
+
+    async def qr_secret(self, table_id: str) -> str:
+        table = await self.running.services.store.get_table(table_id)
+        assert table is not None
+        return table.qr_secret
+
+    async def join(self, table_id: str = "T001") -> dict[str, Any]:
+        code, body = await self.http("POST", "/api/join", {"table_id": table_id, "qr": await self.qr_secret(table_id)})
+        assert code == 201, body
+        return dict(body)
+
+    async def member(self, table_id: str = "T001", *, msgpack_codec: bool = False) -> tuple[dict[str, Any], WsClient]:
+        joined = await self.join(table_id)
+        client = await WsClient.connect(self.ws_base, joined["token"], msgpack_codec=msgpack_codec)
+        await client.wait_type("welcome")
+        return joined, client
+
+
+@pytest.fixture
+async def harness(database_url: str) -> AsyncIterator[Harness]:
+    await truncate_all(database_url)
+    sim = SimulatorState(SimulatorConfig(latency_ms=0))
+    sim_server = tornado.httpserver.HTTPServer(make_app(sim))
+    sim_port = free_port()
+    sim_server.listen(sim_port, "127.0.0.1")
+    settings = Settings(
+        port=0,
+        database_url=database_url,
+        admin_password=ADMIN_PASSWORD,
+        demo={"tables": 4},  # type: ignore[arg-type]
+        limits={"messages_per_second": 1000, "burst": 2000},  # type: ignore[arg-type]
+        pos={"adapter": "http", "url": f"http://127.0.0.1:{sim_port}", "timeout_s": 2, "backoff_s": 0.1},  # type: ignore[arg-type]
+    )
+    store = await PostgresStore.connect(database_url)
+    clock = SystemClock()
+    pos = HttpPosAdapter(f"http://127.0.0.1:{sim_port}", clock)
+    running, _ = await start_server(settings, store, demo=True, clock=clock, pos=pos)
+    h = Harness(running, sim, f"http://127.0.0.1:{running.port}", f"ws://127.0.0.1:{running.port}")
+    yield h
+    await running.stop()
+    sim_server.stop()

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tableside.protocol import (
+    ErrorCode,
+    JsonCodec,
+    Limits,
+    MsgpackCodec,
+    ProtocolError,
+    ack,
+    cart_locked,
+    cart_updated,
+    error,
+    error_from,
+    kitchen_snapshot,
+    member_joined,
+    member_left,
+    order_confirmed,
+    order_failed,
+    order_placed,
+    order_status,
+    pong,
+    session_closed,
+    snapshot,
+    welcome,
+)
+
+LIMITS = Limits()
+CART = {
+    "revision": 4,
+    "lines": [{"line_id": "l1", "menu_item_id": "burger", "qty": 2, "price": 950}],
+    "total": 1900,
+}
+MEMBERS = [{"member_id": "m1", "name": "Ana"}, {"member_id": "m2", "name": "Bo"}]
+ITEMS = [{"name": "Burger", "qty": 2, "price": 950}]
+
+BUILT: list[tuple[dict[str, Any], str, list[str]]] = [
+    (
+        welcome("m1", "t1", "g1", MEMBERS, CART),
+        "welcome",
+        ["member_id", "table_id", "group_id", "members", "cart"],
+    ),
+    (ack("r1", 5), "ack", ["id", "revision"]),
+    (ack("r1", 5, line_id="l9"), "ack", ["id", "revision", "line_id"]),
+    (ack(None, 5), "ack", ["revision"]),
+    (error("r1", ErrorCode.UNKNOWN_ITEM, "no such item"), "error", ["id", "code", "message"]),
+    (error(None, "internal", "oops"), "error", ["code", "message"]),
+    (pong("r1"), "pong", ["id"]),
+    (pong(None), "pong", []),
+    (snapshot("r1", CART), "snapshot", ["id", "cart"]),
+    (snapshot(None, CART), "snapshot", ["cart"]),
+    (cart_updated(CART), "cart_updated", ["cart"]),
+    (member_joined("m2", MEMBERS), "member_joined", ["member_id", "members"]),
+    (member_left("m2", MEMBERS[:1]), "member_left", ["member_id", "members"]),
+    (
+        cart_locked("m1", "o1", "Ana is placing the order", 1700000000.25),
+        "cart_locked",
+        ["locked_by_member", "order_id", "message", "timestamp"],
+    ),
+    (
+        order_confirmed("o1", 42, "Order sent to the kitchen", 1900, ITEMS),
+        "order_confirmed",
+        ["order_id", "order_number", "message", "total", "items"],
+    ),
+    (
+        order_failed("o1", "pos_unavailable", "Try again", True),
+        "order_failed",
+        ["order_id", "error", "message", "allow_retry"],
+    ),
+    (session_closed("paid"), "session_closed", ["reason"]),
+    (order_status("o1", "ready"), "order_status", ["order_id", "status"]),
+    (kitchen_snapshot([{"order_id": "o1"}], 17), "kitchen_snapshot", ["tickets", "cursor"]),
+    (
+        order_placed("o1", 42, "t1", ITEMS, "", 1700000000.5, 17),
+        "order_placed",
+        ["order_id", "order_number", "table_id", "items", "special_instructions", "placed_at", "seq"],
+    ),
+]
+
+
+@pytest.mark.parametrize("message, msg_type, keys", BUILT, ids=[f"{b[1]}-{i}" for i, b in enumerate(BUILT)])
+def test_shape(message: dict[str, Any], msg_type: str, keys: list[str]) -> None:
+    assert list(message) == ["type", *keys]
+    assert message["type"] == msg_type
+
+
+@pytest.mark.parametrize("codec", [JsonCodec(LIMITS), MsgpackCodec(LIMITS)], ids=["json", "msgpack"])
+@pytest.mark.parametrize("message", [b[0] for b in BUILT], ids=[b[1] for b in BUILT])
+def test_round_trip(codec: Any, message: dict[str, Any]) -> None:
+    assert codec.decode(codec.encode(message)) == message
+
+
+def test_builders_copy_containers() -> None:
+    cart = dict(CART)
+    members = tuple(MEMBERS)
+    msg = welcome("m1", "t1", "g1", members, cart)
+    cart["total"] = 0
+    assert msg["cart"]["total"] == 1900
+    assert isinstance(msg["members"], list)
+
+
+def test_error_values() -> None:
+    msg = error("r", ErrorCode.CART_LOCKED, "locked")
+    assert msg["code"] == "cart_locked" and type(msg["code"]) is str
+    exc = ProtocolError(ErrorCode.BAD_REQUEST, "qty must be an integer", request_id="r7")
+    assert error_from(exc) == {
+        "type": "error",
+        "id": "r7",
+        "code": "bad_request",
+        "message": "qty must be an integer",
+    }
+
+
+def test_ack_extras_cannot_override_envelope() -> None:
+    with pytest.raises(ValueError):
+        ack("r", 1, type="evil")
+    with pytest.raises(ValueError):
+        ack("r", 1, id="evil")
