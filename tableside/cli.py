@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tableside.config import Settings, load_settings
 from tableside.logs import configure_logging
+from tableside.storage.interface import Store
 
 MAX_PRINTED_TABLES = 100
 
@@ -68,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-async def _open(settings: Settings):  # type: ignore[no-untyped-def]
+async def _open(settings: Settings) -> tuple[Store, str]:
     from tableside.storage.factory import open_store
 
-    return await open_store(settings.database_url, Path(settings.data_dir).resolve(), migrate=True)
+    return await open_store(settings.database_url, settings.data_dir, migrate=True)
 
 
 async def _migrate(settings: Settings) -> int:
@@ -132,12 +133,12 @@ async def _staff(settings: Settings, args: argparse.Namespace) -> int:
             print(f"added {args.username} ({args.role})")
             return 0
         if args.staff_command == "passwd":
-            user = await store.get_staff(args.username)
-            if user is None:
+            found = await store.get_staff(args.username)
+            if found is None:
                 print(f"no staff user {args.username}", file=sys.stderr)
                 return 1
             pw = args.password or getpass.getpass(f"new password for {args.username}: ")
-            await auth.set_user(user.username, user.role, pw)
+            await auth.set_user(found.username, found.role, pw)
             print(f"password changed for {args.username}")
             return 0
     finally:

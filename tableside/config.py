@@ -84,6 +84,10 @@ class Settings(BaseSettings):
             YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
         )
 
+    def model_post_init(self, context: Any) -> None:
+        # Resolve once, outside the event loop: the embedded Postgres needs an absolute data path.
+        self.data_dir = self.data_dir.absolute()
+
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")

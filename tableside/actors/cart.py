@@ -166,7 +166,8 @@ class GroupState:
     def answered(self, member_id: str, request_id: str | None) -> dict[str, Any] | None:
         if request_id is None:
             return None
-        return self.acked.get(member_id, {}).get(request_id)
+        seen = self.acked.get(member_id)
+        return seen.get(request_id) if seen is not None else None
 
     def remember(self, member_id: str, request_id: str | None, answer: dict[str, Any]) -> None:
         if request_id is None:

@@ -55,6 +55,11 @@ class GetCart:
 
 
 @dataclass(frozen=True, slots=True)
+class GetTableInfo:
+    """For the staff board: the cart plus how many members are online."""
+
+
+@dataclass(frozen=True, slots=True)
 class MenuChanged:
     menu_item_ids: tuple[str, ...]
 
@@ -71,5 +76,5 @@ class IdleCheck:
 
 
 TableMessage = (
-    Connect | Disconnect | Command | PosResult | CloseSession | GetCart | MenuChanged | KitchenStatusChanged | IdleCheck
+    Connect | Disconnect | Command | PosResult | CloseSession | GetCart | GetTableInfo | MenuChanged | KitchenStatusChanged | IdleCheck
 )

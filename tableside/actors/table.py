@@ -23,6 +23,7 @@ from tableside.actors.messages import (
     Connect,
     Disconnect,
     GetCart,
+    GetTableInfo,
     IdleCheck,
     KitchenStatusChanged,
     MemberSink,
@@ -44,6 +45,8 @@ from tableside.protocol import (
     PlaceOrder,
     RemoveItem,
     UpdateItem,
+)
+from tableside.protocol import (
     server_messages as sm,
 )
 from tableside.storage.interface import (
@@ -151,6 +154,9 @@ class TableActor(Actor[TableMessage]):
                 await self._on_pos_result(message)
             case GetCart():
                 return self._cart()
+            case GetTableInfo():
+                online = {member for member, _ in self._sinks.values()}
+                return {"cart": self._cart(), "members_online": len(online)}
             case CloseSession():
                 await self._on_close_session(message.reason)
             case MenuChanged():

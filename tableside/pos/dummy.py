@@ -42,7 +42,7 @@ class DummyPosAdapter:
         self._unknown_next = n
         self._unknown_creates = create_ticket
 
-    async def submit(self, order: PosOrder, timeout: float) -> PosOutcome:  # noqa: ASYNC109 (protocol)
+    async def submit(self, order: PosOrder, timeout: float) -> PosOutcome:
         # ``timeout`` is enforced by the submitter through the clock; the dummy just takes its time.
         self.submissions += 1
         await self._clock.sleep(self.latency_ms / 1000)
@@ -61,7 +61,7 @@ class DummyPosAdapter:
         self.rejected[key] = "POS system unavailable"
         return Rejected(self.rejected[key])
 
-    async def lookup(self, order_id: str, timeout: float) -> LookupResult:  # noqa: ASYNC109 (protocol)
+    async def lookup(self, order_id: str, timeout: float) -> LookupResult:
         self.lookups += 1
         # Same latency as a submit: the dummy models one slow link to the POS, whatever the call.
         await self._clock.sleep(self.latency_ms / 1000)

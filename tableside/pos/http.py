@@ -31,7 +31,7 @@ class HttpPosAdapter:
         # somebody else's client.
         self._client = client if client is not None else AsyncHTTPClient(force_instance=True)
 
-    async def submit(self, order: PosOrder, timeout: float) -> PosOutcome:  # noqa: ASYNC109 (protocol)
+    async def submit(self, order: PosOrder, timeout: float) -> PosOutcome:
         body = {
             "order_id": order.order_id,
             "order_number": order.order_number,
@@ -66,7 +66,7 @@ class HttpPosAdapter:
             return Rejected(str(reason))
         return Unknown(f"HTTP {code}")
 
-    async def lookup(self, order_id: str, timeout: float) -> LookupResult:  # noqa: ASYNC109 (protocol)
+    async def lookup(self, order_id: str, timeout: float) -> LookupResult:
         request = HTTPRequest(
             f"{self._base}/orders/{quote(order_id, safe='')}",
             method="GET",

@@ -85,7 +85,7 @@ def member_left(member_id: str, members: Iterable[Any]) -> dict[str, Any]:
     return {"type": "member_left", "member_id": member_id, "members": list(members)}
 
 
-def cart_locked(locked_by_member: str, order_id: str, message: str, timestamp: float) -> dict[str, Any]:
+def cart_locked(locked_by_member: str, order_id: str, message: str, timestamp: str) -> dict[str, Any]:
     return {
         "type": "cart_locked",
         "locked_by_member": locked_by_member,

@@ -23,7 +23,7 @@ from tableside.menu import MenuCatalog
 from tableside.pos.factory import build_pos_adapter
 from tableside.pos.interface import PosAdapter
 from tableside.protocol import Limits
-from tableside.server import http
+from tableside.server import http, staff
 from tableside.server.base import BaseHandler
 from tableside.server.kitchen import KitchenHub
 from tableside.server.services import Services, build_table_context
@@ -57,6 +57,10 @@ class PageHandler(tornado.web.RequestHandler):
         self.finish((WEB_DIR / self.page).read_bytes())
 
 
+TABLE = r"([A-Za-z0-9_-]{1,64})"
+ITEM = r"([A-Za-z0-9_.-]{1,64})"
+
+
 def make_app(services: Services) -> tornado.web.Application:
     s = {"services": services}
     routes: list[Any] = [
@@ -68,11 +72,23 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/api/cart", http.CartHandler, s),
         (r"/api/orders", http.OrdersHandler, s),
         (r"/api/staff/login", http.StaffLoginHandler, s),
-        (r"/api/staff/tables", http.StaffTablesHandler, s),
-        (r"/api/staff/tables/([A-Za-z0-9_-]{1,64})/checkout", http.CheckoutHandler, s),
-        (r"/api/staff/tables/([A-Za-z0-9_-]{1,64})/reset", http.ResetHandler, s),
+        (r"/api/staff/tables", staff.TablesAdminHandler, s),
+        (rf"/api/staff/tables/{TABLE}", staff.TableAdminHandler, s),
+        (rf"/api/staff/tables/{TABLE}/checkout", http.CheckoutHandler, s),
+        (rf"/api/staff/tables/{TABLE}/reset", http.ResetHandler, s),
+        (rf"/api/staff/tables/{TABLE}/rename", staff.RenameTableHandler, s),
+        (rf"/api/staff/tables/{TABLE}/rotate-qr", staff.RotateQrHandler, s),
+        (r"/api/staff/board", staff.BoardHandler, s),
+        (r"/api/staff/menu", staff.StaffMenuHandler, s),
+        (rf"/api/staff/menu/{ITEM}/availability", staff.AvailabilityHandler, s),
+        (r"/api/kitchen/tickets", staff.KitchenTicketsHandler, s),
+        (rf"/api/kitchen/orders/{ITEM}/status", staff.KitchenStatusHandler, s),
+        (r"/staff/qr-sheet", staff.QrSheetHandler, s),
         (r"/ws", GuestSocket, s),
+        (r"/ws/kitchen", staff.KitchenSocket, s),
         (r"/guest", PageHandler, {"page": "guest.html"}),
+        (r"/kitchen", PageHandler, {"page": "kitchen.html"}),
+        (r"/staff", PageHandler, {"page": "staff.html"}),
         (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(WEB_DIR)}),
     ]
     return tornado.web.Application(

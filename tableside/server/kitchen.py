@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from tableside.protocol import OutboundFrame, server_messages as sm
+from tableside.protocol import OutboundFrame
+from tableside.protocol import server_messages as sm
 from tableside.storage.interface import OrderRecord, Store
 
 log = structlog.get_logger("tableside.kitchen")
@@ -21,13 +22,12 @@ log = structlog.get_logger("tableside.kitchen")
 PAGE = 200
 
 
-class KitchenScreen:
+class KitchenScreen(Protocol):
     """What the hub needs from a kitchen connection."""
 
     connection_id: int
 
-    def send(self, frame: OutboundFrame) -> None:
-        raise NotImplementedError
+    def send(self, frame: OutboundFrame) -> None: ...
 
 
 def order_placed_message(order: OrderRecord) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from tableside.protocol import (
     TokenBucket,
     codec_for_subprotocol,
     read_client_frame,
+)
+from tableside.protocol import (
     server_messages as sm,
 )
 from tableside.server.base import GUEST_COOKIE
@@ -125,7 +127,7 @@ class GuestSocket(SocketBase):
         self.services.metrics.connections.inc()
         GuestSocket.open_count += 1
         info = self.token_info
-        self._log = log.bind(table_id=info.table_id, group_id=info.group_id, member_id=info.member_id)
+        self.log_ctx = log.bind(table_id=info.table_id, group_id=info.group_id, member_id=info.member_id)
         self.ref = self.services.directory.ref_for(info.group_id, info.table_id, info.restaurant_id)
         try:
             await self.ref.ask(Connect(info.member_id, self))

@@ -56,6 +56,22 @@ class StaleWrite(StorageError):
     """A group snapshot write whose expected revision is not the stored one (another activation wrote)."""
 
 
+class InvalidWrite(StorageError):
+    """Added by the storage layer: a GroupWrite whose state/items are not JSON (refused on its own)."""
+
+
+class RestaurantNotFound(StorageError):
+    """Added by the storage layer: next_order_number / add_table for a restaurant that does not exist."""
+
+
+class MenuItemNotFound(StorageError):
+    """Added by the storage layer: set_item_availability of an unknown menu item."""
+
+
+class OrderNotFound(StorageError):
+    """Added by the storage layer: set_kitchen_status of an unknown order."""
+
+
 @dataclass(slots=True)
 class Restaurant:
     restaurant_id: int
@@ -243,3 +259,10 @@ class Store(Protocol):
     async def create_staff_session(self, token_hash: str, username: str, role: StaffRole, expires_at: float) -> None: ...
     async def resolve_staff_session(self, token_hash: str, now: float) -> StaffSession | None: ...
     async def delete_expired_staff_sessions(self, now: float) -> int: ...
+
+    # -- added by the storage layer -------------------------------------------------------------------
+    async def delete_staff_session(self, token_hash: str) -> None:
+        """Log out: forget one staff session (no error when it does not exist)."""
+
+    async def cleanup(self, now: float) -> CleanupReport:
+        """Periodic housekeeping: delete expired guest tokens and staff sessions."""

@@ -49,13 +49,13 @@ class ScriptedAdapter:
             raise step
         return step
 
-    async def submit(self, order: PosOrder, timeout: float) -> PosOutcome:  # noqa: ASYNC109
+    async def submit(self, order: PosOrder, timeout: float) -> PosOutcome:
         self.submit_times.append(self.clock.monotonic())
         self.keys.append(order.order_id)
         result: PosOutcome = await self._answer(self.submits.pop(0))
         return result
 
-    async def lookup(self, order_id: str, timeout: float) -> LookupResult:  # noqa: ASYNC109
+    async def lookup(self, order_id: str, timeout: float) -> LookupResult:
         self.lookup_times.append(self.clock.monotonic())
         self.keys.append(order_id)
         result: LookupResult = await self._answer(

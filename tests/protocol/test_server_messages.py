@@ -56,7 +56,7 @@ BUILT: list[tuple[dict[str, Any], str, list[str]]] = [
     (member_joined("m2", MEMBERS), "member_joined", ["member_id", "members"]),
     (member_left("m2", MEMBERS[:1]), "member_left", ["member_id", "members"]),
     (
-        cart_locked("m1", "o1", "Ana is placing the order", 1700000000.25),
+        cart_locked("m1", "o1", "Ana is placing the order", "2024-01-15T10:30:00Z"),
         "cart_locked",
         ["locked_by_member", "order_id", "message", "timestamp"],
     ),

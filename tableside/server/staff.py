@@ -1,0 +1,323 @@
+"""Staff and kitchen endpoints: table board and admin, menu availability ("86"), kitchen tickets,
+the printable QR sheet and the kitchen-screen websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+from typing import Any
+
+import segno
+
+from tableside.actors.cart import GroupState
+from tableside.actors.messages import GetTableInfo, KitchenStatusChanged
+from tableside.auth import new_qr_secret
+from tableside.kitchen_flow import InvalidKitchenTransition, next_kitchen_status
+from tableside.protocol import (
+    ErrorCode,
+    Ping,
+    ProtocolError,
+    read_kitchen_frame,
+)
+from tableside.protocol import (
+    server_messages as sm,
+)
+from tableside.server.base import ApiError, BaseHandler
+from tableside.server.http import StaffTablesHandler, table_view
+from tableside.server.kitchen import ticket_view
+from tableside.server.services import Services
+from tableside.server.ws import SocketBase
+from tableside.storage.interface import (
+    OrderRecord,
+    OrderStatus,
+    StaffRole,
+    StaffSession,
+    StorageError,
+    Table,
+    TableNotFound,
+    TableStatus,
+)
+
+FLOOR = (StaffRole.MANAGER, StaffRole.SERVER)
+KITCHEN = (StaffRole.KITCHEN, StaffRole.MANAGER)
+MENU_EDITORS = (StaffRole.MANAGER, StaffRole.KITCHEN)
+ANY_STAFF = (StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN)
+TABLE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+_kitchen_lock = asyncio.Lock()
+
+
+async def change_kitchen_status(services: Services, order_id: str, requested: str) -> OrderRecord:
+    """Validate and apply a ticket status change, then tell every screen and the table's phones."""
+    async with _kitchen_lock:  # two screens bumping one ticket at once see one order of events
+        order = await services.store.get_order(order_id)
+        if order is None or order.status != OrderStatus.CONFIRMED:
+            raise ApiError(404, "not_found", f"no kitchen ticket {order_id!r}")
+        try:
+            status = next_kitchen_status(order.kitchen_status, requested)
+        except InvalidKitchenTransition as exc:
+            raise ApiError(409, "invalid_transition", str(exc)) from exc
+        if status != order.kitchen_status:
+            order = await services.store.set_kitchen_status(order_id, status)
+    services.kitchen.broadcast(order.restaurant_id, sm.order_status(order.order_id, order.kitchen_status))
+    services.directory.tell_if_active(order.group_id, KitchenStatusChanged(order.order_id, order.kitchen_status))
+    return order
+
+
+class BoardHandler(BaseHandler):
+    async def get(self) -> None:
+        await self.require_staff(*ANY_STAFF)
+        tables = await self.services.store.list_tables(self.services.restaurant_id)
+        rows = await asyncio.gather(*(self._row(t) for t in tables))
+        self.send_json(rows)
+
+    async def _row(self, table: Table) -> dict[str, Any]:
+        row = table_view(self, table)
+        row.update(members_online=0, cart_total=0, pending_order_id=None, order_processing_status="idle")
+        gid = table.current_group_id
+        if table.status != TableStatus.OCCUPIED or gid is None:
+            return row
+        ref = self.services.directory.find(gid)
+        if ref is not None:
+            info = await ref.ask(GetTableInfo())
+            cart = info["cart"]
+            row["members_online"] = info["members_online"]
+        else:
+            snap = await self.services.store.load_group(gid)
+            if snap is None:
+                return row
+            cart = GroupState.from_snapshot(snap.revision, snap.state).view()
+        row.update(
+            cart_total=cart["total"],
+            pending_order_id=cart["pending_order_id"],
+            order_processing_status=cart["order_processing_status"],
+        )
+        return row
+
+
+class TablesAdminHandler(StaffTablesHandler):
+    async def post(self) -> None:
+        await self.require_staff(StaffRole.MANAGER)
+        data = self.json_body()
+        table_id = self.field_str(data, "table_id", 32)
+        if not set(table_id) <= TABLE_ID_CHARS:
+            raise ApiError(400, "bad_request", "table_id may use letters, digits, - and _")
+        name = self.field_str(data, "name", 64) if "name" in data else table_id
+        if await self.services.store.get_table(table_id) is not None:
+            raise ApiError(409, "exists", f"table {table_id} exists")
+        table = Table(table_id, self.services.restaurant_id, name, TableStatus.VACANT, None, new_qr_secret(),
+                      self.services.clock.now())
+        await self.services.store.add_table(table)
+        self.send_json(table_view(self, table), 201)
+
+
+class TableAdminHandler(BaseHandler):
+    async def delete(self, table_id: str) -> None:
+        await self.require_staff(StaffRole.MANAGER)
+        table = await self._table(table_id)
+        if table.status == TableStatus.OCCUPIED:
+            raise ApiError(409, "invalid_transition", "check the table out before removing it")
+        await self.services.store.remove_table(table_id)
+        self.send_json({"removed": table_id})
+
+    async def _table(self, table_id: str) -> Table:
+        table = await self.services.store.get_table(table_id)
+        if table is None:
+            raise ApiError(404, "table_not_found", f"no table {table_id!r}")
+        return table
+
+
+class RenameTableHandler(TableAdminHandler):
+    async def post(self, table_id: str) -> None:
+        await self.require_staff(StaffRole.MANAGER)
+        name = self.field_str(self.json_body(), "name", 64)
+        try:
+            table = await self.services.store.rename_table(table_id, name)
+        except TableNotFound as exc:
+            raise ApiError(404, "table_not_found", f"no table {table_id!r}") from exc
+        self.send_json(table_view(self, table))
+
+
+class RotateQrHandler(TableAdminHandler):
+    async def post(self, table_id: str) -> None:
+        await self.require_staff(StaffRole.MANAGER)
+        try:
+            table = await self.services.store.rotate_qr_secret(table_id, new_qr_secret(), self.services.clock.now())
+        except TableNotFound as exc:
+            raise ApiError(404, "table_not_found", f"no table {table_id!r}") from exc
+        self.send_json(table_view(self, table))
+
+
+class StaffMenuHandler(BaseHandler):
+    async def get(self) -> None:
+        await self.require_staff(*ANY_STAFF)
+        items = self.services.menu.items(self.services.restaurant_id)
+        self.send_json({"items": [
+            {"menu_item_id": i.menu_item_id, "name": i.name, "category": i.category, "price": i.price,
+             "available": i.available} for i in items
+        ]})
+
+
+class AvailabilityHandler(BaseHandler):
+    async def post(self, menu_item_id: str) -> None:
+        await self.require_staff(*MENU_EDITORS)
+        available = self.json_body().get("available")
+        if not isinstance(available, bool):
+            raise ApiError(400, "bad_request", "available must be true or false")
+        if self.services.menu.get(menu_item_id) is None:
+            raise ApiError(404, "not_found", f"no menu item {menu_item_id!r}")
+        try:
+            item = await self.services.set_availability(menu_item_id, available)
+        except StorageError as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        self.send_json({"menu_item_id": item.menu_item_id, "name": item.name, "available": item.available})
+
+
+class KitchenStatusHandler(BaseHandler):
+    async def post(self, order_id: str) -> None:
+        await self.require_staff(*KITCHEN)
+        status = self.field_str(self.json_body(), "status", 16)
+        order = await change_kitchen_status(self.services, order_id, status)
+        self.send_json({"order_id": order.order_id, "status": order.kitchen_status})
+
+
+class KitchenTicketsHandler(BaseHandler):
+    async def get(self) -> None:
+        await self.require_staff(*KITCHEN)
+        since = _int_arg(self.get_query_argument("since", "0"))
+        orders = await self.services.store.list_kitchen_orders(self.services.restaurant_id, since, 500)
+        self.send_json({"tickets": [ticket_view(o) for o in orders]})
+
+
+def _int_arg(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", "since must be an integer") from exc
+    if not 0 <= value < 1 << 62:
+        raise ApiError(400, "bad_request", "since out of range")
+    return value
+
+
+class QrSheetHandler(BaseHandler):
+    """One QR code per table (segno), as a printable HTML page or a PDF (``?format=pdf``)."""
+
+    async def get(self) -> None:
+        token = self.get_query_argument("token", None)
+        if token:
+            self.request.headers["Authorization"] = f"Bearer {token}"
+        await self.require_staff(StaffRole.MANAGER, StaffRole.SERVER)
+        tables = await self.services.store.list_tables(self.services.restaurant_id)
+        if self.get_query_argument("format", "html") == "pdf":
+            self.set_header("Content-Type", "application/pdf")
+            self.set_header("Content-Disposition", "inline; filename=qr-sheet.pdf")
+            self.finish(qr_sheet_pdf([(t.name, self.services.join_url(t)) for t in tables]))
+            return
+        cards = []
+        for t in tables:
+            url = self.services.join_url(t)
+            svg = segno.make(url, error="m").svg_inline(scale=4, dark="#000", light="#fff")
+            cards.append(
+                f"<figure class=card>{svg}<figcaption><strong>{html.escape(t.name)}</strong><br>"
+                f"<small>{html.escape(t.table_id)}</small></figcaption></figure>"
+            )
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            "<!doctype html><html lang=en><head><meta charset=utf-8><title>QR sheet</title><style>"
+            "body{font-family:system-ui,sans-serif}main{display:flex;flex-wrap:wrap;gap:12px}"
+            ".card{border:1px dashed #888;padding:10px;margin:0;text-align:center;width:200px;break-inside:avoid}"
+            "</style></head><body><h1>Scan to order</h1><main>" + "".join(cards) + "</main></body></html>"
+        )
+
+
+def qr_sheet_pdf(entries: list[tuple[str, str]]) -> bytes:
+    """A PDF with a grid of QR codes, drawn by matplotlib's PDF backend from segno's module matrix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.figure import Figure
+
+    out = io.BytesIO()
+    per_page = 12
+    with PdfPages(out) as pdf:
+        for start in range(0, max(len(entries), 1), per_page):
+            fig = Figure(figsize=(8.27, 11.69))
+            for i, (name, url) in enumerate(entries[start:start + per_page]):
+                ax = fig.add_subplot(4, 3, i + 1)
+                matrix = [[1 - int(bool(v)) for v in row] for row in segno.make(url, error="m").matrix]
+                ax.imshow(matrix, cmap="gray", interpolation="nearest")
+                ax.set_title(name, fontsize=10)
+                ax.axis("off")
+            pdf.savefig(fig)
+    return out.getvalue()
+
+
+class KitchenSocket(SocketBase):
+    """A kitchen display: every confirmed order once, in order; status changes from any screen."""
+
+    session: StaffSession
+    subscribed = False
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        token = self.get_query_argument("token", None)
+        if token:
+            self.request.headers["Authorization"] = f"Bearer {token}"
+        try:
+            self.session = await BaseHandler.require_staff(self, *KITCHEN)  # type: ignore[arg-type]
+        except ApiError as err:
+            self.refuse(err.status_code, err.code, err.message)
+            return
+        try:
+            self.since = _int_arg(self.get_query_argument("since", "0")) if self.get_query_argument(
+                "since", None) is not None else None
+        except ApiError as err:
+            self.refuse(400, err.code, err.message)
+            return
+        await super().get(*args, **kwargs)
+
+    async def open(self, *args: str, **kwargs: str) -> None:
+        self.set_nodelay(True)
+        services = self.services
+        rid = services.restaurant_id
+        # Snapshot first (open tickets up to the cursor), then live orders after the cursor: no ticket twice.
+        open_orders: list[OrderRecord] = []
+        cursor = 0
+        while True:
+            page = await services.store.list_kitchen_orders(rid, cursor, 500)
+            open_orders.extend(page)
+            if page:
+                cursor = page[-1].kitchen_seq or cursor
+            if len(page) < 500:
+                break
+        if self.since is not None:
+            cursor = min(cursor, self.since)
+            open_orders = [o for o in open_orders if (o.kitchen_seq or 0) <= cursor]
+        tickets = [ticket_view(o) for o in open_orders if o.kitchen_status != "served"]
+        self.send_message(sm.kitchen_snapshot(tickets, cursor))
+        services.kitchen.subscribe(self, rid, cursor)
+        self.subscribed = True
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            msg = read_kitchen_frame(self.codec, message, self.services.limits)
+        except ProtocolError as err:
+            self.send_message(sm.error(err.request_id, err.code, err.message))
+            if err.fatal:
+                self.close(1009, "frame too large")
+            return
+        if isinstance(msg, Ping):
+            self.send_message(sm.pong(msg.request_id))
+            return
+        try:
+            order = await change_kitchen_status(self.services, msg.order_id, msg.status)
+        except ApiError as err:
+            code = ErrorCode.NOT_FOUND if err.status_code == 404 else ErrorCode.BAD_REQUEST
+            self.send_message(sm.error(msg.request_id, code, err.message))
+            return
+        self.send_message(sm.ack(msg.request_id, order.kitchen_seq or 0, status=order.kitchen_status))
+
+    def on_close(self) -> None:
+        if self.subscribed:
+            self.services.kitchen.unsubscribe(self)

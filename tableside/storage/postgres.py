@@ -1,0 +1,751 @@
+"""``Store`` on PostgreSQL via SQLAlchemy 2 Core (async) + asyncpg.
+
+Plain CRUD uses Core constructs on the tables in ``schema.py``. The hot path, ``commit_writes`` (called by
+the ``GroupCommitter`` with batches of many actors' writes, thousands per second), is a hand-written
+statement so a whole batch costs one round trip plus BEGIN/COMMIT; see ``_COMMIT_BATCH``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from tableside.storage import schema as s
+from tableside.storage.codec import dumps as _dumps
+from tableside.storage.codec import encode_write
+from tableside.storage.interface import (
+    BadQrSecret,
+    CleanupReport,
+    GroupSnapshot,
+    GroupWrite,
+    InvalidTransition,
+    InvalidWrite,
+    JoinResult,
+    MenuItem,
+    MenuItemNotFound,
+    OrderNotFound,
+    OrderRecord,
+    OrderStatus,
+    Restaurant,
+    RestaurantNotFound,
+    StaffRole,
+    StaffSession,
+    StaffUser,
+    StaleWrite,
+    StorageError,
+    Table,
+    TableNotFound,
+    TablePaid,
+    TableStatus,
+    TokenInfo,
+)
+from tableside.storage.urls import to_async_url
+
+# Serialises kitchen_seq assignment across concurrent batches (and processes) *until commit*, so kitchen_seq
+# values become visible in increasing order. Without it batch A could take seq 10, batch B seq 11, B commit
+# first, and a kitchen display reading "after 9" would see 11, advance its cursor and never see 10.
+# Only batches that carry a confirmed order take it, i.e. once per order, not on every cart change.
+KITCHEN_SEQ_LOCK_KEY = 0x6B736571  # "kseq"
+
+# One statement for a whole batch (one "round", see ``_rounds``):
+#   * ``w``: the snapshots, unnested from parallel arrays (one array per column keeps the statement text
+#     constant so asyncpg's prepared-statement cache hits on every batch).
+#   * ``upd``: update every existing snapshot whose stored revision is the expected one (a join, so O(n);
+#     under READ COMMITTED a row changed concurrently is re-checked against its newest version).
+#   * ``ins``: a write expecting 0 inserts its row; ON CONFLICT DO NOTHING refuses it when the group
+#     already exists (or a concurrent batch just inserted it). ``upd`` and ``ins`` never touch the same row
+#     in one statement: ``ins`` only conflicts with rows that existed, which it then leaves alone.
+#     Refused rows are simply skipped - no error, so they cannot abort the other writes' transaction.
+#     Rows come in group_id order so concurrent batches tend to lock rows in the same order; Postgres would
+#     break a deadlock anyway (the batch then fails as a whole and every caller gets the error).
+#   * ``ord``: upsert the orders of applied groups only. New confirmed orders draw a kitchen_seq; an
+#     existing order keeps its kitchen_seq (assigned once) and only its POS outcome fields change.
+# The final SELECT reports which groups were applied; the rest are StaleWrite.
+_COMMIT_BATCH = sa.text(
+    """
+WITH w AS (
+    SELECT * FROM unnest(
+        CAST(:g_group_id AS text[]), CAST(:g_table_id AS text[]), CAST(:g_restaurant_id AS int[]),
+        CAST(:g_revision AS bigint[]), CAST(:g_expected AS bigint[]), CAST(:g_state AS text[])
+    ) AS w(group_id, table_id, restaurant_id, revision, expected, state)
+),
+upd AS (
+    UPDATE group_state AS g
+    SET table_id = w.table_id,
+        restaurant_id = w.restaurant_id,
+        revision = w.revision,
+        state = CAST(w.state AS jsonb),
+        updated_at = EXTRACT(EPOCH FROM clock_timestamp())::float8
+    FROM w
+    WHERE g.group_id = w.group_id AND g.revision = w.expected
+    RETURNING g.group_id
+),
+ins AS (
+    INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at)
+    SELECT w.group_id, w.table_id, w.restaurant_id, w.revision, CAST(w.state AS jsonb),
+           EXTRACT(EPOCH FROM clock_timestamp())::float8
+    FROM w
+    WHERE w.expected = 0
+    ORDER BY w.group_id
+    ON CONFLICT (group_id) DO NOTHING
+    RETURNING group_id
+),
+applied AS (
+    SELECT group_id FROM upd UNION ALL SELECT group_id FROM ins
+),
+o AS (
+    SELECT * FROM unnest(
+        CAST(:o_write_group_id AS text[]), CAST(:o_order_id AS text[]), CAST(:o_order_number AS bigint[]),
+        CAST(:o_restaurant_id AS int[]), CAST(:o_table_id AS text[]), CAST(:o_group_id AS text[]),
+        CAST(:o_status AS text[]), CAST(:o_items AS text[]), CAST(:o_total AS bigint[]),
+        CAST(:o_special_instructions AS text[]), CAST(:o_placed_by AS text[]), CAST(:o_created_at AS float8[]),
+        CAST(:o_pos_ticket_id AS text[]), CAST(:o_error AS text[]), CAST(:o_confirmed_at AS float8[]),
+        CAST(:o_kitchen_status AS text[])
+    ) AS o(write_group_id, order_id, order_number, restaurant_id, table_id, group_id, status, items, total,
+           special_instructions, placed_by, created_at, pos_ticket_id, error, confirmed_at, kitchen_status)
+),
+ord AS (
+    INSERT INTO orders AS t (order_id, order_number, restaurant_id, table_id, group_id, status, items, total,
+                             special_instructions, placed_by, created_at, pos_ticket_id, error, confirmed_at,
+                             kitchen_seq, kitchen_status)
+    SELECT o.order_id, o.order_number, o.restaurant_id, o.table_id, o.group_id, o.status,
+           CAST(o.items AS jsonb), o.total, o.special_instructions, o.placed_by, o.created_at,
+           o.pos_ticket_id, o.error, o.confirmed_at,
+           CASE WHEN o.status = 'confirmed' THEN nextval('kitchen_seq_seq') END,
+           o.kitchen_status
+    FROM o
+    WHERE o.write_group_id IN (SELECT a.group_id FROM applied AS a)
+    ORDER BY o.order_id
+    ON CONFLICT (order_id) DO UPDATE
+        SET status = EXCLUDED.status,
+            pos_ticket_id = EXCLUDED.pos_ticket_id,
+            error = EXCLUDED.error,
+            confirmed_at = EXCLUDED.confirmed_at,
+            -- assigned once: a re-confirmation (or any later update) never renumbers the ticket
+            kitchen_seq = COALESCE(t.kitchen_seq, EXCLUDED.kitchen_seq)
+    RETURNING 1
+)
+SELECT a.group_id FROM applied AS a
+"""
+)
+
+
+def _rounds(writes: Sequence[GroupWrite], skip: Sequence[StorageError | None]) -> list[list[int]]:
+    """Split write indexes into rounds in which no group_id / order_id repeats.
+
+    ``INSERT ... ON CONFLICT DO UPDATE`` may not touch one row twice in a statement; an actor normally has at
+    most one write in flight, so this is almost always a single round. Later writes of a group go in later
+    rounds, preserving their submission order."""
+    rounds: list[list[int]] = []
+    seen: list[set[str]] = []
+    for i, w in enumerate(writes):
+        if skip[i] is not None:  # already refused
+            continue
+        keys = {"g:" + w.snapshot.group_id}
+        if w.order is not None:
+            keys.add("o:" + w.order.order_id)
+        # the first round after the last round already holding one of our keys
+        target = 0
+        for r, used in enumerate(seen):
+            if keys & used:
+                target = r + 1
+        if target == len(rounds):
+            rounds.append([])
+            seen.append(set())
+        rounds[target].append(i)
+        seen[target] |= keys
+    return rounds
+
+
+def _batch_params(
+    writes: Sequence[GroupWrite], encoded: Sequence[tuple[str, str | None] | None], idx: Sequence[int]
+) -> dict[str, list[Any]]:
+    g: dict[str, list[Any]] = {
+        k: [] for k in ("g_group_id", "g_table_id", "g_restaurant_id", "g_revision", "g_expected", "g_state")
+    }
+    okeys = (
+        "o_write_group_id",
+        "o_order_id",
+        "o_order_number",
+        "o_restaurant_id",
+        "o_table_id",
+        "o_group_id",
+        "o_status",
+        "o_items",
+        "o_total",
+        "o_special_instructions",
+        "o_placed_by",
+        "o_created_at",
+        "o_pos_ticket_id",
+        "o_error",
+        "o_confirmed_at",
+        "o_kitchen_status",
+    )
+    o: dict[str, list[Any]] = {k: [] for k in okeys}
+    for i in idx:
+        w = writes[i]
+        enc = encoded[i]
+        assert enc is not None
+        snap = w.snapshot
+        g["g_group_id"].append(snap.group_id)
+        g["g_table_id"].append(snap.table_id)
+        g["g_restaurant_id"].append(snap.restaurant_id)
+        g["g_revision"].append(snap.revision)
+        g["g_expected"].append(w.expected_revision)
+        g["g_state"].append(enc[0])
+        od = w.order
+        if od is not None:
+            o["o_write_group_id"].append(snap.group_id)
+            o["o_order_id"].append(od.order_id)
+            o["o_order_number"].append(od.order_number)
+            o["o_restaurant_id"].append(od.restaurant_id)
+            o["o_table_id"].append(od.table_id)
+            o["o_group_id"].append(od.group_id)
+            o["o_status"].append(str(od.status))
+            o["o_items"].append(enc[1])
+            o["o_total"].append(od.total)
+            o["o_special_instructions"].append(od.special_instructions)
+            o["o_placed_by"].append(od.placed_by)
+            o["o_created_at"].append(float(od.created_at))
+            o["o_pos_ticket_id"].append(od.pos_ticket_id)
+            o["o_error"].append(od.error)
+            o["o_confirmed_at"].append(None if od.confirmed_at is None else float(od.confirmed_at))
+            o["o_kitchen_status"].append(od.kitchen_status)
+    return {**g, **o}
+
+
+def _table(row: sa.Row[Any]) -> Table:
+    m = row._mapping
+    return Table(
+        table_id=m["table_id"],
+        restaurant_id=m["restaurant_id"],
+        name=m["name"],
+        status=TableStatus(m["status"]),
+        current_group_id=m["current_group_id"],
+        qr_secret=m["qr_secret"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _menu_item(row: sa.Row[Any]) -> MenuItem:
+    m = row._mapping
+    return MenuItem(
+        menu_item_id=m["menu_item_id"],
+        restaurant_id=m["restaurant_id"],
+        name=m["name"],
+        category=m["category"],
+        price=m["price"],
+        available=m["available"],
+        sort_order=m["sort_order"],
+    )
+
+
+def _order(row: sa.Row[Any]) -> OrderRecord:
+    m = row._mapping
+    return OrderRecord(
+        order_id=m["order_id"],
+        order_number=m["order_number"],
+        restaurant_id=m["restaurant_id"],
+        table_id=m["table_id"],
+        group_id=m["group_id"],
+        status=OrderStatus(m["status"]),
+        items=m["items"],
+        total=m["total"],
+        special_instructions=m["special_instructions"],
+        placed_by=m["placed_by"],
+        created_at=m["created_at"],
+        pos_ticket_id=m["pos_ticket_id"],
+        error=m["error"],
+        confirmed_at=m["confirmed_at"],
+        kitchen_seq=m["kitchen_seq"],
+        kitchen_status=m["kitchen_status"],
+    )
+
+
+def _staff(row: sa.Row[Any]) -> StaffUser:
+    m = row._mapping
+    return StaffUser(
+        username=m["username"],
+        role=StaffRole(m["role"]),
+        password_hash=m["password_hash"],
+        active=m["active"],
+    )
+
+
+class PostgresStore:
+    """The production ``Store``. Create with ``await PostgresStore.connect(url)``; the schema must already be
+    migrated (``tableside.storage.migrate.upgrade_to_head``)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def connect(cls, url: str, *, pool_size: int = 10) -> PostgresStore:
+        engine = create_async_engine(
+            to_async_url(url),
+            pool_size=pool_size,
+            # A short burst above pool_size beats queueing requests behind the committer's transaction.
+            max_overflow=pool_size,
+            json_serializer=_dumps,
+        )
+        store = cls(engine)
+        # Fail at startup (not on the first guest request) when the database is unreachable.
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- restaurants, tables, menu ---------------------------------------------------------------
+
+    async def upsert_restaurant(self, restaurant: Restaurant) -> None:
+        stmt = pg_insert(s.restaurants).values(restaurant_id=restaurant.restaurant_id, name=restaurant.name)
+        # next_order_number is deliberately untouched: re-seeding must never reuse order numbers.
+        stmt = stmt.on_conflict_do_update(index_elements=["restaurant_id"], set_={"name": stmt.excluded.name})
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def get_restaurant(self, restaurant_id: int) -> Restaurant | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(s.restaurants.c.restaurant_id, s.restaurants.c.name).where(
+                        s.restaurants.c.restaurant_id == restaurant_id
+                    )
+                )
+            ).first()
+        return None if row is None else Restaurant(restaurant_id=row[0], name=row[1])
+
+    async def add_table(self, table: Table) -> None:
+        stmt = (
+            pg_insert(s.tables)
+            .values(
+                table_id=table.table_id,
+                restaurant_id=table.restaurant_id,
+                name=table.name,
+                status=str(table.status),
+                current_group_id=table.current_group_id,
+                qr_secret=table.qr_secret,
+                updated_at=table.updated_at,
+            )
+            .on_conflict_do_nothing(index_elements=["table_id"])
+        )
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(stmt)
+        except IntegrityError as e:
+            # The only other constraint is the restaurant foreign key.
+            raise RestaurantNotFound(f"restaurant {table.restaurant_id} does not exist") from e
+
+    async def remove_table(self, table_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(s.tokens).where(s.tokens.c.table_id == table_id))
+            await conn.execute(sa.delete(s.tables).where(s.tables.c.table_id == table_id))
+
+    async def rename_table(self, table_id: str, name: str) -> Table:
+        return await self._update_table(table_id, {"name": name})
+
+    async def _update_table(self, table_id: str, values: dict[str, Any]) -> Table:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(s.tables)
+                    .where(s.tables.c.table_id == table_id)
+                    .values(**values)
+                    .returning(*s.tables.c)
+                )
+            ).first()
+        if row is None:
+            raise TableNotFound(table_id)
+        return _table(row)
+
+    async def get_table(self, table_id: str) -> Table | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(s.tables).where(s.tables.c.table_id == table_id))).first()
+        return None if row is None else _table(row)
+
+    async def list_tables(self, restaurant_id: int) -> list[Table]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s.tables)
+                .where(s.tables.c.restaurant_id == restaurant_id)
+                .order_by(s.tables.c.table_id)
+            )
+            return [_table(r) for r in rows]
+
+    async def rotate_qr_secret(self, table_id: str, new_secret: str, now: float) -> Table:
+        return await self._update_table(table_id, {"qr_secret": new_secret, "updated_at": now})
+
+    async def upsert_menu_item(self, item: MenuItem) -> None:
+        values = {
+            "menu_item_id": item.menu_item_id,
+            "restaurant_id": item.restaurant_id,
+            "name": item.name,
+            "category": item.category,
+            "price": item.price,
+            "available": item.available,
+            "sort_order": item.sort_order,
+        }
+        stmt = pg_insert(s.menu_items).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["menu_item_id"],
+            set_={k: stmt.excluded[k] for k in values if k != "menu_item_id"},
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def list_menu(self, restaurant_id: int) -> list[MenuItem]:
+        c = s.menu_items.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s.menu_items)
+                .where(c.restaurant_id == restaurant_id)
+                .order_by(c.sort_order, c.name, c.menu_item_id)
+            )
+            return [_menu_item(r) for r in rows]
+
+    async def set_item_availability(self, menu_item_id: str, available: bool) -> MenuItem:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(s.menu_items)
+                    .where(s.menu_items.c.menu_item_id == menu_item_id)
+                    .values(available=available)
+                    .returning(*s.menu_items.c)
+                )
+            ).first()
+        if row is None:
+            raise MenuItemNotFound(menu_item_id)
+        return _menu_item(row)
+
+    # -- joining and tokens ----------------------------------------------------------------------
+
+    async def join_table(
+        self,
+        table_id: str,
+        qr_secret: str,
+        token_hash: str,
+        member_id: str,
+        new_group_id: str,
+        expires_at: float,
+        now: float,
+    ) -> JoinResult:
+        t = s.tables.c
+        async with self.engine.begin() as conn:
+            # FOR UPDATE serialises joins of one table: of 20 simultaneous first joins exactly one sees
+            # "vacant" and opens the group; the others wait and then join that group.
+            row = (
+                await conn.execute(
+                    sa.select(t.restaurant_id, t.status, t.current_group_id, t.qr_secret)
+                    .where(t.table_id == table_id)
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise TableNotFound(table_id)
+            restaurant_id, status, group_id, secret = row
+            # Constant time, so the secret cannot be guessed byte by byte from response timings. Checked
+            # before the status so a wrong secret learns nothing about the table.
+            if not hmac.compare_digest(secret.encode(), qr_secret.encode()):
+                raise BadQrSecret(table_id)
+            if status == TableStatus.PAID:
+                raise TablePaid(table_id)
+            opened = status == TableStatus.VACANT or group_id is None
+            if opened:
+                group_id = new_group_id
+                await conn.execute(
+                    sa.update(s.tables)
+                    .where(t.table_id == table_id)
+                    .values(status=str(TableStatus.OCCUPIED), current_group_id=group_id, updated_at=now)
+                )
+            ins = pg_insert(s.tokens).values(
+                token_hash=token_hash,
+                table_id=table_id,
+                group_id=group_id,
+                member_id=member_id,
+                created_at=now,
+                last_used=now,
+                expires_at=expires_at,
+            )
+            ins = ins.on_conflict_do_update(
+                index_elements=["token_hash"],
+                set_={
+                    k: ins.excluded[k]
+                    for k in ("table_id", "group_id", "member_id", "last_used", "expires_at")
+                },
+            )
+            await conn.execute(ins)
+        return JoinResult(
+            table_id=table_id,
+            restaurant_id=restaurant_id,
+            group_id=group_id,
+            member_id=member_id,
+            expires_at=expires_at,
+            opened_group=opened,
+        )
+
+    async def resolve_token(self, token_hash: str, now: float) -> TokenInfo | None:
+        tk = s.tokens.c
+        stmt = (
+            sa.update(s.tokens)
+            .where(tk.token_hash == token_hash, tk.expires_at > now, tk.table_id == s.tables.c.table_id)
+            .values(last_used=now)
+            .returning(tk.table_id, s.tables.c.restaurant_id, tk.group_id, tk.member_id, tk.expires_at)
+        )
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            return None
+        return TokenInfo(
+            table_id=row[0], restaurant_id=row[1], group_id=row[2], member_id=row[3], expires_at=row[4]
+        )
+
+    async def checkout_table(self, table_id: str, now: float) -> Table:
+        async with self.engine.begin() as conn:
+            current = await self._lock_table(conn, table_id)
+            if current.status != TableStatus.OCCUPIED:
+                raise InvalidTransition(f"checkout of {current.status} table {table_id}")
+            row = (
+                await conn.execute(
+                    sa.update(s.tables)
+                    .where(s.tables.c.table_id == table_id)
+                    .values(status=str(TableStatus.PAID), updated_at=now)
+                    .returning(*s.tables.c)
+                )
+            ).one()
+            if current.current_group_id is not None:
+                await conn.execute(sa.delete(s.tokens).where(s.tokens.c.group_id == current.current_group_id))
+        return _table(row)
+
+    async def reset_table(self, table_id: str, now: float) -> Table:
+        """Also accepts a vacant table as a no-op (returned unchanged) so a repeated staff reset is harmless."""
+        async with self.engine.begin() as conn:
+            current = await self._lock_table(conn, table_id)
+            if current.status == TableStatus.VACANT and current.current_group_id is None:
+                return current
+            row = (
+                await conn.execute(
+                    sa.update(s.tables)
+                    .where(s.tables.c.table_id == table_id)
+                    .values(status=str(TableStatus.VACANT), current_group_id=None, updated_at=now)
+                    .returning(*s.tables.c)
+                )
+            ).one()
+            if current.current_group_id is not None:
+                await conn.execute(sa.delete(s.tokens).where(s.tokens.c.group_id == current.current_group_id))
+        return _table(row)
+
+    async def _lock_table(self, conn: AsyncConnection, table_id: str) -> Table:
+        row = (
+            await conn.execute(sa.select(s.tables).where(s.tables.c.table_id == table_id).with_for_update())
+        ).first()
+        if row is None:
+            raise TableNotFound(table_id)
+        return _table(row)
+
+    async def delete_expired_tokens(self, now: float) -> int:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(sa.delete(s.tokens).where(s.tokens.c.expires_at <= now))
+        return int(res.rowcount)
+
+    # -- group state -----------------------------------------------------------------------------
+
+    async def load_group(self, group_id: str) -> GroupSnapshot | None:
+        g = s.group_state.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(g.group_id, g.table_id, g.restaurant_id, g.revision, g.state).where(
+                        g.group_id == group_id
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return GroupSnapshot(
+            group_id=row[0], table_id=row[1], restaurant_id=row[2], revision=row[3], state=row[4]
+        )
+
+    async def commit_writes(self, writes: Sequence[GroupWrite]) -> list[StorageError | None]:
+        if not writes:
+            return []
+        results: list[StorageError | None] = [None] * len(writes)
+        # Serialise first, outside the transaction: one write with bad data is refused on its own.
+        encoded: list[tuple[str, str | None] | None] = []
+        for i, w in enumerate(writes):
+            try:
+                encoded.append(encode_write(w))
+            except InvalidWrite as e:
+                encoded.append(None)
+                results[i] = e
+        valid = [w for w, enc in zip(writes, encoded, strict=True) if enc is not None]
+        if not valid:
+            return results
+        needs_seq_lock = any(w.order is not None and w.order.status == OrderStatus.CONFIRMED for w in valid)
+        async with self.engine.begin() as conn:
+            if needs_seq_lock:
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": KITCHEN_SEQ_LOCK_KEY})
+            for idx in _rounds(writes, skip=results):
+                # Sorted by group_id (stable for equal ids) so every batch locks rows in the same order.
+                idx = sorted(idx, key=lambda i: writes[i].snapshot.group_id)
+                params = _batch_params(writes, encoded, idx)
+                applied = {r[0] for r in await conn.execute(_COMMIT_BATCH, params)}
+                for i in idx:
+                    gid = writes[i].snapshot.group_id
+                    if gid not in applied:
+                        results[i] = StaleWrite(
+                            f"group {gid}: stored revision is not {writes[i].expected_revision}"
+                        )
+        return results
+
+    # -- orders ----------------------------------------------------------------------------------
+
+    async def next_order_number(self, restaurant_id: int) -> int:
+        r = s.restaurants.c
+        # A single UPDATE ... RETURNING in its own committed transaction: the row lock orders concurrent
+        # callers, and once returned the number is durable, so it is never handed out again after a crash.
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(s.restaurants)
+                    .where(r.restaurant_id == restaurant_id)
+                    .values(next_order_number=r.next_order_number + 1)
+                    .returning(r.next_order_number - 1)
+                )
+            ).first()
+        if row is None:
+            raise RestaurantNotFound(str(restaurant_id))
+        return int(row[0])
+
+    async def get_order(self, order_id: str) -> OrderRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(s.orders).where(s.orders.c.order_id == order_id))).first()
+        return None if row is None else _order(row)
+
+    async def list_group_orders(self, group_id: str) -> list[OrderRecord]:
+        o = s.orders.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s.orders).where(o.group_id == group_id).order_by(o.created_at, o.order_number)
+            )
+            return [_order(r) for r in rows]
+
+    async def list_orders_by_status(self, status: OrderStatus) -> list[OrderRecord]:
+        o = s.orders.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s.orders).where(o.status == str(status)).order_by(o.created_at, o.order_id)
+            )
+            return [_order(r) for r in rows]
+
+    async def list_kitchen_orders(self, restaurant_id: int, after_seq: int, limit: int) -> list[OrderRecord]:
+        o = s.orders.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s.orders)
+                .where(
+                    o.restaurant_id == restaurant_id,
+                    o.status == str(OrderStatus.CONFIRMED),
+                    o.kitchen_seq > after_seq,
+                )
+                .order_by(o.kitchen_seq)
+                .limit(limit)
+            )
+            return [_order(r) for r in rows]
+
+    async def set_kitchen_status(self, order_id: str, status: str) -> OrderRecord:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(s.orders)
+                    .where(s.orders.c.order_id == order_id)
+                    .values(kitchen_status=status)
+                    .returning(*s.orders.c)
+                )
+            ).first()
+        if row is None:
+            raise OrderNotFound(order_id)
+        return _order(row)
+
+    # -- staff -----------------------------------------------------------------------------------
+
+    async def upsert_staff(self, user: StaffUser) -> None:
+        stmt = pg_insert(s.staff_users).values(
+            username=user.username, role=str(user.role), password_hash=user.password_hash, active=user.active
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["username"],
+            set_={k: stmt.excluded[k] for k in ("role", "password_hash", "active")},
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def get_staff(self, username: str) -> StaffUser | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(s.staff_users).where(s.staff_users.c.username == username))
+            ).first()
+        return None if row is None else _staff(row)
+
+    async def list_staff(self) -> list[StaffUser]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(s.staff_users).order_by(s.staff_users.c.username))
+            return [_staff(r) for r in rows]
+
+    async def create_staff_session(
+        self, token_hash: str, username: str, role: StaffRole, expires_at: float
+    ) -> None:
+        stmt = pg_insert(s.staff_sessions).values(
+            token_hash=token_hash, username=username, role=str(role), expires_at=expires_at
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["token_hash"],
+            set_={k: stmt.excluded[k] for k in ("username", "role", "expires_at")},
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def resolve_staff_session(self, token_hash: str, now: float) -> StaffSession | None:
+        """None when expired, or when the user has since been deactivated (deactivation ends sessions)."""
+        ss, su = s.staff_sessions.c, s.staff_users.c
+        stmt = (
+            sa.select(ss.username, ss.role, ss.expires_at)
+            .select_from(s.staff_sessions.outerjoin(s.staff_users, su.username == ss.username))
+            .where(ss.token_hash == token_hash, ss.expires_at > now, sa.func.coalesce(su.active, sa.true()))
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            return None
+        return StaffSession(username=row[0], role=StaffRole(row[1]), expires_at=row[2])
+
+    async def delete_expired_staff_sessions(self, now: float) -> int:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.expires_at <= now))
+        return int(res.rowcount)
+
+    async def delete_staff_session(self, token_hash: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.token_hash == token_hash))
+
+    async def cleanup(self, now: float) -> CleanupReport:
+        return CleanupReport(
+            expired_tokens=await self.delete_expired_tokens(now),
+            expired_staff_sessions=await self.delete_expired_staff_sessions(now),
+        )
+
+    # -- test support ----------------------------------------------------------------------------
+
+    async def truncate_all(self) -> None:
+        """Empty every table and restart kitchen_seq (tests only: much faster than a fresh database)."""
+        names = ", ".join(t.name for t in s.ALL_TABLES)
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            await conn.execute(sa.text("ALTER SEQUENCE kitchen_seq_seq RESTART"))

@@ -1,0 +1,134 @@
+"""The Postgres schema as SQLAlchemy Core tables.
+
+This module is the single description of the schema used by queries in ``postgres.py``. Migrations in
+``migrations/versions`` create the same tables explicitly (they must never depend on this module changing
+under them); ``tests/storage`` checks that the two agree. Times are epoch seconds as DOUBLE PRECISION and
+money is integer minor units, matching ``interface.py``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+# kitchen_seq is assigned from this sequence when an order first becomes confirmed. A sequence (not
+# max()+1) so concurrent batches never collide; gaps are harmless because the kitchen reads by cursor.
+kitchen_seq_seq = sa.Sequence("kitchen_seq_seq", metadata=metadata, start=1)
+
+restaurants = sa.Table(
+    "restaurants",
+    metadata,
+    sa.Column("restaurant_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+    # The next order number to hand out; bumped by a single UPDATE ... RETURNING so it is never reused.
+    sa.Column("next_order_number", sa.BigInteger, nullable=False, server_default="1"),
+)
+
+tables = sa.Table(
+    "tables",
+    metadata,
+    sa.Column("table_id", sa.Text, primary_key=True),
+    sa.Column(
+        "restaurant_id",
+        sa.Integer,
+        sa.ForeignKey("restaurants.restaurant_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="vacant"),
+    sa.Column("current_group_id", sa.Text, nullable=True),
+    sa.Column("qr_secret", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+menu_items = sa.Table(
+    "menu_items",
+    metadata,
+    sa.Column("menu_item_id", sa.Text, primary_key=True),
+    sa.Column("restaurant_id", sa.Integer, nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("price", sa.BigInteger, nullable=False),
+    sa.Column("available", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("sort_order", sa.Integer, nullable=False, server_default="0"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    # Only a hash of the guest token is stored so a database leak does not leak usable tokens.
+    sa.Column("token_hash", sa.Text, primary_key=True),
+    sa.Column("table_id", sa.Text, nullable=False),
+    sa.Column("group_id", sa.Text, nullable=False, index=True),
+    sa.Column("member_id", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_used", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+)
+
+group_state = sa.Table(
+    "group_state",
+    metadata,
+    sa.Column("group_id", sa.Text, primary_key=True),
+    sa.Column("table_id", sa.Text, nullable=False),
+    sa.Column("restaurant_id", sa.Integer, nullable=False),
+    # Optimistic-concurrency revision (the ETag): a write applies only if this equals its expected value.
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("state", JSONB, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("order_number", sa.BigInteger, nullable=False),
+    sa.Column("restaurant_id", sa.Integer, nullable=False),
+    sa.Column("table_id", sa.Text, nullable=False),
+    sa.Column("group_id", sa.Text, nullable=False, index=True),
+    sa.Column("status", sa.Text, nullable=False, index=True),
+    sa.Column("items", JSONB, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("special_instructions", sa.Text, nullable=False, server_default=""),
+    sa.Column("placed_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("pos_ticket_id", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("confirmed_at", sa.Double, nullable=True),
+    sa.Column("kitchen_seq", sa.BigInteger, nullable=True, unique=True),
+    sa.Column("kitchen_status", sa.Text, nullable=False, server_default="new"),
+    # The kitchen display polls "confirmed orders of restaurant R after cursor S".
+    sa.Index("ix_orders_restaurant_kitchen_seq", "restaurant_id", "kitchen_seq"),
+)
+
+staff_users = sa.Table(
+    "staff_users",
+    metadata,
+    sa.Column("username", sa.Text, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+staff_sessions = sa.Table(
+    "staff_sessions",
+    metadata,
+    sa.Column("token_hash", sa.Text, primary_key=True),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+)
+
+ALL_TABLES: tuple[sa.Table, ...] = (
+    restaurants,
+    tables,
+    menu_items,
+    tokens,
+    group_state,
+    orders,
+    staff_users,
+    staff_sessions,
+)

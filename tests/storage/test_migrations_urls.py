@@ -1,0 +1,167 @@
+"""Migrations, URL handling and the embedded server (Postgres-only, not parametrized)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tableside.storage import GroupSnapshot, GroupWrite, PostgresStore, Restaurant
+from tableside.storage.migrate import MIGRATIONS_DIR, current_revision, upgrade_to_head
+from tableside.storage.schema import metadata
+from tableside.storage.urls import to_async_url, to_plain_url
+
+
+async def test_migrate_is_idempotent_and_concurrency_safe(scratch_db_url: str) -> None:
+    assert await current_revision(scratch_db_url) is None
+    # two "processes" starting at once: the advisory lock lets one migrate, the other finds head
+    await asyncio.gather(upgrade_to_head(scratch_db_url), upgrade_to_head(scratch_db_url))
+    assert await current_revision(scratch_db_url) == "0001"
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        await store.upsert_restaurant(Restaurant(1, "R"))
+        await store.commit_writes([GroupWrite(GroupSnapshot("g", "t", 1, 1, {"k": 1}), 0)])
+        await upgrade_to_head(scratch_db_url)  # again: a no-op that keeps the data
+        assert await current_revision(scratch_db_url) == "0001"
+        assert await store.get_restaurant(1) == Restaurant(1, "R")
+        assert (await store.load_group("g")) == GroupSnapshot("g", "t", 1, 1, {"k": 1})
+    finally:
+        await store.close()
+
+
+def _diff(conn: Connection) -> list[object]:
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+    return list(compare_metadata(ctx, metadata))
+
+
+async def test_migrated_schema_matches_schema_module(pg_url: str) -> None:
+    engine = create_async_engine(to_async_url(pg_url), poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(_diff)
+            seq = (await conn.execute(text("SELECT to_regclass('kitchen_seq_seq') IS NOT NULL"))).scalar()
+    finally:
+        await engine.dispose()
+    assert diff == []
+    assert seq
+
+
+def test_migrations_shipped_next_to_package() -> None:
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert any(p.name.startswith("0001") for p in (MIGRATIONS_DIR / "versions").glob("*.py"))
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u:p@db.example:5433/app", "postgresql+asyncpg://u:p@db.example:5433/app"),
+        ("postgres://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("postgresql+asyncpg://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("postgresql://u@db/app?sslmode=require", "postgresql+asyncpg://u@db/app?ssl=require"),
+        (
+            "postgresql://postgres:@/tableside?host=/tmp/x/pg",
+            "postgresql+asyncpg://postgres:@/tableside?host=%2Ftmp%2Fx%2Fpg",
+        ),
+    ],
+)
+def test_to_async_url(given: str, expected: str) -> None:
+    assert to_async_url(given) == expected
+
+
+def test_to_async_url_rejects_other_databases() -> None:
+    with pytest.raises(ValueError):
+        to_async_url("mysql://u@h/db")
+
+
+def test_plain_url_round_trip() -> None:
+    assert to_plain_url("postgresql+asyncpg://u@h:1/db") == "postgresql://u@h:1/db"
+    assert to_plain_url("postgres://u@/db?host=/run/pg").startswith("postgresql://u@/db?host=")
+
+
+def test_local_cluster_has_unix_socket() -> None:
+    assert os.path.exists("/var/run/postgresql/.s.PGSQL.5432"), "expected the local cluster's socket"
+
+
+async def test_store_over_unix_socket(pg_url: str) -> None:
+    dbname = pg_url.rsplit("/", 1)[1]
+    socket_url = f"postgresql://postgres@/{dbname}?host=/var/run/postgresql"
+    store = await PostgresStore.connect(socket_url)
+    try:
+        async with store.engine.connect() as conn:
+            addr = (await conn.execute(text("SELECT inet_client_addr()"))).scalar()
+        assert addr is None  # NULL client address == a unix-domain connection
+        await store.upsert_restaurant(Restaurant(7, "socket"))
+        assert await store.get_restaurant(7) == Restaurant(7, "socket")
+    finally:
+        await store.close()
+
+
+async def test_open_store_with_url_migrates(scratch_db_url: str, tmp_path: Path) -> None:
+    from tableside.storage.factory import open_store
+
+    store, used = await open_store(scratch_db_url, tmp_path)
+    try:
+        assert used == scratch_db_url and isinstance(store, PostgresStore)
+        assert await current_revision(scratch_db_url) == "0001"
+        await store.upsert_restaurant(Restaurant(1, "R"))
+    finally:
+        await store.close()
+
+
+def test_embedded_postgres_start_connect_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tableside.storage.embedded import start_embedded_postgres, stop_embedded_postgres
+
+    t0 = time.monotonic()
+    monkeypatch.chdir(tmp_path)
+    data_dir = Path("var")  # relative on purpose: the embedded package needs an absolute pgdata
+    url = start_embedded_postgres(data_dir)
+    try:
+        assert url.startswith("postgresql://postgres") and url.split("?")[0].endswith("/tableside")
+        assert start_embedded_postgres(data_dir) == url  # reattach: same server
+
+        async def roundtrip() -> None:
+            await upgrade_to_head(url)
+            store = await PostgresStore.connect(url)
+            try:
+                await store.upsert_restaurant(Restaurant(1, "embedded"))
+                assert await store.get_restaurant(1) == Restaurant(1, "embedded")
+            finally:
+                await store.close()
+            conn = await asyncpg.connect(url)
+            try:
+                assert await conn.fetchval("SELECT current_database()") == "tableside"
+            finally:
+                await conn.close()
+
+        asyncio.run(roundtrip())
+    finally:
+        stop_embedded_postgres(data_dir)
+    assert not (tmp_path / "var" / "postgres" / "postmaster.pid").exists()
+    stop_embedded_postgres(data_dir)  # stopping a stopped server is a no-op
+
+    # data survives a restart
+    url2 = start_embedded_postgres(tmp_path / "var")
+    try:
+
+        async def check() -> None:
+            store = await PostgresStore.connect(url2)
+            try:
+                assert await store.get_restaurant(1) == Restaurant(1, "embedded")
+            finally:
+                await store.close()
+
+        asyncio.run(check())
+    finally:
+        stop_embedded_postgres(tmp_path / "var")
+    assert time.monotonic() - t0 < 20
