@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(default_factory=list)  # extra Origins for the websocket check
     cookie_secure: bool = False  # True behind HTTPS; SameSite/HttpOnly are always set
     idle_actor_seconds: float = Field(300.0, gt=0)
+    group_idle_hours: float = Field(6.0, gt=0)  # fail-safe: close sittings idle this long
+    cleanup_interval_s: float = Field(300.0, gt=0)
     log_level: str = "info"
     demo: DemoSettings = Field(default_factory=DemoSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -26,6 +26,7 @@ from tableside.protocol import Limits
 from tableside.server import http, staff
 from tableside.server.base import BaseHandler
 from tableside.server.kitchen import KitchenHub
+from tableside.server.maintenance import cleanup_loop
 from tableside.server.services import Services, build_table_context
 from tableside.server.ws import GuestSocket, NotFoundHandler
 from tableside.storage.committer import GroupCommitter
@@ -108,10 +109,12 @@ class RunningServer:
     http_server: tornado.httpserver.HTTPServer
     port: int
     owns_store: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self) -> None:
         self.http_server.stop()
+        for task in self.background:
+            task.cancel()
         await self.services.directory.stop_all()
         await self.services.kitchen.stop()
         await self.services.committer.stop()
@@ -211,7 +214,9 @@ async def start_server(
     if settings.port == 0:
         settings.port = port
     await reconcile_open_orders(services)
-    return RunningServer(services, server, port, owns_store), passwords
+    running = RunningServer(services, server, port, owns_store)
+    running.background.append(asyncio.get_running_loop().create_task(cleanup_loop(services)))
+    return running, passwords
 
 
 def data_path(settings: Settings) -> Path:

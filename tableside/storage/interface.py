@@ -231,6 +231,11 @@ class Store(Protocol):
         """paid (or occupied) -> vacant, ``current_group_id`` cleared and that group's tokens deleted."""
 
     async def delete_expired_tokens(self, now: float) -> int: ...
+    async def close_idle_groups(self, cutoff: float, now: float) -> list[tuple[str, str]]:
+        """Fail-safe for abandoned sittings: every occupied table whose group saw no activity since
+        ``cutoff`` (the later of the table's change and the snapshot's ``last_updated``) goes back to
+        vacant and its tokens are deleted, in one conditional step so several nodes may run it at once.
+        Returns ``(table_id, group_id)`` of the groups closed by this call."""
 
     # -- group state -----------------------------------------------------------------------------
     async def load_group(self, group_id: str) -> GroupSnapshot | None: ...

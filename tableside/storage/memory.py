@@ -223,6 +223,20 @@ class MemoryStore:
         t.updated_at = now
         return replace(t)
 
+    async def close_idle_groups(self, cutoff: float, now: float) -> list[tuple[str, str]]:
+        closed: list[tuple[str, str]] = []
+        for t in self._tables.values():
+            if t.status != TableStatus.OCCUPIED or t.current_group_id is None:
+                continue
+            group = self._groups.get(t.current_group_id)
+            last = float(group.state.get("last_updated", 0.0)) if group is not None else 0.0
+            if max(t.updated_at, last) >= cutoff:
+                continue
+            closed.append((t.table_id, t.current_group_id))
+            self._delete_group_tokens(t.current_group_id)
+            t.status, t.current_group_id, t.updated_at = TableStatus.VACANT, None, now
+        return closed
+
     async def delete_expired_tokens(self, now: float) -> int:
         expired = [h for h, tok in self._tokens.items() if tok.expires_at <= now]
         for h in expired:

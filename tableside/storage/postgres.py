@@ -550,6 +550,27 @@ class PostgresStore:
             raise TableNotFound(table_id)
         return _table(row)
 
+    async def close_idle_groups(self, cutoff: float, now: float) -> list[tuple[str, str]]:
+        stmt = sa.text(
+            """
+            WITH idle AS (
+                SELECT t.table_id, t.current_group_id AS group_id
+                FROM tables t LEFT JOIN group_state g ON g.group_id = t.current_group_id
+                WHERE t.status = 'occupied' AND t.current_group_id IS NOT NULL
+                  AND GREATEST(t.updated_at, COALESCE((g.state->>'last_updated')::float8, 0)) < :cutoff
+                FOR UPDATE OF t SKIP LOCKED
+            ), dropped AS (
+                DELETE FROM tokens USING idle WHERE tokens.group_id = idle.group_id
+            )
+            UPDATE tables SET status = 'vacant', current_group_id = NULL, updated_at = :now
+            FROM idle WHERE tables.table_id = idle.table_id
+            RETURNING tables.table_id, idle.group_id
+            """
+        )
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(stmt, {"cutoff": cutoff, "now": now})).all()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     async def delete_expired_tokens(self, now: float) -> int:
         async with self.engine.begin() as conn:
             res = await conn.execute(sa.delete(s.tokens).where(s.tokens.c.expires_at <= now))

@@ -582,3 +582,24 @@ def test_deepcopy_of_records_is_cheap_sanity() -> None:
     s = snap("g", 1, {"a": [1]})
     c = copy.deepcopy(s)
     assert c == s and c.state is not s.state
+
+
+async def test_close_idle_groups_resets_only_abandoned_sittings(store: Store) -> None:
+    await seed(store, "T1", "T2", "T3")
+    idle = await join(store, "T1", "tok-idle", "m1", "g-idle", now=NOW)
+    busy = await join(store, "T2", "tok-busy", "m2", "g-busy", now=NOW)
+    # The busy group wrote a snapshot recently; the idle one never did.
+    applied = await store.commit_writes(
+        [GroupWrite(GroupSnapshot("g-busy", "T2", 1, 1, {"last_updated": NOW + 5 * HOUR}), 0)]
+    )
+    assert applied == [None]
+    cutoff = NOW + 6 * HOUR - 6 * HOUR + 1  # everything untouched since NOW counts as idle
+    closed = await store.close_idle_groups(cutoff, NOW + 6 * HOUR)
+    assert closed == [("T1", idle.group_id)]
+    t1 = await store.get_table("T1")
+    assert t1 is not None and t1.status == TableStatus.VACANT and t1.current_group_id is None
+    assert await store.resolve_token("tok-idle", NOW + 6 * HOUR) is None
+    assert await store.resolve_token("tok-busy", NOW + 0.5 * HOUR) is not None
+    # Idempotent: a second node running the same job closes nothing more.
+    assert await store.close_idle_groups(cutoff, NOW + 6 * HOUR) == []
+    assert busy.group_id == "g-busy"

@@ -1,0 +1,44 @@
+"""Fail-safe expiry and cleanup (seed 000): expired guest tokens and staff sessions are deleted and
+sittings idle past ``group_idle_hours`` are closed. Every step is a conditional statement in the store,
+so the job is safe to run on every node at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from tableside.actors.messages import CloseSession
+from tableside.server.services import Services
+from tableside.storage.interface import CleanupReport
+
+log = structlog.get_logger("tableside.maintenance")
+
+
+async def run_cleanup(services: Services) -> CleanupReport:
+    now = services.clock.now()
+    report = await services.store.cleanup(now)
+    cutoff = now - services.settings.group_idle_hours * 3600
+    closed = await services.store.close_idle_groups(cutoff, now)
+    for _table_id, group_id in closed:
+        services.directory.tell_if_active(group_id, CloseSession("expired"))
+    report.extra["idle_groups_closed"] = len(closed)
+    log.info(
+        "cleanup",
+        expired_tokens=report.expired_tokens,
+        expired_staff_sessions=report.expired_staff_sessions,
+        idle_groups_closed=len(closed),
+        tables=[t for t, _ in closed[:50]],
+    )
+    return report
+
+
+async def cleanup_loop(services: Services) -> None:
+    while True:
+        await services.clock.sleep(services.settings.cleanup_interval_s)
+        try:
+            await run_cleanup(services)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed run is retried at the next interval
+            log.error("cleanup_failed", error=repr(exc))

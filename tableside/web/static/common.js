@@ -1,0 +1,209 @@
+// Shared helpers for the tableside pages: money, DOM building, reconnect backoff, staff login.
+// Plain ES module, no build step, nothing inline (the server's CSP forbids inline scripts).
+
+export const SUBPROTOCOL = "tableside.v1.json";
+
+/** Integer minor units -> "14.50". */
+export function money(minor) {
+  const n = Number(minor) || 0;
+  const sign = n < 0 ? "-" : "";
+  const abs = Math.abs(Math.trunc(n));
+  return `${sign}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, "0")}`;
+}
+
+/** h("button", {class: "x", onclick: fn, disabled: true}, "text", childNode, ...) */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2), value);
+    } else if (key === "class") {
+      el.className = value;
+    } else if (key === "dataset") {
+      Object.assign(el.dataset, value);
+    } else if (value === true) {
+      el.setAttribute(key, "");
+    } else {
+      el.setAttribute(key, String(value));
+    }
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export const $ = (id) => document.getElementById(id);
+
+export function wsUrl(path) {
+  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${path}`;
+}
+
+/** Exponential backoff: 0.5 s doubling up to 5 s; reset() after a good connection. */
+export class Backoff {
+  constructor(initialMs = 500, maxMs = 5000) {
+    this.initialMs = initialMs;
+    this.maxMs = maxMs;
+    this.current = initialMs;
+  }
+  next() {
+    const delay = this.current;
+    this.current = Math.min(this.current * 2, this.maxMs);
+    return delay;
+  }
+  reset() {
+    this.current = this.initialMs;
+  }
+}
+
+let counter = 0;
+const prefix = (() => {
+  const bytes = new Uint8Array(6);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+})();
+
+/** A request id unique to this page load (the server remembers acknowledged ids per member). */
+export function requestId() {
+  counter += 1;
+  return `${prefix}-${counter}`;
+}
+
+/** Keep keyboard focus on "the same" control across a re-render (elements carry data-key). */
+export function preserveFocus(render) {
+  const active = document.activeElement;
+  const key = active && active.dataset ? active.dataset.key : undefined;
+  render();
+  if (key) {
+    const again = document.querySelector(`[data-key="${CSS.escape(key)}"]`);
+    if (again && !again.disabled) again.focus({ preventScroll: true });
+  }
+}
+
+// -- staff session (sessionStorage, per tab) --------------------------------------------------------
+
+const STAFF_KEY = "tableside_staff";
+
+export function staffSession() {
+  try {
+    const raw = sessionStorage.getItem(STAFF_KEY);
+    const s = raw ? JSON.parse(raw) : null;
+    return s && typeof s.token === "string" ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+export function saveStaffSession(session) {
+  sessionStorage.setItem(STAFF_KEY, JSON.stringify(session));
+}
+
+export function clearStaffSession() {
+  sessionStorage.removeItem(STAFF_KEY);
+}
+
+export class HttpError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** fetch JSON with the staff bearer token; throws HttpError (401 = log in again, 403 = forbidden). */
+export async function staffFetch(path, { method = "GET", body } = {}) {
+  const session = staffSession();
+  const headers = { Accept: "application/json" };
+  if (session) headers.Authorization = `Bearer ${session.token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: "no-store",
+    credentials: "same-origin",
+  });
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    data = null;
+  }
+  if (!resp.ok) {
+    throw new HttpError(resp.status, data && data.error, data && data.message);
+  }
+  return data;
+}
+
+/** Human text for a failed staff call. */
+export function describeError(err) {
+  if (err instanceof HttpError) {
+    if (err.status === 403) return `Not allowed for your role${err.message && err.message !== "forbidden" ? ` (${err.message})` : ""}.`;
+    if (err.status === 409) return err.message || "That is not possible in the table's current state.";
+    if (err.status === 429) return "Too many attempts. Wait a minute and try again.";
+    return err.message || `Request failed (${err.status}).`;
+  }
+  return "Network problem. Check the connection and try again.";
+}
+
+/**
+ * Render the staff login form into `root`. Calls onLogin(session) after a successful login.
+ * `message` (optional) is shown above the form, e.g. "Your session expired".
+ */
+export function mountLogin(root, { title, hint, message, onLogin }) {
+  const error = h("p", { class: "form-error", role: "alert", id: "login-error" }, message || "");
+  const user = h("input", {
+    id: "login-username", name: "username", autocomplete: "username", required: true,
+    autocapitalize: "none", spellcheck: "false",
+  });
+  const pass = h("input", {
+    id: "login-password", name: "password", type: "password", autocomplete: "current-password", required: true,
+  });
+  const submit = h("button", { type: "submit", class: "primary" }, "Log in");
+  const form = h(
+    "form",
+    { class: "card login", "aria-labelledby": "login-h", novalidate: true },
+    h("h2", { id: "login-h" }, title),
+    hint ? h("p", { class: "muted" }, hint) : null,
+    error,
+    h("div", { class: "field" }, h("label", { for: "login-username" }, "Username"), user),
+    h("div", { class: "field" }, h("label", { for: "login-password" }, "Password"), pass),
+    submit,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!user.value || !pass.value) {
+      error.textContent = "Enter your username and password.";
+      return;
+    }
+    submit.disabled = true;
+    error.textContent = "";
+    try {
+      const resp = await fetch("/api/staff/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ username: user.value.trim(), password: pass.value }),
+        cache: "no-store",
+      });
+      const data = await resp.json().catch(() => ({}));
+      if (!resp.ok) {
+        error.textContent =
+          resp.status === 401 ? "Wrong username or password." : describeError(new HttpError(resp.status, data.error, data.message));
+        pass.select();
+        return;
+      }
+      const session = { token: data.token, username: data.username || user.value.trim(), role: data.role || "" };
+      saveStaffSession(session);
+      onLogin(session);
+    } catch {
+      error.textContent = "Network problem. Check the connection and try again.";
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  root.replaceChildren(form);
+  root.hidden = false;
+  user.focus();
+}
