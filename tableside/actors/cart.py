@@ -27,8 +27,9 @@ class ProcessingStatus(StrEnum):
 
 
 # Each member's most recent acknowledged request ids are remembered (and persisted) so a resend after a
-# reconnect or a restart gets the same answer and changes nothing. Bounded per member.
-ACKED_PER_MEMBER = 128
+# reconnect or a restart gets the same answer and changes nothing. Bounded per member, and stored compactly
+# (revision and order id, the only variable parts of an ack) because the whole snapshot is written per op.
+ACKED_PER_MEMBER = 64
 
 
 @dataclass(slots=True)
@@ -133,7 +134,7 @@ class GroupState:
     last_order_id: str | None = None
     last_error: str | None = None
     members: dict[str, str] = field(default_factory=dict)  # member_id -> display name, in join order
-    acked: dict[str, OrderedDict[str, dict[str, Any]]] = field(default_factory=dict)
+    acked: dict[str, OrderedDict[str, list[Any]]] = field(default_factory=dict)  # id -> [revision, order_id?]
     last_updated: float = 0.0
 
     # -- derived ------------------------------------------------------------------------------------
@@ -167,13 +168,23 @@ class GroupState:
         if request_id is None:
             return None
         seen = self.acked.get(member_id)
-        return seen.get(request_id) if seen is not None else None
+        compact = seen.get(request_id) if seen is not None else None
+        if compact is None:
+            return None
+        answer: dict[str, Any] = {"type": "ack", "id": request_id, "revision": compact[0]}
+        if len(compact) > 1:
+            answer["order_id"] = compact[1]
+        return answer
 
     def remember(self, member_id: str, request_id: str | None, answer: dict[str, Any]) -> None:
-        if request_id is None:
+        """Remember an ``ack`` (the only answers that changed something) for resends."""
+        if request_id is None or answer.get("type") != "ack":
             return
         seen = self.acked.setdefault(member_id, OrderedDict())
-        seen[request_id] = answer
+        compact: list[Any] = [answer["revision"]]
+        if "order_id" in answer:
+            compact.append(answer["order_id"])
+        seen[request_id] = compact
         while len(seen) > ACKED_PER_MEMBER:
             seen.popitem(last=False)
 
