@@ -4,7 +4,6 @@ the POS simulator in-process behind the HTTP adapter."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,8 @@ from tableside.pos.simulator import SimulatorConfig, SimulatorState, make_app
 from tableside.server.app import RunningServer, start_server
 from tableside.storage.postgres import PostgresStore
 from tests.client import WsClient
-from tests.pg import create_database_sync, drop_database_sync, truncate_all
+from tests.pg import create_database_sync, drop_database_sync
+from tests.procs import free_port
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -30,12 +30,6 @@ def database_url() -> Iterator[str]:
     url = create_database_sync("ts_it")
     yield url
     drop_database_sync(url)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -86,7 +80,6 @@ class Harness:
 
 @pytest.fixture
 async def harness(database_url: str) -> AsyncIterator[Harness]:
-    await truncate_all(database_url)
     sim = SimulatorState(SimulatorConfig(latency_ms=0))
     sim_server = tornado.httpserver.HTTPServer(make_app(sim))
     sim_port = free_port()
@@ -100,6 +93,7 @@ async def harness(database_url: str) -> AsyncIterator[Harness]:
         pos={"adapter": "http", "url": f"http://127.0.0.1:{sim_port}", "timeout_s": 2, "backoff_s": 0.1},  # type: ignore[arg-type]
     )
     store = await PostgresStore.connect(database_url)
+    await store.truncate_all()
     clock = SystemClock()
     pos = HttpPosAdapter(f"http://127.0.0.1:{sim_port}", clock)
     running, _ = await start_server(settings, store, demo=True, clock=clock, pos=pos)

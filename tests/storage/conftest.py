@@ -8,65 +8,31 @@ never a skip - a silently skipped Postgres suite would hide exactly the bugs it 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest
 
 from tableside.storage import MemoryStore, PostgresStore, Store
-from tableside.storage.migrate import upgrade_to_head_sync
-from tableside.storage.urls import to_plain_url, with_database
-
-BASE_URL = os.environ.get("TABLESIDE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(to_plain_url(BASE_URL), timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def create_scratch_database() -> str:
-    """A new empty database on the test server; returns its URL. Fails the test loudly if unreachable."""
-    name = f"tableside_t_{secrets.token_hex(6)}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # noqa: BLE001 - any failure to reach Postgres must fail, not skip
-        pytest.fail(
-            f"PostgreSQL test server unreachable at {BASE_URL!r} (set TABLESIDE_TEST_DATABASE_URL): {e!r}",
-            pytrace=False,
-        )
-    return with_database(BASE_URL, name)
-
-
-def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1].split("?", 1)[0]
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+from tests.pg import create_database_sync, drop_database_sync
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    url = create_scratch_database()
+    url = create_database_sync("tableside_t")
     try:
-        upgrade_to_head_sync(url)
         yield url
     finally:
-        drop_database(url)
+        drop_database_sync(url)
 
 
 @pytest.fixture
 def scratch_db_url() -> Iterator[str]:
     """A fresh, unmigrated database for migration tests."""
-    url = create_scratch_database()
+    url = create_database_sync("tableside_t", migrate=False)
     try:
         yield url
     finally:
-        drop_database(url)
+        drop_database_sync(url)
 
 
 @pytest.fixture(params=["memory", "postgres"])

@@ -1,0 +1,242 @@
+"""The whole product in a real browser (Debian's Chromium driven by Playwright, headless).
+
+Two phones join one table and share a cart live; one places the order, the other sees the lock and then
+the confirmation; the kitchen display shows the ticket and bumps it to ready, both phones see it; staff
+check the table out on the staff console; both phones show the closed state and the old join link now
+gives the "ask staff" page. Screenshots of every page go to docs/screenshots/.
+
+The server runs as a subprocess on a fresh database. No blind sleeps: every wait is an ``expect`` with a
+timeout (stretched by TABLESIDE_TEST_TIMEOUT_FACTOR on slow machines)."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from tests.client import t
+from tests.pg import create_database_sync, drop_database_sync
+from tests.procs import Proc, start_tableside
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ADMIN_PASSWORD = "browser-admin-pw"
+PHONE = {"width": 375, "height": 812}
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+WAIT_MS = t(10) * 1000
+
+
+@pytest.fixture
+def server() -> Iterator[Proc]:
+    url = create_database_sync("ts_browser")
+    proc: Proc | None = None
+    try:
+        proc = start_tableside(
+            url,
+            TABLESIDE_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            TABLESIDE_POS__LATENCY_MS="1500",
+            TABLESIDE_POS__SUCCESS_RATE="1.0",
+            TABLESIDE_DEMO__TABLES="3",
+        )
+        yield proc
+    finally:
+        if proc is not None:
+            proc.stop()
+        drop_database_sync(url)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+def staff_call(proc: Proc, path: str, token: str | None = None, body: Any = None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(proc.base + path, data=data, headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+async def new_page(browser: Browser, errors: list[str], **kwargs: Any) -> tuple[BrowserContext, Page]:
+    ctx = await browser.new_context(**kwargs)
+    ctx.set_default_timeout(WAIT_MS)
+    page = await ctx.new_page()
+    page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
+    return ctx, page
+
+
+async def screenshot(page: Page, name: str) -> None:
+    """Full-page shot as if the screen were as tall as the page (sticky bars sit where they belong)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size or PHONE
+    await page.evaluate("window.scrollTo(0, 0)")
+    height = await page.evaluate("document.documentElement.scrollHeight")
+    await page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height))})
+    await page.screenshot(path=str(SCREENSHOTS / name), full_page=True, animations="disabled")
+    await page.set_viewport_size(size)
+
+
+async def staff_login(page: Page, base: str, path: str) -> None:
+    await page.goto(base + path)
+    await page.get_by_label("Username").fill("admin")
+    await page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.locator("#who")).to_have_text("admin (admin)")
+
+
+def cart_line(page: Page, name: str) -> Any:
+    return page.locator("#cart > li", has_text=name)
+
+
+async def test_two_phones_kitchen_and_staff(server: Proc, browser: Browser) -> None:
+    base = server.base
+    token = staff_call(server, "/api/staff/login", body={"username": "admin", "password": ADMIN_PASSWORD})["token"]
+    tables = staff_call(server, "/api/staff/tables", token)
+    join_url = next(row["join_url"] for row in tables if row["table_id"] == "T001")
+    errors: list[str] = []
+
+    # -- two phones join the same table ------------------------------------------------------------
+    _, phone_a = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
+    _, phone_b = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
+    await phone_a.goto(join_url)
+    assert phone_a.url == base + "/guest"  # the QR link is not left in the history
+    await expect(phone_a.locator("#members")).to_contain_text("Guest 1 (you)")
+    await phone_b.goto(join_url)
+    await expect(phone_b.locator("#members")).to_contain_text("Guest 2 (you)")
+    await expect(phone_a.locator("#members")).to_contain_text("Guest 2")
+    await expect(phone_a.locator("#table-title")).to_have_text("Table T001")
+
+    # -- both add items and see each other's lines live, with who added them -----------------------
+    await phone_a.get_by_role("button", name=re.compile(r"^Add Edamame, 4\.50")).click()
+    await phone_b.get_by_role("button", name=re.compile(r"^Add Shoyu Ramen, 14\.50")).click()
+    await expect(cart_line(phone_a, "Shoyu Ramen")).to_contain_text("Added by Guest 2")
+    await expect(cart_line(phone_b, "Edamame")).to_contain_text("Added by Guest 1")
+    await expect(cart_line(phone_a, "Edamame")).to_contain_text("Added by you (Guest 1)")
+    await phone_b.get_by_role("button", name="One more Shoyu Ramen").click()
+    await expect(phone_a.locator("#total")).to_have_text("33.50")
+    await expect(phone_b.locator("#total")).to_have_text("33.50")
+    await expect(cart_line(phone_a, "Shoyu Ramen").locator(".qty")).to_have_text("2")
+    await expect(phone_a.locator("#place")).to_have_text("Place order")
+    await expect(phone_a.locator("#place")).to_be_enabled()
+    await screenshot(phone_a, "guest.png")
+
+    # -- kitchen display and staff console, logged in before the order exists ------------------------
+    _, kitchen = await new_page(browser, errors, viewport={"width": 1280, "height": 800})
+    await staff_login(kitchen, base, "/kitchen")
+    await expect(kitchen.locator("#empty-new")).to_be_visible()
+    await expect(kitchen.locator("#conn")).to_be_hidden()
+    _, staff = await new_page(browser, errors, viewport={"width": 1100, "height": 800})
+    await staff_login(staff, base, "/staff")
+    t001 = staff.locator('.table-card[data-table-id="T001"]')
+    await expect(t001.locator(".table-status")).to_have_text("Occupied")
+    await expect(t001.locator(".online")).to_have_text("2")
+    await expect(t001.locator(".cart-total")).to_have_text("33.50")
+
+    # -- guest B places the order; A sees the lock, then both see the confirmation -------------------
+    await phone_b.locator("#instructions").fill("No spring onion in the ramen, please")
+    await phone_b.get_by_role("button", name="Place order").click()
+    await expect(phone_b.locator("#place")).to_have_text("Pending confirmation…")
+    await expect(phone_b.locator("#place")).to_be_disabled()
+    await expect(phone_b.locator("#notice")).to_have_text("Your order is being processed...")
+    await expect(phone_a.locator("#place")).to_have_text("Order being processed by Guest 2")
+    await expect(phone_a.locator("#place")).to_be_disabled()
+    await expect(phone_a.get_by_role("button", name=re.compile(r"^Add Edamame"))).to_be_disabled()
+    await screenshot(phone_a, "guest-locked.png")
+    for phone in (phone_a, phone_b):
+        await expect(phone.locator("#notice")).to_contain_text("Order placed successfully! 🎉 Order #")
+        await expect(phone.locator("#orders > li")).to_have_count(1)
+        await expect(phone.locator("#orders .kitchen-status")).to_have_text("Received")
+        await expect(phone.locator("#cart > li")).to_have_count(0)
+        await expect(phone.locator("#place")).to_have_text("Place order")
+    order_label = await phone_a.locator("#orders > li strong").inner_text()  # "Order #N"
+    number = order_label.removeprefix("Order #")
+
+    # -- the kitchen shows the ticket, once; bumping it reaches both phones ----------------------------
+    ticket = kitchen.locator("#col-new .ticket")
+    await expect(ticket).to_have_count(1)
+    await expect(ticket).to_contain_text(f"#{number}")
+    await expect(ticket).to_contain_text("Table 1")
+    await expect(ticket).to_contain_text("Shoyu Ramen")
+    await expect(ticket).to_contain_text("No spring onion")
+    await kitchen.get_by_role("button", name=f"Start preparing: order {number}").click()
+    await expect(kitchen.locator("#col-preparing .ticket")).to_have_count(1)
+    await expect(phone_a.locator("#orders .kitchen-status")).to_have_text("Preparing")
+    await kitchen.get_by_role("button", name=f"Mark ready: order {number}").click()
+    await expect(kitchen.locator("#col-ready .ticket")).to_have_count(1)
+    for phone in (phone_a, phone_b):
+        await expect(phone.locator("#orders .kitchen-status")).to_have_text("Ready")
+        await expect(phone.locator("#notice")).to_have_text(f"Order #{number} is ready! 🍽️")
+
+    # A second round from phone A, so the kitchen shows tickets in two columns.
+    await phone_a.get_by_role("button", name=re.compile(r"^Add Green Tea")).click()
+    await phone_a.get_by_role("button", name=re.compile(r"^Add Chicken Karaage")).click()
+    await expect(phone_b.locator("#cart > li")).to_have_count(2)
+    await phone_a.get_by_role("button", name="Place order").click()
+    await expect(phone_b.locator("#place")).to_have_text("Order being processed by Guest 1")
+    await expect(kitchen.locator("#col-new .ticket")).to_have_count(1)
+    await expect(phone_b.locator("#orders > li")).to_have_count(2)
+    await expect(kitchen.locator("#col-ready .ticket")).to_have_count(1)
+    await screenshot(kitchen, "kitchen.png")
+
+    # -- staff "86" an item that sits in the cart: both phones flag the line and block the order -------
+    await expect(phone_b.locator("#place")).to_have_text("Place order")
+    await phone_b.get_by_role("button", name=re.compile(r"^Add Mochi")).click()
+    await expect(cart_line(phone_a, "Mochi")).to_contain_text("Added by Guest 2")
+    await staff.get_by_role("switch", name="Mochi (3)").click()
+    await expect(staff.get_by_role("switch", name="Mochi (3)")).not_to_be_checked()
+    await expect(staff.locator('#menu-list li[data-menu-item="mochi"] .badge')).to_have_text("Sold out")
+    for phone in (phone_a, phone_b):
+        await expect(cart_line(phone, "Mochi")).to_contain_text("Unavailable")
+        await expect(phone.get_by_role("button", name="Mochi (3) is unavailable")).to_be_disabled()
+        await expect(phone.locator("#place")).to_be_disabled()
+
+    # -- staff check the table out; both phones close; the old link says "ask staff" -----------------
+    await expect(t001.locator(".online")).to_have_text("2")
+    await expect(t001.locator(".order")).to_have_text("none pending")
+    await expect(t001.locator(".cart-total")).to_have_text("6.00")
+    await screenshot(staff, "staff.png")
+    await t001.get_by_role("button", name="Check out: Table 1").click()
+    await t001.get_by_role("button", name="Confirm check out: Table 1").click()
+    await expect(t001.locator(".table-status")).to_have_text("Paid – awaiting reset")
+    for phone in (phone_a, phone_b):
+        await expect(phone.locator("#closed")).to_be_visible()
+        await expect(phone.locator("#closed")).to_contain_text(
+            "Thank you! This sitting is closed. Please ask staff if you need anything."
+        )
+        await expect(phone.locator("#app")).to_be_hidden()
+    await phone_b.reload()
+    await expect(phone_b.locator("#closed")).to_be_visible()
+    response = await phone_a.goto(join_url)
+    assert response is not None and response.status == 409
+    await expect(phone_a.locator("body")).to_contain_text(re.compile("ask staff", re.IGNORECASE))
+
+    # Reset makes the table vacant again.
+    await t001.get_by_role("button", name="Reset: Table 1").click()
+    await t001.get_by_role("button", name="Confirm reset: Table 1").click()
+    await expect(t001.locator(".table-status")).to_have_text("Vacant")
+
+    assert not errors, errors
