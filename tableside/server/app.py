@@ -62,6 +62,12 @@ TABLE = r"([A-Za-z0-9_-]{1,64})"
 ITEM = r"([A-Za-z0-9_.-]{1,64})"
 
 
+class StaticHandler(tornado.web.StaticFileHandler):
+    def set_extra_headers(self, path: str) -> None:
+        # Revalidate every time (ETag makes it cheap) so an upgrade never runs old JS against a new server.
+        self.set_header("Cache-Control", "no-cache")
+
+
 def make_app(services: Services) -> tornado.web.Application:
     s = {"services": services}
     routes: list[Any] = [
@@ -90,7 +96,7 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/guest", PageHandler, {"page": "guest.html"}),
         (r"/kitchen", PageHandler, {"page": "kitchen.html"}),
         (r"/staff", PageHandler, {"page": "staff.html"}),
-        (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(WEB_DIR)}),
+        (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
     ]
     return tornado.web.Application(
         routes,

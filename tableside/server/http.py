@@ -98,8 +98,10 @@ def closed_page(message: str) -> str:
 
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width,initial-scale=1'><title>Tableside</title></head>"
-        f"<body><main><h1>Ask staff</h1><p role=alert>{html.escape(message)}</p></main></body></html>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'><title>Tableside</title>"
+        "<link rel=stylesheet href='/static/app.css'></head>"
+        "<body><main class=closed-page><h1>Please ask staff</h1>"
+        f"<p role=alert>{html.escape(message)}</p></main></body></html>"
     )
 
 

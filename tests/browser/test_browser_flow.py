@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, WebSocketRoute, async_playwright, expect
 
 from tests.client import t
 from tests.pg import create_database_sync, drop_database_sync
@@ -42,23 +42,31 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WAIT_MS = t(10) * 1000
 
 
+def start_server(database_url: str, port: int | None = None) -> Proc:
+    return start_tableside(
+        database_url,
+        port=port,
+        TABLESIDE_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        TABLESIDE_POS__LATENCY_MS="1500",
+        TABLESIDE_POS__SUCCESS_RATE="1.0",
+        TABLESIDE_DEMO__TABLES="3",
+    )
+
+
 @pytest.fixture
-def server() -> Iterator[Proc]:
+def database_url() -> Iterator[str]:
     url = create_database_sync("ts_browser")
-    proc: Proc | None = None
+    yield url
+    drop_database_sync(url)
+
+
+@pytest.fixture
+def server(database_url: str) -> Iterator[Proc]:
+    proc = start_server(database_url)
     try:
-        proc = start_tableside(
-            url,
-            TABLESIDE_ADMIN_PASSWORD=ADMIN_PASSWORD,
-            TABLESIDE_POS__LATENCY_MS="1500",
-            TABLESIDE_POS__SUCCESS_RATE="1.0",
-            TABLESIDE_DEMO__TABLES="3",
-        )
         yield proc
     finally:
-        if proc is not None:
-            proc.stop()
-        drop_database_sync(url)
+        proc.stop()
 
 
 @pytest.fixture
@@ -86,6 +94,15 @@ async def new_page(browser: Browser, errors: list[str], **kwargs: Any) -> tuple[
     ctx.set_default_timeout(WAIT_MS)
     page = await ctx.new_page()
     page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
+    # A CSP violation (an inline script or style sneaking in) shows up as a console error.
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(f"{page.url}: {msg.text}")
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
     return ctx, page
 
 
@@ -93,6 +110,7 @@ async def screenshot(page: Page, name: str) -> None:
     """Full-page shot as if the screen were as tall as the page (sticky bars sit where they belong)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size or PHONE
+    await page.mouse.move(0, 0)  # no hover styles in the picture
     await page.evaluate("window.scrollTo(0, 0)")
     height = await page.evaluate("document.documentElement.scrollHeight")
     await page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height))})
@@ -112,11 +130,18 @@ def cart_line(page: Page, name: str) -> Any:
     return page.locator("#cart > li", has_text=name)
 
 
+def join_url_for(proc: Proc, table_id: str) -> tuple[str, str]:
+    """(staff token, the table's join URL) via the admin API."""
+    token = staff_call(proc, "/api/staff/login", body={"username": "admin", "password": ADMIN_PASSWORD})[
+        "token"
+    ]
+    tables = staff_call(proc, "/api/staff/tables", token)
+    return token, next(row["join_url"] for row in tables if row["table_id"] == table_id)
+
+
 async def test_two_phones_kitchen_and_staff(server: Proc, browser: Browser) -> None:
     base = server.base
-    token = staff_call(server, "/api/staff/login", body={"username": "admin", "password": ADMIN_PASSWORD})["token"]
-    tables = staff_call(server, "/api/staff/tables", token)
-    join_url = next(row["join_url"] for row in tables if row["table_id"] == "T001")
+    _, join_url = join_url_for(server, "T001")
     errors: list[str] = []
 
     # -- two phones join the same table ------------------------------------------------------------
@@ -189,7 +214,7 @@ async def test_two_phones_kitchen_and_staff(server: Proc, browser: Browser) -> N
     await expect(kitchen.locator("#col-ready .ticket")).to_have_count(1)
     for phone in (phone_a, phone_b):
         await expect(phone.locator("#orders .kitchen-status")).to_have_text("Ready")
-        await expect(phone.locator("#notice")).to_have_text(f"Order #{number} is ready! 🍽️")
+        await expect(phone.locator("#notice")).to_have_text(f"Order #{number} is ready!")
 
     # A second round from phone A, so the kitchen shows tickets in two columns.
     await phone_a.get_by_role("button", name=re.compile(r"^Add Green Tea")).click()
@@ -240,3 +265,81 @@ async def test_two_phones_kitchen_and_staff(server: Proc, browser: Browser) -> N
     await expect(t001.locator(".table-status")).to_have_text("Vacant")
 
     assert not errors, errors
+
+
+async def test_reconnect_polling_and_reload(database_url: str, browser: Browser) -> None:
+    """A phone whose socket cannot connect keeps its cart fresh by polling; a server killed with -9 and
+    restarted: phone and kitchen show "reconnecting", come back by themselves, the acked cart is there;
+    a reload while the order is processing restores the pending state; the kitchen gets the ticket once."""
+    proc = start_server(database_url)
+    try:
+        base = proc.base
+        _, join_url = join_url_for(proc, "T002")
+        errors: list[str] = []
+        _, phone_a = await new_page(browser, errors, viewport=PHONE)
+        ctx_b, phone_b = await new_page(browser, errors, viewport=PHONE)
+
+        # Phone B's websocket goes through a switchable proxy: "blocked" refuses every connection.
+        blocked = False
+        live_routes: list[WebSocketRoute] = []
+
+        async def guest_socket(route: WebSocketRoute) -> None:
+            if blocked:
+                await route.close(code=1011, reason="blocked by the test")
+                return
+            route.connect_to_server()
+            live_routes.append(route)
+
+        await ctx_b.route_web_socket(re.compile(r"/ws$"), guest_socket)
+
+        await phone_a.goto(join_url)
+        await expect(phone_a.locator("#members")).to_contain_text("Guest 1 (you)")
+        await phone_b.goto(join_url)
+        await expect(phone_b.locator("#members")).to_contain_text("Guest 2 (you)")
+        await phone_a.get_by_role("button", name=re.compile(r"^Add Edamame")).click()
+        await expect(cart_line(phone_b, "Edamame")).to_be_visible()
+
+        # -- B loses its socket: banner, controls off, and the cart still follows by polling ---------------
+        blocked = True
+        for route in live_routes:
+            await route.close(code=1006, reason="network gone")
+        await expect(phone_b.locator("#conn")).to_have_text("Connection lost. Reconnecting…")
+        await expect(phone_b.locator("#conn")).to_be_visible()
+        await expect(phone_b.locator("#place")).to_be_disabled()
+        await phone_a.get_by_role("button", name=re.compile(r"^Add Miso Soup")).click()
+        # Only GET /api/cart can bring this line to B: its socket is refused.
+        await expect(cart_line(phone_b, "Miso Soup")).to_contain_text("Added by Guest 1")
+        await expect(phone_b.locator("#conn")).to_be_visible()
+        blocked = False
+        await expect(phone_b.locator("#conn")).to_be_hidden()
+        await expect(phone_b.locator("#place")).to_be_enabled()
+
+        # -- kitchen screen connected, then the server dies and comes back ---------------------------------
+        _, kitchen = await new_page(browser, errors, viewport={"width": 1280, "height": 800})
+        await staff_login(kitchen, base, "/kitchen")
+        await expect(kitchen.locator("#empty-new")).to_be_visible()
+        proc.kill9()
+        await expect(phone_a.locator("#conn")).to_be_visible()
+        await expect(kitchen.locator("#conn")).to_have_text("Reconnecting…")
+        await expect(kitchen.locator("#conn")).to_be_visible()
+        proc = start_server(database_url, port=proc.port)
+        for page in (phone_a, phone_b, kitchen):
+            await expect(page.locator("#conn")).to_be_hidden()
+        await expect(phone_a.locator("#cart > li")).to_have_count(2)
+        await expect(phone_a.locator("#total")).to_have_text("8.00")
+
+        # -- reload while processing: the pending state comes back from the cart ----------------------------
+        await phone_a.get_by_role("button", name="Place order").click()
+        await expect(phone_a.locator("#place")).to_have_text("Pending confirmation…")
+        await phone_a.reload()
+        await expect(phone_a.locator("#place")).to_have_text("Pending confirmation…")
+        await expect(phone_a.locator("#notice")).to_have_text("Your order is being processed...")
+        await expect(phone_b.locator("#place")).to_have_text("Order being processed by Guest 1")
+        for phone in (phone_a, phone_b):
+            await expect(phone.locator("#notice")).to_contain_text("Order placed successfully!")
+            await expect(phone.locator("#orders > li")).to_have_count(1)
+        await expect(kitchen.locator(".ticket")).to_have_count(1)
+        await expect(kitchen.locator("#col-new .ticket")).to_contain_text("Miso Soup")
+        assert not errors, errors
+    finally:
+        proc.stop()
