@@ -7,6 +7,7 @@ wire format in use rather than once per socket (Phoenix's "fastlane" idea).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,11 +21,12 @@ class OutboundFrame:
     a cached encoding would no longer match.
     """
 
-    __slots__ = ("message", "_encoded")
+    __slots__ = ("message", "_encoded", "_wire")
 
     def __init__(self, message: Mapping[str, Any]) -> None:
         self.message: dict[str, Any] = dict(message)
         self._encoded: dict[str, str | bytes] = {}
+        self._wire: dict[str, bytes] = {}
 
     @property
     def type(self) -> str | None:
@@ -38,5 +40,29 @@ class OutboundFrame:
             self._encoded[codec.name] = cached
         return cached
 
+    def wire(self, codec: Codec) -> bytes:
+        """The complete server-to-client websocket frame (RFC 6455, unmasked, uncompressed), built once
+        per codec: a broadcast to N members is N writes of the same bytes, no per-member framing."""
+        cached = self._wire.get(codec.name)
+        if cached is None:
+            payload = self.encoded(codec)
+            data = payload.encode("utf-8") if isinstance(payload, str) else payload
+            cached = websocket_frame(data, binary=codec.binary)
+            self._wire[codec.name] = cached
+        return cached
+
     def __repr__(self) -> str:
         return f"OutboundFrame(type={self.type!r}, encodings={sorted(self._encoded)!r})"
+
+
+def websocket_frame(payload: bytes, *, binary: bool) -> bytes:
+    """A single final websocket data frame as a server sends it (no mask, no extensions)."""
+    first = 0x80 | (0x2 if binary else 0x1)
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", first, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", first, 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 127, n)
+    return header + payload

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import structlog
+import tornado.iostream
 import tornado.web
 import tornado.websocket
 
@@ -40,6 +41,7 @@ log = structlog.get_logger("tableside.ws")
 _connection_ids = itertools.count(1)
 
 CLOSE_POLICY = 1008
+SLOW_CONSUMER_BYTES = 4 << 20  # unsent bytes per connection before it is dropped
 CLOSE_TOO_BIG = 1009
 # Past this many rate-limited frames in a row the client is abusive, not bursty: close.
 RATE_STRIKES_BEFORE_CLOSE = 50
@@ -80,11 +82,26 @@ class SocketBase(tornado.websocket.WebSocketHandler):
         self.finish(json.dumps({"error": code, "message": message}))
 
     def send(self, frame: OutboundFrame) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
             return
-        data = frame.encoded(self.codec)
+        stream = getattr(conn, "stream", None)
+        if stream is not None and getattr(conn, "_compressor", None) is None:
+            # Fastlane: the frame bytes are shared by every member; one buffered write, no per-message
+            # task (tornado's write_message wraps each send in a coroutine).
+            if stream.max_write_buffer_size is None:
+                stream.max_write_buffer_size = SLOW_CONSUMER_BYTES
+            try:
+                stream.write(frame.wire(self.codec))
+            except tornado.iostream.StreamClosedError:
+                pass
+            except tornado.iostream.StreamBufferFullError:
+                # A phone that stopped reading must not make the server buffer without bound.
+                log.warning("slow_consumer_closed", connection_id=self.connection_id)
+                stream.close()  # no close handshake: the peer is not reading anyway
+            return
         try:
-            fut = self.write_message(data, binary=self.codec.binary)
+            fut = self.write_message(frame.encoded(self.codec), binary=self.codec.binary)
         except tornado.websocket.WebSocketClosedError:
             return
         fut.add_done_callback(_swallow_closed)

@@ -60,3 +60,28 @@ def test_message_is_copied_and_type_exposed() -> None:
     assert frame.message["reason"] == "paid"
     assert frame.type == "session_closed"
     assert "session_closed" in repr(frame)
+
+
+def test_wire_frame_is_a_valid_unmasked_websocket_frame_built_once() -> None:
+    import struct
+
+    from tableside.protocol import JsonCodec, Limits, MsgpackCodec, OutboundFrame
+    from tableside.protocol.frames import websocket_frame
+
+    for size in (0, 10, 125, 126, 65535, 65536):
+        payload = b"x" * size
+        wire = websocket_frame(payload, binary=True)
+        assert wire[0] == 0x82
+        n = wire[1]
+        assert n & 0x80 == 0  # never masked
+        if n < 126:
+            assert n == size and wire[2:] == payload
+        elif n == 126:
+            assert struct.unpack("!H", wire[2:4])[0] == size and wire[4:] == payload
+        else:
+            assert struct.unpack("!Q", wire[2:10])[0] == size and wire[10:] == payload
+    frame = OutboundFrame({"type": "pong", "id": "é"})
+    text = frame.wire(JsonCodec(Limits()))
+    assert text[0] == 0x81 and text[2:].decode() == frame.encoded(JsonCodec(Limits()))
+    assert frame.wire(JsonCodec(Limits())) is text
+    assert frame.wire(MsgpackCodec(Limits()))[0] == 0x82
