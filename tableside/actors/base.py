@@ -95,6 +95,8 @@ class ActorRef(Generic[M]):
 class Actor(Generic[M]):
     """Subclass and implement ``on_receive``; never call a subclass's methods from outside: use its ref."""
 
+    max_batch = 64
+
     def __init__(self, name: str, *, mailbox_limit: int = 10_000) -> None:
         self.name = name
         self.state = ActorState.CREATED
@@ -112,6 +114,16 @@ class Actor(Generic[M]):
 
     async def on_receive(self, message: M) -> Any:
         raise NotImplementedError
+
+    def is_batchable(self, message: M) -> bool:
+        """Messages for which this returns True may be handed to ``on_receive_batch`` together with the
+        batchable messages queued right behind them (order kept). Lets an actor pay one durable write
+        for many small changes that piled up while the previous write was in flight."""
+        return False
+
+    async def on_receive_batch(self, messages: list[M]) -> list[Any]:
+        """Handle consecutive batchable messages; return one result per message, in order."""
+        return [await self.on_receive(m) for m in messages]
 
     async def on_failure(self, message: M, exc: Exception) -> StopReason | None:
         """An ``on_receive`` raised: return a reason to stop, or None to keep running.
@@ -185,15 +197,29 @@ class Actor(Generic[M]):
             item = self._mailbox.popleft()
             if isinstance(item, _Stop):
                 return item.reason
+            batch = [item]
+            if self.is_batchable(item.message):
+                while (
+                    self._mailbox
+                    and len(batch) < self.max_batch
+                    and isinstance(self._mailbox[0], _Envelope)
+                    and self.is_batchable(self._mailbox[0].message)
+                ):
+                    batch.append(self._mailbox.popleft())  # type: ignore[arg-type]
             try:
-                result = await self.on_receive(item.message)
+                if len(batch) == 1:
+                    results = [await self.on_receive(item.message)]
+                else:
+                    results = await self.on_receive_batch([e.message for e in batch])
             except Exception as exc:
-                if item.reply is not None and not item.reply.done():
-                    item.reply.set_exception(exc)
+                for envelope in batch:
+                    if envelope.reply is not None and not envelope.reply.done():
+                        envelope.reply.set_exception(exc)
                 stop = await self.on_failure(item.message, exc)
                 if stop is not None:
                     log.error("actor_failed", actor=self.name, error=repr(exc), message=type(item.message).__name__)
                     return stop
             else:
-                if item.reply is not None and not item.reply.done():
-                    item.reply.set_result(result)
+                for envelope, result in zip(batch, results, strict=True):
+                    if envelope.reply is not None and not envelope.reply.done():
+                        envelope.reply.set_result(result)

@@ -29,7 +29,7 @@ class ProcessingStatus(StrEnum):
 # Each member's most recent acknowledged request ids are remembered (and persisted) so a resend after a
 # reconnect or a restart gets the same answer and changes nothing. Bounded per member, and stored compactly
 # (revision and order id, the only variable parts of an ack) because the whole snapshot is written per op.
-ACKED_PER_MEMBER = 64
+ACKED_PER_MEMBER = 16  # a client resends only its unanswered (in-flight) requests
 
 
 @dataclass(slots=True)

@@ -31,6 +31,7 @@ from tableside.actors.messages import (
     PosResult,
     TableMessage,
 )
+from tableside.actors.order_numbers import OrderNumbers
 from tableside.clock import Clock
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS
@@ -84,6 +85,7 @@ class TableContext:
     retry: RetryPolicy
     clock: Clock
     on_order_confirmed: Callable[[int], None]  # restaurant_id: wake kitchen feeds
+    order_numbers: OrderNumbers | None = None  # None: one store round trip per order
     idle_seconds: float = 300.0
     max_cart_lines: int = 100
     max_members: int = 50
@@ -97,6 +99,7 @@ class TableActor(Actor[TableMessage]):
         self.restaurant_id = restaurant_id
         self._ctx = ctx
         self._state = GroupState()
+        self._stored_revision = 0
         self._closed = False
         self._sinks: dict[int, tuple[str, MemberSink]] = {}  # connection_id -> (member_id, sink)
         self._pos_task: asyncio.Task[None] | None = None
@@ -108,6 +111,7 @@ class TableActor(Actor[TableMessage]):
         snap = await self._ctx.store.load_group(self.group_id)
         if snap is not None:
             self._state = GroupState.from_snapshot(snap.revision, snap.state)
+        self._stored_revision = self._state.revision
         table = await self._ctx.store.get_table(self.table_id)
         # The table no longer points at this group (checked out, reset, removed): the sitting is over.
         self._closed = (
@@ -207,19 +211,56 @@ class TableActor(Actor[TableMessage]):
         self._schedule_idle_check()
 
     # -- commands ---------------------------------------------------------------------------------
+    def is_batchable(self, message: TableMessage) -> bool:
+        # Cart edits (and reads) queued behind each other share one commit and one broadcast;
+        # place_order stays on its own because it talks to the order counter and the POS.
+        return isinstance(message, Command) and not isinstance(message.message, PlaceOrder)
+
+    async def on_receive_batch(self, messages: list[TableMessage]) -> list[Any]:
+        answers: list[tuple[Command, dict[str, Any] | None]] = []
+        changed = False
+        for message in messages:
+            assert isinstance(message, Command)
+            answer, mutated = self._apply_cart_command(message)
+            answers.append((message, answer))
+            changed = changed or mutated
+        if changed:
+            await self._write()
+            self._broadcast(sm.cart_updated(self._cart()))
+        return [self._reply(cmd, answer) for cmd, answer in answers]
+
     async def _on_command(self, cmd: Command) -> dict[str, Any]:
+        msg = cmd.message
+        if isinstance(msg, PlaceOrder):
+            if self._closed:
+                return self._reply(cmd, sm.error(msg.request_id, ErrorCode.SESSION_CLOSED, "this sitting is closed"))
+            previous = self._state.answered(cmd.member_id, msg.request_id)
+            if previous is not None:
+                METRICS.duplicate_requests.inc()
+                return self._reply(cmd, previous)
+            try:
+                return await self._place_order(cmd, msg)
+            except CommandRejected as rej:
+                METRICS.errors.labels(code=rej.code.value).inc()
+                return self._reply(cmd, sm.error(msg.request_id, rej.code, rej.message))
+        results = await self.on_receive_batch([cmd])
+        return dict(results[0])
+
+    def _apply_cart_command(self, cmd: Command) -> tuple[dict[str, Any] | None, bool]:
+        """Apply one cart command in memory. Returns (answer, changed); the caller commits before
+        sending any answer, so an ``ack`` always means committed."""
         msg = cmd.message
         rid = msg.request_id
         if isinstance(msg, Ping):
-            return self._reply(cmd, sm.pong(rid))
+            return sm.pong(rid), False
         if isinstance(msg, GetSnapshot):
-            return self._reply(cmd, sm.snapshot(rid, self._cart()))
+            return sm.snapshot(rid, self._cart()), False
         if self._closed:
-            return self._reply(cmd, sm.error(rid, ErrorCode.SESSION_CLOSED, "this sitting is closed"))
+            return sm.error(rid, ErrorCode.SESSION_CLOSED, "this sitting is closed"), False
         previous = self._state.answered(cmd.member_id, rid)
         if previous is not None:
             METRICS.duplicate_requests.inc()
-            return self._reply(cmd, previous)
+            return previous, False
         try:
             match msg:
                 case AddItem():
@@ -228,15 +269,17 @@ class TableActor(Actor[TableMessage]):
                     self._update_item(msg.line_id, msg.qty)
                 case RemoveItem():
                     self._update_item(msg.line_id, 0)
-                case PlaceOrder():
-                    return await self._place_order(cmd, msg)
+                case _:
+                    raise CommandRejected(ErrorCode.UNKNOWN_TYPE, "not a cart command")
         except CommandRejected as rej:
             METRICS.errors.labels(code=rej.code.value).inc()
-            return self._reply(cmd, sm.error(rid, rej.code, rej.message))
-        answer = sm.ack(rid, self._state.revision + 1) if rid is not None else None
-        await self._commit(cmd.member_id, rid, answer)
-        self._broadcast(sm.cart_updated(self._cart()))
-        return self._reply(cmd, answer or sm.ack(None, self._state.revision))
+            return sm.error(rid, rej.code, rej.message), False
+        revision = self._bump()
+        if rid is None:
+            return None, True
+        answer = sm.ack(rid, revision)
+        self._state.remember(cmd.member_id, rid, answer)
+        return answer, True
 
     def _reply(self, cmd: Command, answer: dict[str, Any] | None) -> dict[str, Any]:
         if answer is None:
@@ -317,7 +360,12 @@ class TableActor(Actor[TableMessage]):
         if msg.total is not None and msg.total != total:
             raise CommandRejected(ErrorCode.TOTAL_MISMATCH, f"the cart total is {total}, not {msg.total}")
 
-        number = await self._ctx.store.next_order_number(self.restaurant_id)
+        numbers = self._ctx.order_numbers
+        number = (
+            await numbers.next(self.restaurant_id)
+            if numbers is not None
+            else await self._ctx.store.next_order_number(self.restaurant_id)
+        )
         now = self._ctx.clock.now()
         pending = PendingOrder(
             order_id=f"ORD-{self.restaurant_id}-{number}",
@@ -529,6 +577,24 @@ class TableActor(Actor[TableMessage]):
                 sink.send(frame)
         METRICS.broadcasts.inc()
 
+    def _bump(self) -> int:
+        """Advance the in-memory revision for one change; ``_write`` makes it durable."""
+        self._state.revision += 1
+        self._state.last_updated = self._ctx.clock.now()
+        return self._state.revision
+
+    async def _write(self, *, order: OrderRecord | None = None) -> None:
+        """Commit the current state (and an order row) with the stored revision as the expected ETag."""
+        snapshot = GroupSnapshot(
+            group_id=self.group_id,
+            table_id=self.table_id,
+            restaurant_id=self.restaurant_id,
+            revision=self._state.revision,
+            state=self._state.to_snapshot(),
+        )
+        await self._ctx.commit(GroupWrite(snapshot=snapshot, expected_revision=self._stored_revision, order=order))
+        self._stored_revision = self._state.revision
+
     async def _commit(
         self,
         member_id: str | None = None,
@@ -537,17 +603,8 @@ class TableActor(Actor[TableMessage]):
         *,
         order: OrderRecord | None = None,
     ) -> None:
-        """Make the current in-memory state durable as revision + 1 (the caller already changed it)."""
-        expected = self._state.revision
-        self._state.revision = expected + 1
-        self._state.last_updated = self._ctx.clock.now()
+        """One change as its own durable step: revision + 1, remember the answer, write."""
+        self._bump()
         if member_id is not None and answer is not None:
             self._state.remember(member_id, request_id, answer)
-        snapshot = GroupSnapshot(
-            group_id=self.group_id,
-            table_id=self.table_id,
-            restaurant_id=self.restaurant_id,
-            revision=self._state.revision,
-            state=self._state.to_snapshot(),
-        )
-        await self._ctx.commit(GroupWrite(snapshot=snapshot, expected_revision=expected, order=order))
+        await self._write(order=order)

@@ -20,6 +20,7 @@ from tableside.clock import Clock, SystemClock
 from tableside.config import Settings
 from tableside.demo import seed_demo
 from tableside.menu import MenuCatalog
+from tableside.metrics import METRICS
 from tableside.pos.factory import build_pos_adapter
 from tableside.pos.interface import PosAdapter
 from tableside.protocol import Limits
@@ -138,7 +139,11 @@ async def build_services(
 ) -> Services:
     clock = clock or SystemClock()
     rid = settings.demo.restaurant_id
-    committer = GroupCommitter(store)
+    def observe(size: int, seconds: float) -> None:
+        METRICS.commit_batch.observe(size)
+        METRICS.commit_seconds.observe(seconds)
+
+    committer = GroupCommitter(store, observe=observe)
     committer.start()
     menu = MenuCatalog(store)
     await menu.load([rid])

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from tableside.actors.directory import ActorDirectory
 from tableside.actors.messages import CloseSession, MenuChanged
+from tableside.actors.order_numbers import OrderNumbers
 from tableside.actors.table import TableContext
 from tableside.auth import StaffAuth, new_id, new_token, token_hash
 from tableside.clock import Clock
@@ -116,6 +117,7 @@ def build_table_context(
         retry=RetryPolicy(settings.pos.timeout_s, settings.pos.max_retries, settings.pos.backoff_s),
         clock=clock,
         on_order_confirmed=kitchen.notify,
+        order_numbers=OrderNumbers(store),
         idle_seconds=settings.idle_actor_seconds,
         max_cart_lines=settings.limits.max_cart_lines,
         max_members=settings.limits.max_members_per_group,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
+from collections.abc import Callable
 
 from tableside.storage.interface import GroupWrite, Store
 
@@ -21,7 +23,14 @@ class CommitterStopped(RuntimeError):
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, max_batch: int = 1000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_batch: int = 1000,
+        *,
+        in_flight: int = 2,
+        observe: Callable[[int, float], None] | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self._store = store
@@ -30,6 +39,12 @@ class GroupCommitter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._observe = observe  # (batch size, seconds) per transaction, for metrics
+        # Up to ``in_flight`` transactions at once, so Postgres works on one batch while Python encodes the
+        # next. Safe because an actor has at most one write outstanding: concurrent batches never share a
+        # group (and the store serialises kitchen_seq assignment itself).
+        self._slots = asyncio.Semaphore(in_flight)
+        self._inflight: set[asyncio.Task[None]] = set()
         # Metrics: store.commit_writes calls made and writes submitted through them.
         self.batches = 0
         self.writes = 0
@@ -71,23 +86,41 @@ class GroupCommitter:
         while True:
             if not self._queue:
                 if self._stopping:
+                    if self._inflight:
+                        await asyncio.gather(*self._inflight, return_exceptions=True)
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            # Take a slot first, then the batch: writes keep piling up while we wait, so the batch
+            # that leaves is as large as it can be.
+            await self._slots.acquire()
             batch: list[_Pending] = []
             while self._queue and len(batch) < self._max_batch:
                 item = self._queue.popleft()
                 if not item[1].cancelled():  # nobody waits for it: never written
                     batch.append(item)
-            if batch:
-                await self._commit_batch(batch)
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        try:
+            await self._commit_batch(batch)
+        finally:
+            self._slots.release()
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         self.batches += 1
         self.writes += len(batch)
+        started = time.perf_counter()
         try:
             results = await self._store.commit_writes([w for w, _ in batch])
+            if self._observe is not None:
+                self._observe(len(batch), time.perf_counter() - started)
             if len(results) != len(batch):
                 raise RuntimeError(f"commit_writes returned {len(results)} results for {len(batch)} writes")
         except asyncio.CancelledError:

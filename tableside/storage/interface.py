@@ -244,8 +244,9 @@ class Store(Protocol):
         on its own; the result has one entry per write: None when applied, StaleWrite when refused."""
 
     # -- orders ------------------------------------------------------------------------------------
-    async def next_order_number(self, restaurant_id: int) -> int:
-        """Per-restaurant counter: strictly increasing, never reused, even across crashes."""
+    async def next_order_number(self, restaurant_id: int, count: int = 1) -> int:
+        """Per-restaurant counter: reserves ``count`` numbers and returns the first. Strictly increasing,
+        never reused, even across crashes (numbers reserved but not used are skipped, never reissued)."""
 
     async def get_order(self, order_id: str) -> OrderRecord | None: ...
     async def list_group_orders(self, group_id: str) -> list[OrderRecord]:

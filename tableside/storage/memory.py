@@ -297,11 +297,13 @@ class MemoryStore:
 
     # -- orders ----------------------------------------------------------------------------------
 
-    async def next_order_number(self, restaurant_id: int) -> int:
+    async def next_order_number(self, restaurant_id: int, count: int = 1) -> int:
+        if count < 1:
+            raise ValueError("count must be >= 1")
         if restaurant_id not in self._restaurants:
             raise RestaurantNotFound(str(restaurant_id))
         n = self._next_order_number[restaurant_id]
-        self._next_order_number[restaurant_id] = n + 1
+        self._next_order_number[restaurant_id] = n + count
         return n
 
     async def get_order(self, order_id: str) -> OrderRecord | None:

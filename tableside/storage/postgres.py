@@ -628,7 +628,9 @@ class PostgresStore:
 
     # -- orders ----------------------------------------------------------------------------------
 
-    async def next_order_number(self, restaurant_id: int) -> int:
+    async def next_order_number(self, restaurant_id: int, count: int = 1) -> int:
+        if count < 1:
+            raise ValueError("count must be >= 1")
         r = s.restaurants.c
         # A single UPDATE ... RETURNING in its own committed transaction: the row lock orders concurrent
         # callers, and once returned the number is durable, so it is never handed out again after a crash.
@@ -637,8 +639,8 @@ class PostgresStore:
                 await conn.execute(
                     sa.update(s.restaurants)
                     .where(r.restaurant_id == restaurant_id)
-                    .values(next_order_number=r.next_order_number + 1)
-                    .returning(r.next_order_number - 1)
+                    .values(next_order_number=r.next_order_number + count)
+                    .returning(r.next_order_number - count)
                 )
             ).first()
         if row is None:

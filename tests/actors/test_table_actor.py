@@ -315,3 +315,14 @@ async def test_idle_actor_stops_on_the_fake_clock(world: Any) -> None:
     await world.clock.advance(61)
     assert await asyncio.wait_for(ref.wait_stopped(), 1) == StopReason.IDLE
     assert directory.active_count == 0
+
+
+async def test_order_numbers_come_from_reserved_blocks_and_never_repeat(world: Any) -> None:
+    from tableside.actors.order_numbers import OrderNumbers
+
+    numbers = OrderNumbers(world.store, block=4)
+    got = await asyncio.gather(*(numbers.next(1) for _ in range(10)))
+    assert sorted(got) == list(range(1, 11))
+    # A restart (new allocator) skips the rest of the reserved block: a gap, never a duplicate.
+    again = await OrderNumbers(world.store, block=4).next(1)
+    assert again == 13

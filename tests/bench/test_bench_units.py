@@ -13,12 +13,18 @@ import tornado.httpserver
 from aiohttp import web
 
 from bench import hist, proto
-from bench.addrs import NotLoopbackError, free_port, require_loopback_url, source_addresses, usable_source_addresses
+from bench.addrs import (
+    NotLoopbackError,
+    free_port,
+    require_loopback_url,
+    source_addresses,
+    usable_source_addresses,
+)
 from bench.baselines import raw_server, socketio_server
 from bench.client import Endpoint, Member, Table
 from bench.stats import Stats
 from bench.tracking import BroadcastTracker
-from bench.wsclient import OP_TEXT, encode_frame, open_ws
+from bench.wsclient import OP_TEXT, encode_frame
 
 
 def _record(values: list[float]) -> str:
@@ -40,7 +46,9 @@ def test_histograms_merge_across_processes() -> None:
     assert merged.get_total_count() == 5000
     for p in (50.0, 90.0, 99.0, 99.9, 100.0):
         assert merged.get_value_at_percentile(p) == single.get_value_at_percentile(p)
-    stats = Stats.merged([{"counters": {"a": 2}, "hists": {"x": e}, "first": {"s": 3.0}, "last": {"e": 4.0}} for e in encoded])
+    stats = Stats.merged(
+        [{"counters": {"a": 2}, "hists": {"x": e}, "first": {"s": 3.0}, "last": {"e": 4.0}} for e in encoded]
+    )
     assert stats.counters["a"] == 6
     assert stats.hists["x"].get_total_count() == 5000
     assert hist.summary(stats.hists["x"])["count"] == 5000
@@ -97,7 +105,12 @@ def test_socketio_frames_decode() -> None:
     assert binary and isinstance(payload, bytes)
     import msgpack
 
-    assert msgpack.unpackb(payload) == {"type": 2, "data": ["msg", {"type": "ping", "id": "p"}], "nsp": "/", "id": 7}
+    assert msgpack.unpackb(payload) == {
+        "type": 2,
+        "data": ["msg", {"type": "ping", "id": "p"}],
+        "nsp": "/",
+        "id": 7,
+    }
 
 
 async def _exercise(member: Member) -> dict[str, Any]:
@@ -107,7 +120,9 @@ async def _exercise(member: Member) -> dict[str, Any]:
     assert reply["type"] == "ack", reply
     await asyncio.wait_for(member.wait_revision(int(reply["revision"])), 5)
     cart = member.cart
-    assert cart is not None and cart["items"][0]["qty"] == 2 and cart["items"][0]["added_by"] == member.member_id
+    assert (
+        cart is not None and cart["items"][0]["qty"] == 2 and cart["items"][0]["added_by"] == member.member_id
+    )
     line = cart["items"][0]["line_id"]
     reply, _ = await member.request({"type": "update_item", "line_id": line, "qty": 0})
     assert reply["type"] == "ack"
@@ -166,3 +181,26 @@ async def test_socketio_baseline_room_broadcast(codec: proto.Codec) -> None:
         b.close()
     finally:
         await runner.cleanup()
+
+
+def test_failover_mechanics_against_two_raw_nodes() -> None:
+    """Two raw-Tornado nodes stand in for a cluster: they share no state, so this only checks that the kill,
+    the reconnect to the other node, the takeover timing and the final verification all run."""
+    from bench import targets as tg
+    from bench.runner import RunParams, run_target
+
+    a = tg.start_baseline("raw")
+    b = tg.start_baseline("raw")
+    try:
+        both = tg.Target(kind="raw", urls=a.urls + b.urls, server_pids=a.server_pids + b.server_pids, label="raw")
+        block = run_target(RunParams(scenario="failover", tables=2, members=2, duration=3.0, kill_after=1.0), both)
+        f = block["figures"]
+        assert f["applicable"] is True
+        assert f["killed"]["pid"] == a.server_pids[0]
+        assert f["affected_members"] >= 1 and f["takeover_s"] is not None and f["takeover_s"] > 0
+        assert f["acked_ops"] > 0
+        assert isinstance(f["acked_ops_lost"], int)
+        assert f["verified_lines"] + f["acked_ops_lost"] + f["unverified"] > 0
+    finally:
+        a.stop()
+        b.stop()

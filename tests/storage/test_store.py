@@ -603,3 +603,12 @@ async def test_close_idle_groups_resets_only_abandoned_sittings(store: Store) ->
     # Idempotent: a second node running the same job closes nothing more.
     assert await store.close_idle_groups(cutoff, NOW + 6 * HOUR) == []
     assert busy.group_id == "g-busy"
+
+
+async def test_order_numbers_can_be_reserved_in_blocks(store: Store) -> None:
+    await seed(store, "T1")
+    first = await store.next_order_number(1, 10)
+    second = await store.next_order_number(1)
+    assert second == first + 10
+    with pytest.raises(ValueError):
+        await store.next_order_number(1, 0)
