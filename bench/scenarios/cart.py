@@ -1,0 +1,166 @@
+"""``cart``: every member edits the shared cart (add / update / remove its own lines) at the given rate.
+
+Per member, one operation is in flight at a time. With ``rate`` 0 a member sends its next operation as soon
+as the previous one is acknowledged *and* it has seen the resulting cart (closed loop: the offered load adapts
+to the server, which is how the saturation throughput of each target is measured). With a rate, each member
+sends on a fixed schedule (rate / members per member, random phase); sends that fall behind the schedule are
+sent late and counted as ``late_sends``.
+
+Figures: acked ops/s, ack latency, broadcast delivery latency (see :mod:`bench.tracking`) and deliveries/s
+over the measured window ``[t0 + warmup, t0 + duration]``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from bench import hist
+from bench.client import Member, now
+from bench.proto import Msg
+from bench.scenarios import Scenario
+from bench.scenarios.common import connect_all, connect_figures, errors, hsum, menu_item, rate, run_until
+from bench.stats import Stats
+from bench.tracking import BroadcastTracker
+from bench.worker import WorkerCtx
+
+TARGET_LINES = 3  # each member keeps about this many lines of its own in the cart
+MAX_OWN_LINES = 6
+
+
+def choose_op(ctx: WorkerCtx, m: Member, rng: random.Random) -> Msg:
+    mine = [ln for ln in m.my_lines() if ln.get("state", "pending") == "pending"]
+    if len(mine) < TARGET_LINES or (len(mine) < MAX_OWN_LINES and rng.random() < 0.25):
+        return {"type": "add_item", "menu_item_id": menu_item(ctx, rng), "qty": rng.randint(1, 3)}
+    line = rng.choice(mine)
+    if rng.random() < 0.6:
+        qty = int(line.get("qty", 1)) % 5 + 1
+        return {"type": "update_item", "line_id": line["line_id"], "qty": qty}
+    return {"type": "remove_item", "line_id": line["line_id"]}
+
+
+class CartScenario(Scenario):
+    name = "cart"
+    kinds = ("tableside", "raw", "socketio")
+    default_duration = 10.0
+    default_warmup = 1.0
+
+    async def setup(self, ctx: WorkerCtx) -> dict[str, Any]:
+        ctx.build()
+        connected = await connect_all(ctx)
+        return {"connected": connected, "errors": ctx.stats.samples.get("connect_errors", [])}
+
+    async def run(self, ctx: WorkerCtx) -> None:
+        st = ctx.stats
+        window = ctx.t0 + ctx.spec.warmup
+        st.mark_first("window_start", window)
+        bcast = st.h("broadcast")
+        trackers: dict[str, BroadcastTracker] = {}
+
+        def record_bcast(seconds: float) -> None:
+            hist.record_seconds(bcast, seconds)
+
+        for table in ctx.tables:
+            tr = BroadcastTracker(record_bcast, window_start=window)
+            trackers[table.table_id] = tr
+            for m in table.members:
+                if m.connected:
+                    tr.baseline(m.key, m.revision)
+            table.on_cart = self._on_cart(tr, window, ctx.deadline, st)
+        interval = 1.0 / ctx.spec.rate_per_member if ctx.spec.rate_per_member > 0 else 0.0
+        loops = [
+            self._member_loop(ctx, m, trackers[m.table.table_id], window, interval)
+            for m in ctx.members
+            if m.connected
+        ]
+        cancelled = await run_until(loops, ctx.deadline, grace=5.0)
+        st.count("loops_cancelled", cancelled)
+        for tr in trackers.values():
+            tr.finish()
+            st.count("broadcast_unmatched", tr.unmatched)
+        for m in ctx.members:
+            st.count("broadcast_frames_total", m.broadcasts)
+            st.count("broadcast_bytes_total", m.broadcast_bytes)
+
+    @staticmethod
+    def _on_cart(tr: BroadcastTracker, window: float, deadline: float, st: Stats) -> Any:
+        def hook(m: Member, revision: int, t: float) -> None:
+            tr.on_receipt(m.key, revision, t)
+            if window <= t <= deadline:
+                st.counters["deliveries"] += 1
+
+        return hook
+
+    async def _member_loop(
+        self, ctx: WorkerCtx, m: Member, tr: BroadcastTracker, window: float, interval: float
+    ) -> None:
+        st = ctx.stats
+        rng = random.Random(m.key * 7919 + 17)
+        deadline = ctx.deadline
+        next_t = ctx.t0 + (rng.random() * interval if interval else 0.0)
+        ack_h = st.h("ack")
+
+        while True:
+            if interval:
+                wait = next_t - now()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                elif wait < -interval:
+                    st.counters["late_sends"] += 1
+                next_t += interval
+            if now() >= deadline or not m.connected:
+                break
+            op = choose_op(ctx, m, rng)
+            t_send = now()
+            try:
+                reply, t_reply = await m.request(op)
+            except ConnectionError:
+                st.counters["ops_connection_lost"] += 1
+                break
+            in_window = t_send >= window
+            if reply.get("type") == "ack":
+                rev = reply.get("revision")
+                if isinstance(rev, int):
+                    tr.on_ack(rev, t_send)
+                    if in_window:
+                        hist.record_seconds(ack_h, t_reply - t_send)
+                        st.counters["acked"] += 1
+                        st.counters["acked:" + op["type"]] += 1
+                    try:
+                        await asyncio.wait_for(m.wait_revision(rev), 10.0)
+                    except TimeoutError:
+                        st.counters["broadcast_missing"] += 1
+                else:
+                    st.counters["ack_without_revision"] += 1
+            else:
+                if in_window:
+                    st.counters["errors:" + str(reply.get("code", reply.get("type")))] += 1
+                    st.sample("op_errors", repr(reply))
+                if reply.get("code") == "rate_limited":
+                    await asyncio.sleep(0.1)
+
+    def figures(self, stats: Stats, run: dict[str, Any]) -> dict[str, Any]:
+        c = stats.counters
+        window_s = float(run["window_s"])
+        frames = c.get("broadcast_frames_total", 0)
+        out: dict[str, Any] = {
+            "connections": connect_figures(stats),
+            "window_s": round(window_s, 3),
+            "acked_ops": c.get("acked", 0),
+            "acked_ops_per_s": rate(c.get("acked", 0), window_s),
+            "acked_by_type": errors(stats, "acked:"),
+            "errors": errors(stats, "errors:"),
+            "ack_ms": hsum(stats, "ack"),
+            "broadcast_ms": hsum(stats, "broadcast"),
+            "deliveries": c.get("deliveries", 0),
+            "deliveries_per_s": rate(c.get("deliveries", 0), window_s),
+            "broadcast_latency_samples_per_s": rate(hsum(stats, "broadcast").get("count", 0), window_s),
+            "broadcast_frame_bytes_avg": round(c.get("broadcast_bytes_total", 0) / frames, 1)
+            if frames
+            else 0,
+            "broadcast_unmatched": c.get("broadcast_unmatched", 0),
+            "broadcast_missing": c.get("broadcast_missing", 0),
+            "late_sends": c.get("late_sends", 0),
+            "ops_connection_lost": c.get("ops_connection_lost", 0),
+        }
+        return out
