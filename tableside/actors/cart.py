@@ -44,16 +44,8 @@ class CartLine:
     state: LineState = LineState.PENDING
 
     def view(self, unavailable: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "line_id": self.line_id,
-            "menu_item_id": self.menu_item_id,
-            "name": self.name,
-            "qty": self.qty,
-            "unit_price": self.unit_price,
-            "note": self.note,
-            "state": self.state.value,
-            "added_by": self.added_by,
-        }
+        """The line as members see it (the stored form plus the live availability flag)."""
+        out = self.to_json()
         if unavailable:
             out["unavailable"] = True
         return out
@@ -66,8 +58,8 @@ class CartLine:
             "qty": self.qty,
             "unit_price": self.unit_price,
             "note": self.note,
-            "added_by": self.added_by,
             "state": self.state.value,
+            "added_by": self.added_by,
         }
 
     @classmethod

@@ -175,25 +175,28 @@ class StaffTablesHandler(BaseHandler):
         self.send_json([table_view(self, t) for t in tables])
 
 
-class CheckoutHandler(BaseHandler):
+class TableTransitionHandler(BaseHandler):
+    """Checkout and reset: staff-only table status changes with the same error mapping."""
+
+    async def change(self, table_id: str) -> Table:
+        raise NotImplementedError
+
     async def post(self, table_id: str) -> None:
         await self.require_staff(StaffRole.MANAGER, StaffRole.SERVER)
         try:
-            table = await self.services.checkout(table_id)
+            table = await self.change(table_id)
         except TableNotFound as exc:
             raise ApiError(404, "table_not_found", f"no table {table_id!r}") from exc
         except InvalidTransition as exc:
-            raise ApiError(409, "invalid_transition", str(exc) or "table is not occupied") from exc
+            raise ApiError(409, "invalid_transition", str(exc) or "not allowed in the table's state") from exc
         self.send_json(table_view(self, table))
 
 
-class ResetHandler(BaseHandler):
-    async def post(self, table_id: str) -> None:
-        await self.require_staff(StaffRole.MANAGER, StaffRole.SERVER)
-        try:
-            table = await self.services.reset(table_id)
-        except TableNotFound as exc:
-            raise ApiError(404, "table_not_found", f"no table {table_id!r}") from exc
-        except InvalidTransition as exc:
-            raise ApiError(409, "invalid_transition", str(exc) or "table cannot be reset") from exc
-        self.send_json(table_view(self, table))
+class CheckoutHandler(TableTransitionHandler):
+    async def change(self, table_id: str) -> Table:
+        return await self.services.checkout(table_id)
+
+
+class ResetHandler(TableTransitionHandler):
+    async def change(self, table_id: str) -> Table:
+        return await self.services.reset(table_id)

@@ -352,16 +352,13 @@ class PostgresStore:
     async def rename_table(self, table_id: str, name: str) -> Table:
         return await self._update_table(table_id, {"name": name})
 
-    async def _update_table(self, table_id: str, values: dict[str, Any]) -> Table:
+    async def _update_one(self, table: sa.Table, key: sa.ColumnElement[bool], values: dict[str, Any]) -> Any:
+        """UPDATE one row by key and return it as stored (None when no row matched)."""
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.update(s.tables)
-                    .where(s.tables.c.table_id == table_id)
-                    .values(**values)
-                    .returning(*s.tables.c)
-                )
-            ).first()
+            return (await conn.execute(sa.update(table).where(key).values(**values).returning(*table.c))).first()
+
+    async def _update_table(self, table_id: str, values: dict[str, Any]) -> Table:
+        row = await self._update_one(s.tables, s.tables.c.table_id == table_id, values)
         if row is None:
             raise TableNotFound(table_id)
         return _table(row)
@@ -412,15 +409,9 @@ class PostgresStore:
             return [_menu_item(r) for r in rows]
 
     async def set_item_availability(self, menu_item_id: str, available: bool) -> MenuItem:
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.update(s.menu_items)
-                    .where(s.menu_items.c.menu_item_id == menu_item_id)
-                    .values(available=available)
-                    .returning(*s.menu_items.c)
-                )
-            ).first()
+        row = await self._update_one(
+            s.menu_items, s.menu_items.c.menu_item_id == menu_item_id, {"available": available}
+        )
         if row is None:
             raise MenuItemNotFound(menu_item_id)
         return _menu_item(row)
@@ -684,15 +675,7 @@ class PostgresStore:
             return [_order(r) for r in rows]
 
     async def set_kitchen_status(self, order_id: str, status: str) -> OrderRecord:
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.update(s.orders)
-                    .where(s.orders.c.order_id == order_id)
-                    .values(kitchen_status=status)
-                    .returning(*s.orders.c)
-                )
-            ).first()
+        row = await self._update_one(s.orders, s.orders.c.order_id == order_id, {"kitchen_status": status})
         if row is None:
             raise OrderNotFound(order_id)
         return _order(row)
