@@ -69,9 +69,16 @@ def usable_source_addresses(count: int) -> list[str]:
     return addrs or ["127.0.0.1"]
 
 
-def addresses_needed(connections: int, per_address: int = 20_000) -> int:
-    """How many source addresses keep every address well inside the ephemeral-port range."""
-    return max(1, -(-connections // per_address))
+PER_ADDRESS = 500
+
+
+def addresses_needed(connections: int, per_address: int = PER_ADDRESS) -> int:
+    """Source addresses for a run: at least 4, one per ``per_address`` connections, at most 250.
+
+    The ephemeral-port range alone would allow ~28,000 connections per address; 500 keeps each address
+    below typical per-IP join limits too (tableside allows bursts of 600 joins per IP), as guests' phones
+    come from many addresses in real life."""
+    return min(250, max(4, -(-connections // per_address)))
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -169,6 +169,7 @@ class Member:
             subprotocols=subprotocols,
             source_ip=None if self.source_ip == "127.0.0.1" else self.source_ip,
             timeout=timeout,
+            on_created=self._created,
         )
         if subprotocols and self.conn.subprotocol != subprotocols[0]:
             self.conn.abort()
@@ -179,6 +180,9 @@ class Member:
             self.conn.abort()
             raise
         return welcome
+
+    def _created(self, conn: WsConn) -> None:
+        self.conn = conn
 
     @property
     def connected(self) -> bool:

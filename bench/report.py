@@ -90,7 +90,8 @@ SCENARIO_ROWS: dict[str, list[Row]] = {
     "cart": [
         ("acked ops/s", lambda b: b["figures"].get("acked_ops_per_s")),
         ("ack latency p50 / p99 / p99.9 ms", lambda b: _p(b["figures"].get("ack_ms", {}))),
-        ("broadcast deliveries/s", lambda b: b["figures"].get("deliveries_per_s")),
+        ("broadcast deliveries/s (member × operation)", lambda b: b["figures"].get("deliveries_per_s")),
+        ("cart_updated frames/s", lambda b: b["figures"].get("broadcast_frames_per_s")),
         ("broadcast latency p50 / p99 / p99.9 ms", lambda b: _p(b["figures"].get("broadcast_ms", {}))),
         ("cart_updated frame bytes (avg)", lambda b: b["figures"].get("broadcast_frame_bytes_avg")),
         ("errors", lambda b: b["figures"].get("errors")),

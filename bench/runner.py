@@ -229,7 +229,7 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
     warmup = min(warmup, params.duration / 2)
     tables = fetch_tables(target, params.tables)
     menu = fetch_menu(target)
-    n_addrs = params.source_addrs or max(4, addresses_needed(params.connections))
+    n_addrs = params.source_addrs or addresses_needed(params.connections)
     source_ips = usable_source_addresses(n_addrs)
     procs = min(params.procs, len(tables))
     rate_per_member = params.rate / params.connections if params.rate > 0 else 0.0
@@ -410,10 +410,17 @@ def goals(
         if sio is not None:
             add("fan-out deliveries/s above python-socketio", sio, sio > 1.0)
         ops, p99 = ts.get("acked_ops_per_s", 0), ts.get("ack_ms", {}).get("p99_ms")
+        met: bool | None
+        if params.rate > 0:  # open loop: the latency at that offered load is meaningful
+            met = bool(params.rate >= 3000 and ops >= 0.97 * params.rate and p99 is not None and p99 <= 15)
+            if params.rate < 3000 and not (p99 is not None and p99 > 15):
+                met = None
+        else:  # closed loop: latency is queueing behind the members' own requests; only the ceiling counts
+            met = False if ops < 3000 else None
         add(
-            ">= 3,000 durable cart ops/s with ack p99 <= 15 ms",
+            ">= 3,000 durable cart ops/s with ack p99 <= 15 ms (latency: open loop, --rate 3000)",
             {"ops_per_s": ops, "ack_p99_ms": p99},
-            bool(ops >= 3000 and p99 is not None and p99 <= 15),
+            met,
         )
     if scenario == "order-race":
         p99 = ts.get("place_order_ack_ms", {}).get("p99_ms")

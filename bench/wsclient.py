@@ -299,6 +299,7 @@ async def open_ws(
     headers: dict[str, str] | None = None,
     source_ip: str | None = None,
     timeout: float = 10.0,
+    on_created: Callable[[WsConn], None] | None = None,
 ) -> WsConn:
     """Connect, perform the opening handshake and return the open connection.
 
@@ -307,7 +308,10 @@ async def open_ws(
     local = (source_ip, 0) if source_ip else None
 
     def factory() -> WsConn:
-        return WsConn(host, port, path, subprotocols, headers, on_message, on_close)
+        conn = WsConn(host, port, path, subprotocols, headers, on_message, on_close)
+        if on_created is not None:  # messages may arrive with the handshake response, before we return
+            on_created(conn)
+        return conn
 
     _, proto = await asyncio.wait_for(loop.create_connection(factory, host, port, local_addr=local), timeout)
     try:

@@ -90,7 +90,8 @@ async def _serve(settings: Settings, *, demo: bool) -> int:
     base = settings.base_url()
     out = sys.stdout
     print(f"tableside listening on {base}", file=out)
-    print(f"  guest page: {base}/guest   health: {base}/healthz   metrics: {base}/metrics", file=out)
+    print(f"  staff console: {base}/staff   kitchen display: {base}/kitchen", file=out)
+    print(f"  health: {base}/healthz   metrics: {base}/metrics", file=out)
     if passwords:
         print("staff logins (printed once, change them with `tableside staff passwd`):", file=out)
         for user, pw in passwords.items():
