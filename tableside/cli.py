@@ -33,16 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(migrate)
     sub.add_parser("pos-sim", help="run the standalone POS simulator", add_help=False)
     staff = sub.add_parser("staff", help="manage staff users")
-    _common(staff)
     staff_sub = staff.add_subparsers(dest="staff_command", required=True)
-    add = staff_sub.add_parser("add")
+    add = staff_sub.add_parser("add", help="add a user (or replace its role and password)")
+    _common(add)
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=["admin", "manager", "server", "kitchen"])
     add.add_argument("--password", help="(prompted when omitted)")
-    staff_sub.add_parser("list")
-    passwd = staff_sub.add_parser("passwd")
+    _common(staff_sub.add_parser("list", help="list users and roles"))
+    passwd = staff_sub.add_parser("passwd", help="change a user's password")
+    _common(passwd)
     passwd.add_argument("username")
-    passwd.add_argument("--password")
+    passwd.add_argument("--password", help="(prompted when omitted)")
     return parser
 
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
     settings = load_settings(
-        args.config,
+        getattr(args, "config", None),
         database_url=getattr(args, "database_url", None),
         port=getattr(args, "port", None),
         host=getattr(args, "host", None),
