@@ -28,7 +28,7 @@ from tableside.server import http, staff
 from tableside.server.base import BaseHandler
 from tableside.server.kitchen import KitchenHub
 from tableside.server.maintenance import cleanup_loop
-from tableside.server.services import Services, build_table_context
+from tableside.server.services import KeyedRateLimiter, Services, build_table_context
 from tableside.server.ws import GuestSocket, NotFoundHandler
 from tableside.storage.committer import GroupCommitter
 from tableside.storage.interface import OrderStatus, StaffRole, Store
@@ -171,6 +171,9 @@ async def build_services(
         directory=directory,
         limits=limits,
         restaurant_id=rid,
+        join_limiter=KeyedRateLimiter(
+            settings.limits.join_per_minute_per_ip / 60.0, settings.limits.join_per_minute_per_ip
+        ),
     )
 
 
