@@ -123,7 +123,7 @@ def plot_throughput(docs: list[dict[str, Any]], out_dir: Path, name: str = "cart
     """Deliveries/s, acked ops/s and ack p99 against offered load (connections), one line per target."""
     points: dict[str, list[tuple[float, float, float, float]]] = {}
     for doc in docs:
-        if doc["scenario"] != "cart":
+        if doc["scenario"] != "cart" or doc["params"].get("rate"):  # closed-loop runs only: saturation
             continue
         conns = float(doc["params"]["tables"] * doc["params"]["members"])
         for b in doc["targets"]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -86,6 +87,11 @@ class ActorRef(Generic[M]):
 
     def stop(self, reason: StopReason) -> None:
         self._actor.request_stop(reason)
+
+    def on_stopped(self, callback: Callable[[StopReason | None], None]) -> None:
+        """Call ``callback(stop_reason)`` once the actor has stopped (no task needed to watch it)."""
+        actor = self._actor
+        actor._finished.add_done_callback(lambda _: callback(actor.stop_reason))
 
     async def wait_stopped(self) -> StopReason | None:
         await asyncio.shield(self._actor._finished)

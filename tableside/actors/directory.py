@@ -3,8 +3,6 @@ touch an actor directly, so a later cluster layer can answer with a ref to anoth
 
 from __future__ import annotations
 
-import asyncio
-
 from tableside.actors.base import ActorRef, StopReason
 from tableside.actors.messages import TableMessage
 from tableside.actors.table import TableActor, TableContext
@@ -14,7 +12,6 @@ class ActorDirectory:
     def __init__(self, ctx: TableContext) -> None:
         self._ctx = ctx
         self._actors: dict[str, TableActor] = {}
-        self._watchers: set[asyncio.Task[None]] = set()
 
     def ref_for(self, group_id: str, table_id: str, restaurant_id: int) -> ActorRef[TableMessage]:
         """The live actor of a group, activated on first use (activation loads the snapshot: one read)."""
@@ -24,9 +21,7 @@ class ActorDirectory:
         actor = TableActor(group_id, table_id, restaurant_id, self._ctx)
         self._actors[group_id] = actor
         ref = actor.start()
-        watcher = asyncio.get_running_loop().create_task(self._forget_when_stopped(group_id, actor))
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
+        ref.on_stopped(lambda _reason: self._forget(group_id, actor))
         return ref
 
     def find(self, group_id: str) -> ActorRef[TableMessage] | None:
@@ -49,8 +44,7 @@ class ActorDirectory:
     def active_count(self) -> int:
         return sum(1 for a in self._actors.values() if a.ref.alive)
 
-    async def _forget_when_stopped(self, group_id: str, actor: TableActor) -> None:
-        await actor.ref.wait_stopped()
+    def _forget(self, group_id: str, actor: TableActor) -> None:
         if self._actors.get(group_id) is actor:
             del self._actors[group_id]
 

@@ -194,6 +194,10 @@ class TableActor(Actor[TableMessage]):
             await self._commit()
         was_online = any(m == msg.member_id for m, _ in self._sinks.values())
         self._sinks[msg.sink.connection_id] = (msg.member_id, msg.sink)
+        if self._idle_task is not None:
+            # Somebody is here: no idle timer while connected (one task less per busy table).
+            self._idle_task.cancel()
+            self._idle_task = None
         msg.sink.send(
             OutboundFrame(
                 sm.welcome(msg.member_id, self.table_id, self.group_id, self._members(), self._cart())
@@ -208,7 +212,8 @@ class TableActor(Actor[TableMessage]):
             return
         if not any(m == msg.member_id for m, _ in self._sinks.values()):
             self._broadcast(sm.member_left(msg.member_id, self._members()))
-        self._schedule_idle_check()
+        if not self._sinks:
+            self._schedule_idle_check()
 
     # -- commands ---------------------------------------------------------------------------------
     def is_batchable(self, message: TableMessage) -> bool:

@@ -97,7 +97,7 @@ class SocketBase(tornado.websocket.WebSocketHandler):
                 pass
             except tornado.iostream.StreamBufferFullError:
                 # A phone that stopped reading must not make the server buffer without bound.
-                log.warning("slow_consumer_closed", connection_id=self.connection_id)
+                log.warning("slow_consumer_closed", connection_id=self.connection_id, path=self.request.path)
                 stream.close()  # no close handshake: the peer is not reading anyway
             return
         try:
@@ -144,7 +144,6 @@ class GuestSocket(SocketBase):
         self.services.metrics.connections.inc()
         GuestSocket.open_count += 1
         info = self.token_info
-        self.log_ctx = log.bind(table_id=info.table_id, group_id=info.group_id, member_id=info.member_id)
         self.ref = self.services.directory.ref_for(info.group_id, info.table_id, info.restaurant_id)
         try:
             await self.ref.ask(Connect(info.member_id, self))

@@ -192,8 +192,12 @@ def test_failover_mechanics_against_two_raw_nodes() -> None:
     a = tg.start_baseline("raw")
     b = tg.start_baseline("raw")
     try:
-        both = tg.Target(kind="raw", urls=a.urls + b.urls, server_pids=a.server_pids + b.server_pids, label="raw")
-        block = run_target(RunParams(scenario="failover", tables=2, members=2, duration=3.0, kill_after=1.0), both)
+        both = tg.Target(
+            kind="raw", urls=a.urls + b.urls, server_pids=a.server_pids + b.server_pids, label="raw"
+        )
+        block = run_target(
+            RunParams(scenario="failover", tables=2, members=2, duration=3.0, kill_after=1.0), both
+        )
         f = block["figures"]
         assert f["applicable"] is True
         assert f["killed"]["pid"] == a.server_pids[0]
