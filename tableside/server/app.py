@@ -103,8 +103,7 @@ def make_app(services: Services) -> tornado.web.Application:
         routes,
         default_handler_class=NotFoundHandler,
         websocket_max_message_size=1 << 20,  # the protocol's 64 KiB limit answers with too_large below this
-        websocket_ping_interval=20,
-        websocket_ping_timeout=60,
+        # No per-connection ping timers: services.keepalive pings every socket from one timer.
         max_body_size=1 << 20,
         compress_response=False,
     )
@@ -120,6 +119,7 @@ class RunningServer:
 
     async def stop(self) -> None:
         self.http_server.stop()
+        self.services.keepalive.stop()
         for task in self.background:
             task.cancel()
         await self.services.directory.stop_all()
@@ -228,6 +228,7 @@ async def start_server(
     if settings.port == 0:
         settings.port = port
     await reconcile_open_orders(services)
+    services.keepalive.start(services.clock.monotonic, services.clock.sleep)
     running = RunningServer(services, server, port, owns_store)
     running.background.append(asyncio.get_running_loop().create_task(cleanup_loop(services)))
     return running, passwords

@@ -16,6 +16,7 @@ from tableside.metrics import METRICS, Metrics
 from tableside.pos.interface import PosAdapter
 from tableside.pos.submitter import RetryPolicy
 from tableside.protocol import Limits, TokenBucket
+from tableside.server.keepalive import KeepAlive
 from tableside.server.kitchen import KitchenHub
 from tableside.storage.committer import GroupCommitter
 from tableside.storage.interface import JoinResult, MenuItem, Store, Table, TokenInfo
@@ -52,6 +53,7 @@ class Services:
     directory: ActorDirectory
     limits: Limits
     restaurant_id: int
+    keepalive: KeepAlive = field(default_factory=KeepAlive)
     metrics: Metrics = METRICS
     join_limiter: KeyedRateLimiter = field(default_factory=lambda: KeyedRateLimiter(10.0, 600))
     # Ten tries, then one every ten seconds, per IP and per username.

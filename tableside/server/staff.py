@@ -279,6 +279,7 @@ class KitchenSocket(SocketBase):
 
     async def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)
+        self.watch()
         services = self.services
         rid = services.restaurant_id
         # Snapshot first (open tickets up to the cursor), then live orders after the cursor: no ticket twice.
@@ -300,6 +301,7 @@ class KitchenSocket(SocketBase):
         self.subscribed = True
 
     async def on_message(self, message: str | bytes) -> None:
+        self.heard()
         try:
             msg = read_kitchen_frame(self.codec, message, self.services.limits)
         except ProtocolError as err:

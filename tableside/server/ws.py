@@ -55,10 +55,25 @@ def origin_allowed(origin: str, host: str | None, extra: list[str]) -> bool:
 
 
 class SocketBase(tornado.websocket.WebSocketHandler):
-    """Shared by guest and kitchen sockets: origin check, codec choice, frame sending."""
+    """Shared by guest and kitchen sockets: origin check, codec choice, frame sending, keep-alive."""
 
     services: Services
     codec: Codec
+    last_heard = 0.0
+
+    def heard(self) -> None:
+        self.last_heard = self.services.clock.monotonic()
+
+    def watch(self) -> None:
+        self.heard()
+        self.services.keepalive.sockets.add(self)
+
+    def on_pong(self, data: bytes) -> None:
+        self.heard()
+
+    def on_ws_connection_close(self, close_code: int | None = None, close_reason: str | None = None) -> None:
+        self.services.keepalive.sockets.discard(self)
+        super().on_ws_connection_close(close_code, close_reason)
 
     def initialize(self, services: Services) -> None:
         self.services = services
@@ -138,6 +153,7 @@ class GuestSocket(SocketBase):
     async def open(self, *args: str, **kwargs: str) -> None:
         # Tornado leaves Nagle on: with delayed ACKs small broadcast frames stall. Send at once.
         self.set_nodelay(True)
+        self.watch()
         limits = self.services.settings.limits
         self._bucket = TokenBucket(limits.messages_per_second, limits.burst)
         self._strikes = 0
@@ -152,7 +168,9 @@ class GuestSocket(SocketBase):
             self.close(1011, "retry")
 
     def on_message(self, message: str | bytes) -> None:
-        if not self._bucket.allow(self.services.clock.monotonic()):
+        now = self.services.clock.monotonic()
+        self.last_heard = now
+        if not self._bucket.allow(now):
             self._strikes += 1
             self.services.metrics.errors.labels(code="rate_limited").inc()
             self.send_message(sm.error(None, ErrorCode.RATE_LIMITED, "slow down"))
