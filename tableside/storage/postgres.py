@@ -136,6 +136,16 @@ SELECT a.group_id FROM applied AS a
 )
 
 
+TOKEN_TOUCH_S = 300.0
+_RESOLVE_TOKEN = sa.text(
+    """
+SELECT k.table_id, t.restaurant_id, k.group_id, k.member_id, k.expires_at, k.last_used
+FROM tokens AS k JOIN tables AS t ON t.table_id = k.table_id
+WHERE k.token_hash = :token_hash AND k.expires_at > :now
+"""
+)
+
+
 def _rounds(writes: Sequence[GroupWrite], skip: Sequence[StorageError | None]) -> list[list[int]]:
     """Split write indexes into rounds in which no group_id / order_id repeats.
 
@@ -355,7 +365,9 @@ class PostgresStore:
     async def _update_one(self, table: sa.Table, key: sa.ColumnElement[bool], values: dict[str, Any]) -> Any:
         """UPDATE one row by key and return it as stored (None when no row matched)."""
         async with self.engine.begin() as conn:
-            return (await conn.execute(sa.update(table).where(key).values(**values).returning(*table.c))).first()
+            return (
+                await conn.execute(sa.update(table).where(key).values(**values).returning(*table.c))
+            ).first()
 
     async def _update_table(self, table_id: str, values: dict[str, Any]) -> Table:
         row = await self._update_one(s.tables, s.tables.c.table_id == table_id, values)
@@ -483,20 +495,27 @@ class PostgresStore:
         )
 
     async def resolve_token(self, token_hash: str, now: float) -> TokenInfo | None:
-        tk = s.tokens.c
-        stmt = (
-            sa.update(s.tokens)
-            .where(tk.token_hash == token_hash, tk.expires_at > now, tk.table_id == s.tables.c.table_id)
-            .values(last_used=now)
-            .returning(tk.table_id, s.tables.c.restaurant_id, tk.group_id, tk.member_id, tk.expires_at)
-        )
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(stmt)).first()
+        # Every HTTP call and websocket handshake resolves a token: a read, not a write. ``last_used`` is
+        # only refreshed when it is older than TOKEN_TOUCH_S, so a busy phone costs no commit per request.
+        row = await self._fetch_one(_RESOLVE_TOKEN, {"token_hash": token_hash, "now": now})
         if row is None:
             return None
+        if now - row.last_used > TOKEN_TOUCH_S:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    sa.update(s.tokens).where(s.tokens.c.token_hash == token_hash).values(last_used=now)
+                )
         return TokenInfo(
-            table_id=row[0], restaurant_id=row[1], group_id=row[2], member_id=row[3], expires_at=row[4]
+            table_id=row.table_id,
+            restaurant_id=row.restaurant_id,
+            group_id=row.group_id,
+            member_id=row.member_id,
+            expires_at=row.expires_at,
         )
+
+    async def _fetch_one(self, stmt: sa.TextClause, params: dict[str, Any]) -> Any:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt, params)).first()
 
     async def checkout_table(self, table_id: str, now: float) -> Table:
         async with self.engine.begin() as conn:
