@@ -28,7 +28,7 @@ class GroupCommitter:
         store: Store,
         max_batch: int = 1000,
         *,
-        in_flight: int = 2,
+        in_flight: int = 4,
         observe: Callable[[int, float], None] | None = None,
     ) -> None:
         if max_batch < 1:
