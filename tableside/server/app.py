@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -233,10 +232,3 @@ async def start_server(
     running.background.append(asyncio.get_running_loop().create_task(cleanup_loop(services)))
     return running, passwords
 
-
-def data_path(settings: Settings) -> Path:
-    return Path(settings.data_dir).resolve()
-
-
-async def wait_forever() -> None:
-    await asyncio.Event().wait()
