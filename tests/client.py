@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -104,3 +106,67 @@ class WsClient:
     async def close(self) -> None:
         self.conn.close()
         self._reader.cancel()
+
+
+async def raw_websocket(
+    host: str,
+    port: int,
+    path: str,
+    *,
+    rcvbuf: int | None = None,
+    source: str | None = None,
+    subprotocol: str = "tableside.v1.json",
+) -> socket.socket:
+    """A websocket peer that completes the handshake and then does nothing at all: never reads, never
+    answers a ping. ``rcvbuf`` (set before connecting) keeps the kernel from soaking up what the server
+    sends, so the server's own write buffer fills; ``source`` picks the local address (another loopback
+    address counts as another client IP)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if source is not None:
+        sock.bind((source, 0))
+    await loop.sock_connect(sock, (host, port))
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: {subprotocol}\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    head = b""
+    while b"\r\n\r\n" not in head:  # one byte at a time: nothing after the response head is consumed
+        byte = await asyncio.wait_for(loop.sock_recv(sock, 1), t(5))
+        if not byte:
+            raise AssertionError(f"closed during the handshake: {head!r}")
+        head += byte
+    status = head.split(b"\r\n", 1)[0]
+    if b" 101 " not in status:
+        sock.close()
+        raise AssertionError(f"handshake refused: {head!r}")
+    return sock
+
+
+async def read_until_eof(sock: socket.socket, timeout: float = 5.0) -> int:
+    """Read (and discard) everything until the server closes the connection; returns the byte count."""
+    loop = asyncio.get_running_loop()
+    total = 0
+    async with asyncio.timeout(t(timeout)):
+        while True:
+            try:
+                chunk = await loop.sock_recv(sock, 65536)
+            except ConnectionResetError:
+                return total
+            if not chunk:
+                return total
+            total += len(chunk)
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait for a condition that real I/O will make true (polling; the deadline is only a safety net)."""
+    deadline = asyncio.get_running_loop().time() + t(timeout)
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -28,6 +27,7 @@ from tableside.server.base import BaseHandler
 from tableside.server.kitchen import KitchenHub
 from tableside.server.maintenance import cleanup_loop
 from tableside.server.services import KeyedRateLimiter, Services, build_table_context
+from tableside.server.supervise import BackgroundTasks
 from tableside.server.ws import GuestSocket, NotFoundHandler
 from tableside.storage.committer import GroupCommitter
 from tableside.storage.interface import OrderStatus, StaffRole, Store
@@ -113,14 +113,12 @@ class RunningServer:
     services: Services
     http_server: tornado.httpserver.HTTPServer
     port: int
+    background: BackgroundTasks
     owns_store: bool = True
-    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self) -> None:
         self.http_server.stop()
-        self.services.keepalive.stop()
-        for task in self.background:
-            task.cancel()
+        await self.background.stop()  # keep-alive, cleanup, kitchen pump
         await self.services.directory.stop_all()
         await self.services.kitchen.stop()
         await self.services.committer.stop()
@@ -135,7 +133,10 @@ async def build_services(
     *,
     clock: Clock | None = None,
     pos: PosAdapter | None = None,
+    background: BackgroundTasks | None = None,
 ) -> Services:
+    """``background``: where the long-lived loops (kitchen pump) run supervised; without it they run as
+    bare tasks (tests that build services alone)."""
     clock = clock or SystemClock()
     rid = settings.demo.restaurant_id
     def observe(size: int, seconds: float) -> None:
@@ -154,7 +155,10 @@ async def build_services(
         url=settings.pos.url,
     )
     kitchen = KitchenHub(store)
-    kitchen.start()
+    if background is not None:
+        background.start("kitchen-pump", kitchen.run)
+    else:
+        kitchen.start()
     ctx = build_table_context(settings, store, committer, menu, pos, clock, kitchen)
     directory = ActorDirectory(ctx)
     limits = Limits(max_frame_bytes=settings.limits.max_frame_bytes)
@@ -217,7 +221,10 @@ async def start_server(
 ) -> tuple[RunningServer, dict[str, str]]:
     if demo:
         await seed_demo(store, settings.demo.restaurant_id, settings.demo.restaurant_name, settings.demo.tables)
-    services = await build_services(settings, store, clock=clock, pos=pos)
+    clock = clock or SystemClock()
+    # Every long-lived loop of the process runs supervised: logged and restarted if it dies.
+    background = BackgroundTasks(clock)
+    services = await build_services(settings, store, clock=clock, pos=pos, background=background)
     passwords = await bootstrap_staff(services, demo=demo)
     app = make_app(services)
     server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=1 << 20)
@@ -227,8 +234,9 @@ async def start_server(
     if settings.port == 0:
         settings.port = port
     await reconcile_open_orders(services)
-    services.keepalive.start(services.clock.monotonic, services.clock.sleep)
-    running = RunningServer(services, server, port, owns_store)
-    running.background.append(asyncio.get_running_loop().create_task(cleanup_loop(services)))
+    keepalive = services.keepalive
+    background.start("keepalive", lambda: keepalive.run(clock.monotonic, clock.sleep))
+    background.start("cleanup", lambda: cleanup_loop(services))
+    running = RunningServer(services, server, port, background, owns_store)
     return running, passwords
 

@@ -65,7 +65,7 @@ class KitchenHub:
     on_status: Callable[[OrderRecord], None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._pump())
+        self._task = asyncio.get_running_loop().create_task(self.run())
 
     async def stop(self) -> None:
         if self._task:
@@ -87,7 +87,8 @@ class KitchenHub:
             if sub.restaurant_id == restaurant_id:
                 sub.screen.send(frame)
 
-    async def _pump(self) -> None:
+    async def run(self) -> None:
+        """The pump loop: ``start`` runs it as a bare task, the server under ``BackgroundTasks``."""
         while True:
             await self._wake.wait()
             self._wake.clear()

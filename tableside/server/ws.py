@@ -42,6 +42,8 @@ _connection_ids = itertools.count(1)
 
 CLOSE_POLICY = 1008
 SLOW_CONSUMER_BYTES = 4 << 20  # unsent bytes per connection before it is dropped
+# Room above that budget for tornado's own control frames (a pong, a close; at most 127 bytes each).
+CONTROL_HEADROOM_BYTES = 4 << 10
 CLOSE_TOO_BIG = 1009
 # Past this many rate-limited frames in a row the client is abusive, not bursty: close.
 RATE_STRIKES_BEFORE_CLOSE = 50
@@ -55,17 +57,28 @@ def origin_allowed(origin: str, host: str | None, extra: list[str]) -> bool:
 
 
 class SocketBase(tornado.websocket.WebSocketHandler):
-    """Shared by guest and kitchen sockets: origin check, codec choice, frame sending, keep-alive."""
+    """Shared by guest and kitchen sockets: origin check, codec choice, frame sending, keep-alive.
+
+    ``send``, ``close``, ``ping`` and ``abort`` are called for many sockets at once (actor broadcasts, the
+    kitchen hub, the keep-alive sweep), so none of them raises: a socket that cannot take a write is
+    dropped (``abort``), and its ``on_close`` runs as for any other disconnect."""
 
     services: Services
     codec: Codec
     last_heard = 0.0
+    _stream: tornado.iostream.IOStream | None = None
 
     def heard(self) -> None:
         self.last_heard = self.services.clock.monotonic()
 
     def watch(self) -> None:
         self.heard()
+        stream = getattr(self.ws_connection, "stream", None)
+        if isinstance(stream, tornado.iostream.IOStream):
+            self._stream = stream
+            # Our frames and pings are held to SLOW_CONSUMER_BYTES (see _write); the headroom above it
+            # is for tornado's own pong and close frames, which do not expect StreamBufferFullError.
+            stream.max_write_buffer_size = SLOW_CONSUMER_BYTES + CONTROL_HEADROOM_BYTES
         self.services.keepalive.sockets.add(self)
 
     def on_pong(self, data: bytes) -> None:
@@ -100,32 +113,70 @@ class SocketBase(tornado.websocket.WebSocketHandler):
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return
-        stream = getattr(conn, "stream", None)
-        if stream is not None and getattr(conn, "_compressor", None) is None:
-            # Fastlane: the frame bytes are shared by every member; one buffered write, no per-message
-            # task (tornado's write_message wraps each send in a coroutine).
-            if stream.max_write_buffer_size is None:
-                stream.max_write_buffer_size = SLOW_CONSUMER_BYTES
-            try:
-                stream.write(frame.wire(self.codec))
-            except tornado.iostream.StreamClosedError:
-                pass
-            except tornado.iostream.StreamBufferFullError:
-                # A phone that stopped reading must not make the server buffer without bound.
-                log.warning("slow_consumer_closed", connection_id=self.connection_id, path=self.request.path)
-                stream.close()  # no close handshake: the peer is not reading anyway
-            return
+        stream = self._stream
         try:
+            if stream is not None and getattr(conn, "_compressor", None) is None:
+                # Fastlane: the frame bytes are shared by every member; one buffered write, no per-message
+                # task (tornado's write_message wraps each send in a coroutine).
+                self._write(stream, frame.wire(self.codec))
+                return
             fut = self.write_message(frame.encoded(self.codec), binary=self.codec.binary)
-        except tornado.websocket.WebSocketClosedError:
+            fut.add_done_callback(_swallow_closed)
+        except (tornado.iostream.StreamClosedError, tornado.websocket.WebSocketClosedError):
+            pass  # already going away: the read loop sees the close and on_close runs
+        except Exception as exc:  # the caller is broadcasting to many sockets: drop this one only
+            log.warning("ws_send_failed", connection_id=self.connection_id, error=repr(exc))
+            self.abort("send failed")
+
+    def _write(self, stream: tornado.iostream.IOStream, data: bytes) -> None:
+        """Write within the slow-consumer budget; a peer that stopped reading is dropped, not buffered for."""
+        stream.max_write_buffer_size = SLOW_CONSUMER_BYTES
+        try:
+            stream.write(data)
+        except tornado.iostream.StreamBufferFullError:
+            log.warning("slow_consumer_closed", connection_id=self.connection_id, path=self.request.path)
+            self.abort("slow consumer")  # no close handshake: the peer is not reading anyway
+        finally:
+            stream.max_write_buffer_size = SLOW_CONSUMER_BYTES + CONTROL_HEADROOM_BYTES
+
+    def ping(self, data: str | bytes = b"") -> None:
+        """Keep-alive ping, under the same budget as frames: a socket at its cap is dropped here.
+
+        Raises ``WebSocketClosedError`` only for a socket that is already closing (the sweep forgets it)."""
+        stream = self._stream
+        if stream is None:
+            super().ping(data)
             return
-        fut.add_done_callback(_swallow_closed)
+        stream.max_write_buffer_size = SLOW_CONSUMER_BYTES
+        try:
+            super().ping(data)
+        except tornado.iostream.StreamBufferFullError:
+            log.warning("slow_consumer_closed", connection_id=self.connection_id, path=self.request.path)
+            self.abort("slow consumer")
+        except tornado.iostream.StreamClosedError as exc:
+            raise tornado.websocket.WebSocketClosedError() from exc
+        finally:
+            stream.max_write_buffer_size = SLOW_CONSUMER_BYTES + CONTROL_HEADROOM_BYTES
 
     def send_message(self, message: dict[str, Any]) -> None:
         self.send(OutboundFrame(message))
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        super().close(code, reason)
+        try:
+            super().close(code, reason)
+        except Exception as exc:  # e.g. no room for the close frame: drop the connection without one
+            log.warning("ws_close_failed", connection_id=self.connection_id, error=repr(exc))
+            self.abort("close failed")
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now, without a close handshake. Never raises.
+
+        Closing the stream ends tornado's read loop, which calls ``on_close`` (presence, counters)."""
+        self.services.keepalive.sockets.discard(self)
+        stream = self._stream
+        if stream is not None and not stream.closed():
+            log.info("ws_aborted", connection_id=self.connection_id, reason=reason)
+            stream.close()
 
 
 def _swallow_closed(fut: Any) -> None:
