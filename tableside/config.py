@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +30,38 @@ class LimitSettings(BaseModel):
     max_members_per_group: int = Field(50, ge=1)
     max_connections: int = Field(50_000, ge=1)
     join_per_minute_per_ip: int = Field(600, ge=1)
+
+
+class HttpSettings(BaseModel):
+    """Connection-level limits against slow and abusive clients (slowloris, descriptor exhaustion).
+
+    See docs/architecture.md, "Connection limits". Env names are ``TABLESIDE_HTTP__<FIELD>``."""
+
+    # A new connection must deliver its complete request head within this (then it is closed).
+    header_timeout_s: float = Field(10.0, gt=0)
+    # A keep-alive connection may wait this long for its next request (head included).
+    idle_timeout_s: float = Field(60.0, gt=0)
+    # Longest pause while a request body is read.
+    body_timeout_s: float = Field(30.0, gt=0)
+    # Open connections (HTTP and websockets) per client IP, counted at accept; over it: closed at once.
+    max_connections_per_ip: int = Field(1000, ge=1)
+    # Open guest websockets per guest token (one phone, a few tabs); over it: HTTP 429 too_many_connections.
+    max_websockets_per_token: int = Field(5, ge=1)
+    # Descriptors kept free below RLIMIT_NOFILE: untrusted clients are refused at (limit - reserve_fds)
+    # open connections, so the database pool, files and trusted clients still find descriptors.
+    reserve_fds: int = Field(128, ge=16)
+    # Clients in these networks (health checks, staff, a local reverse proxy) skip the per-IP cap and may
+    # use the reserve. A proxy's clients all share its address: put the proxy here and cap at the proxy.
+    trusted_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # When accept fails for lack of descriptors (EMFILE/ENFILE): stop accepting this long, then retry.
+    accept_backoff_s: float = Field(0.5, gt=0)
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return value
 
 
 class PosSettings(BaseModel):
@@ -67,6 +100,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     demo: DemoSettings = Field(default_factory=DemoSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     pos: PosSettings = Field(default_factory=PosSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
 

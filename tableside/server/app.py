@@ -25,6 +25,7 @@ from tableside.protocol import Limits
 from tableside.server import http, staff
 from tableside.server.base import BaseHandler
 from tableside.server.kitchen import KitchenHub
+from tableside.server.listener import LimitedHTTPServer, Listener
 from tableside.server.maintenance import cleanup_loop
 from tableside.server.services import KeyedRateLimiter, Services, build_table_context
 from tableside.server.supervise import BackgroundTasks
@@ -114,9 +115,11 @@ class RunningServer:
     http_server: tornado.httpserver.HTTPServer
     port: int
     background: BackgroundTasks
+    listener: Listener
     owns_store: bool = True
 
     async def stop(self) -> None:
+        self.listener.stop()
         self.http_server.stop()
         await self.background.stop()  # keep-alive, cleanup, kitchen pump
         await self.services.directory.stop_all()
@@ -227,9 +230,19 @@ async def start_server(
     services = await build_services(settings, store, clock=clock, pos=pos, background=background)
     passwords = await bootstrap_staff(services, demo=demo)
     app = make_app(services)
-    server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=1 << 20)
+    limits = settings.http
+    server = LimitedHTTPServer(
+        app,
+        xheaders=False,
+        max_body_size=1 << 20,
+        idle_connection_timeout=limits.header_timeout_s,  # tornado's name for the request-head timeout
+        idle_timeout_s=limits.idle_timeout_s,
+        body_timeout=limits.body_timeout_s,
+    )
     sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host, backlog=4096)
-    server.add_sockets(sockets)
+    # Our accept loop instead of server.add_sockets: connection caps and a back-off on EMFILE.
+    listener = Listener(server, limits, clock)
+    listener.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     if settings.port == 0:
         settings.port = port
@@ -237,6 +250,6 @@ async def start_server(
     keepalive = services.keepalive
     background.start("keepalive", lambda: keepalive.run(clock.monotonic, clock.sleep))
     background.start("cleanup", lambda: cleanup_loop(services))
-    running = RunningServer(services, server, port, background, owns_store)
+    running = RunningServer(services, server, port, background, listener, owns_store)
     return running, passwords
 

@@ -188,6 +188,7 @@ class GuestSocket(SocketBase):
     token_info: TokenInfo
     ref: ActorRef[TableMessage] | None = None
     open_count = 0  # process-wide, bounds connections (limits.max_connections)
+    per_member: dict[str, int] = {}  # process-wide, like open_count: open sockets per member (token)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         token = self.get_query_argument("token", None) or self.get_cookie(GUEST_COOKIE)
@@ -198,8 +199,22 @@ class GuestSocket(SocketBase):
         if GuestSocket.open_count >= self.services.settings.limits.max_connections:
             self.refuse(503, "overloaded", "too many connections")
             return
+        member = info.member_id  # one guest token is one member
+        if GuestSocket.per_member.get(member, 0) >= self.services.settings.http.max_websockets_per_token:
+            self.refuse(429, "too_many_connections", "too many open connections for this guest")
+            return
         self.token_info = info
-        await super().get(*args, **kwargs)
+        # Counted from here (no await since the check) until the socket is gone: get() returns only
+        # when the upgrade failed or the connection ended.
+        GuestSocket.per_member[member] = GuestSocket.per_member.get(member, 0) + 1
+        try:
+            await super().get(*args, **kwargs)
+        finally:
+            left = GuestSocket.per_member.get(member, 0) - 1
+            if left > 0:
+                GuestSocket.per_member[member] = left
+            else:
+                GuestSocket.per_member.pop(member, None)
 
     async def open(self, *args: str, **kwargs: str) -> None:
         # Tornado leaves Nagle on: with delayed ACKs small broadcast frames stall. Send at once.
