@@ -197,3 +197,23 @@ async def test_real_sockets_answer_pings_and_leave_the_set_on_close(harness: Har
         await asyncio.sleep(0.01)
     assert not keepalive.sockets
 
+
+
+async def test_closing_a_socket_whose_buffer_is_full_does_not_raise(
+    fake_clock_harness: tuple[Harness, FakeClock],
+) -> None:
+    """The actor closes sinks on group-full and session-closed; a full buffer must not raise into it."""
+    h, clock = fake_clock_harness
+    watcher_join, watcher = await h.member("T001")
+    slow_join = await h.join("T001")
+    slow = await raw_websocket("127.0.0.1", h.running.port, f"/ws?token={slow_join['token']}", rcvbuf=2048)
+    try:
+        await watcher.wait_type("member_joined", member_id=slow_join["member_id"])
+        slow_side = _server_side(h, slow_join["member_id"])
+        _fill_to_the_cap(slow_side)
+        slow_side.close(1008, "group full")  # the close frame fits in the headroom for control frames
+        assert slow_side.ws_connection is None  # closing (tornado gives the peer a few seconds)
+        slow_side.send(OutboundFrame({"type": "noise"}))  # after close: ignored, not raised
+    finally:
+        slow.close()
+        await watcher.close()
