@@ -43,7 +43,8 @@ class HttpSettings(BaseModel):
     idle_timeout_s: float = Field(60.0, gt=0)
     # Longest pause while a request body is read.
     body_timeout_s: float = Field(30.0, gt=0)
-    # Open connections (HTTP and websockets) per client IP, counted at accept; over it: closed at once.
+    # Open connections (HTTP and websockets) per client IP (IPv6: per /64), counted at accept; over it:
+    # closed at once.
     max_connections_per_ip: int = Field(1000, ge=1)
     # Open guest websockets per guest token (one phone, a few tabs); over it: HTTP 429 too_many_connections.
     max_websockets_per_token: int = Field(5, ge=1)

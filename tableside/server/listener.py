@@ -191,8 +191,7 @@ class Listener:
             self._admit(conn, address, spare_in_use=False)
 
     def _admit(self, conn: socket.socket, address: Any, *, spare_in_use: bool) -> None:
-        ip = str(address[0]) if isinstance(address, tuple) and address else ""
-        trusted = self._is_trusted(ip)
+        ip, trusted = self._classify(address)
         if not trusted and (
             spare_in_use
             or self.per_ip.get(ip, 0) >= self.settings.max_connections_per_ip
@@ -235,12 +234,22 @@ class Listener:
         else:
             self.per_ip.pop(ip, None)
 
-    def _is_trusted(self, ip: str) -> bool:
+    def _classify(self, address: Any) -> tuple[str, bool]:
+        """The key the per-IP cap counts under, and whether the client is trusted.
+
+        IPv4-mapped IPv6 addresses count as IPv4; other IPv6 clients count per /64, since one subscriber
+        usually holds a whole /64 and could otherwise open the cap's worth from every address in it."""
+        raw = str(address[0]) if isinstance(address, tuple) and address else ""
         try:
-            addr = ipaddress.ip_address(ip)
+            addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(raw.split("%", 1)[0])
         except ValueError:
-            return False
-        return any(addr in net for net in self.trusted)
+            return raw, False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        trusted = any(addr in net for net in self.trusted)
+        if isinstance(addr, ipaddress.IPv6Address):
+            return str(ipaddress.IPv6Network((addr, 64), strict=False)), trusted
+        return str(addr), trusted
 
     def _out_of_descriptors(self, sock: socket.socket, exc: OSError) -> None:
         self.pauses += 1
@@ -262,9 +271,8 @@ class Listener:
             conn, address = sock.accept()
         except OSError:
             return "nothing_waiting"
-        ip = str(address[0]) if isinstance(address, tuple) and address else ""
         self._admit(conn, address, spare_in_use=True)
-        return "served" if self._is_trusted(ip) else "refused"
+        return "served" if self._classify(address)[1] else "refused"
 
     async def _resume_later(self) -> None:
         try:
