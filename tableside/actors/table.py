@@ -190,7 +190,7 @@ class TableActor(Actor[TableMessage]):
                 msg.sink.send(OutboundFrame(sm.error(None, ErrorCode.FORBIDDEN, "table group is full")))
                 msg.sink.close(1008, "group full")
                 return False
-            self._state.members[msg.member_id] = f"Guest {len(self._state.members) + 1}"
+            self._state.add_member(msg.member_id)
             await self._commit()
         was_online = any(m == msg.member_id for m, _ in self._sinks.values())
         self._sinks[msg.sink.connection_id] = (msg.member_id, msg.sink)
