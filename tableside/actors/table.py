@@ -189,12 +189,18 @@ class TableActor(Actor[TableMessage]):
             return False
         first_time = msg.member_id not in self._state.members
         if first_time:
-            # The store decided at join time whether there was a place (``join_table(max_members=...)``)
-            # and this member holds a valid token, so the join was accepted: never refuse it here. Members
-            # whose token expired (or was revoked) no longer count there; forget them here too, so the
-            # members list stays bounded by the cap.
+            # The store decided at join time whether there was a place (``join_table(max_members=...)``):
+            # a member whose join was accepted is never refused for lack of room here. Once per member and
+            # sitting the actor asks the store who is live, so the two agree: the token must still be valid
+            # (a second tab of a member who just left is not let back in), and when the list is at the cap,
+            # offline members whose token expired or was revoked are forgotten (they no longer count there).
+            live = await self._ctx.store.live_members(self.group_id, self._ctx.clock.now())
+            if msg.member_id not in live:
+                msg.sink.send(OutboundFrame(sm.error(None, ErrorCode.UNAUTHORIZED, "token expired or revoked")))
+                msg.sink.close(1008, "token expired or revoked")
+                return False
             if len(self._state.members) >= self._ctx.max_members:
-                await self._forget_departed_members()
+                self._forget_departed_members(live)
             self._state.add_member(msg.member_id)
             await self._commit()
         was_online = any(m == msg.member_id for m, _ in self._sinks.values())
@@ -212,8 +218,7 @@ class TableActor(Actor[TableMessage]):
             self._broadcast(sm.member_joined(msg.member_id, self._members()), skip=msg.sink.connection_id)
         return True
 
-    async def _forget_departed_members(self) -> None:
-        live = await self._ctx.store.live_members(self.group_id, self._ctx.clock.now())
+    def _forget_departed_members(self, live: set[str]) -> None:
         online = {member for member, _ in self._sinks.values()}
         gone = [m for m in self._state.members if m not in live and m not in online]
         for member_id in gone:

@@ -49,6 +49,10 @@ async def test_leave_revokes_the_token_frees_the_place_and_tells_the_others(worl
     late = await ref.ask(Command(b.member_id, None, PlaceOrder("late-po", None, "")))
     assert late["type"] == "error" and late["code"] == "forbidden"
     assert (await ref.ask(GetCart()))["items"] == []
+    # A third tab whose handshake raced the leave is not let back in (the store says: not live).
+    sink_b3 = FakeSink()
+    assert await ref.ask(Connect(b.member_id, sink_b3)) is False
+    assert sink_b3.of_type("error")[-1]["code"] == "unauthorized" and sink_b3.closed is not None
     # Leaving again is harmless.
     again = await ref.ask(Command(b.member_id, None, Leave(None)))
     assert again["type"] == "ack"
