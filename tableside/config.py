@@ -30,6 +30,8 @@ class LimitSettings(BaseModel):
     max_members_per_group: int = Field(50, ge=1)
     max_connections: int = Field(50_000, ge=1)
     join_per_minute_per_ip: int = Field(600, ge=1)
+    # Joins (new members) per table and QR secret; a guest re-opening the link it joined with is not counted.
+    join_per_minute_per_table: int = Field(120, ge=1)
 
 
 class HttpSettings(BaseModel):

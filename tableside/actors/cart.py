@@ -6,6 +6,8 @@ the rules can be tested without a loop. The whole object round-trips through ``t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,9 +29,56 @@ class ProcessingStatus(StrEnum):
 
 
 # Each member's most recent acknowledged request ids are remembered (and persisted) so a resend after a
-# reconnect or a restart gets the same answer and changes nothing. Bounded per member, and stored compactly
-# (revision and order id, the only variable parts of an ack) because the whole snapshot is written per op.
-ACKED_PER_MEMBER = 16  # a client resends only its unanswered (in-flight) requests
+# reconnect or a restart gets the same answer and changes nothing: the last ACKED_PER_MEMBER of each member
+# (docs/protocol.md promises 128); an older id is forgotten and a resend of it is a new operation.
+# The whole snapshot is written per op, so the window is stored compactly (see ``_encode_acked``): ids of up
+# to ACK_KEY_RAW_CHARS characters as they are, longer ones (up to 64) as a 72-bit hash, and per id only the
+# revision (as a delta to the previous one) plus, for place_order, the order id.
+ACKED_PER_MEMBER = 128
+ACK_KEY_RAW_CHARS = 12
+_HASHED_KEY_PREFIX = "~"
+
+
+def ack_key(request_id: str) -> str:
+    """The form a request id is remembered under: short ids verbatim, long ones as ``~`` + a 72-bit
+    BLAKE2b hash (12 base64url characters). A raw id never starts with ``~``, so the two cannot collide."""
+    if len(request_id) <= ACK_KEY_RAW_CHARS and not request_id.startswith(_HASHED_KEY_PREFIX):
+        return request_id
+    digest = hashlib.blake2b(request_id.encode("utf-8", "surrogatepass"), digest_size=9).digest()
+    return _HASHED_KEY_PREFIX + base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def _encode_acked(seen: OrderedDict[str, list[Any]]) -> list[Any]:
+    """``[key, rev, key, drev, key, [drev, order_id], ...]``: oldest first, the first revision absolute and
+    every later one as the difference to the one before (acks of a member have increasing revisions)."""
+    out: list[Any] = []
+    previous = 0
+    for key, compact in seen.items():
+        revision = int(compact[0])
+        delta = revision - previous
+        previous = revision
+        out.append(key)
+        out.append(delta if len(compact) == 1 else [delta, compact[1]])
+    return out
+
+
+def _decode_acked(flat: list[Any]) -> OrderedDict[str, list[Any]]:
+    seen: OrderedDict[str, list[Any]] = OrderedDict()
+    revision = 0
+    for i in range(0, len(flat) - 1, 2):
+        key, value = flat[i], flat[i + 1]
+        if isinstance(value, list):
+            revision += int(value[0])
+            seen[str(key)] = [revision, value[1]]
+        else:
+            revision += int(value)
+            seen[str(key)] = [revision]
+    return seen
+
+
+def _decode_legacy_acked(pairs: list[Any]) -> OrderedDict[str, list[Any]]:
+    """Snapshots written before the compact form: ``[[request_id, [revision, order_id?]], ...]``."""
+    return OrderedDict((ack_key(str(rid)), list(compact)) for rid, compact in pairs)
 
 
 @dataclass(slots=True)
@@ -126,8 +175,12 @@ class GroupState:
     last_order_id: str | None = None
     last_error: str | None = None
     members: dict[str, str] = field(default_factory=dict)  # member_id -> display name, in join order
-    acked: dict[str, OrderedDict[str, list[Any]]] = field(default_factory=dict)  # id -> [revision, order_id?]
+    # member_id -> ack_key(request id) -> [revision, order_id?], oldest first, at most ACKED_PER_MEMBER each
+    acked: dict[str, OrderedDict[str, list[Any]]] = field(default_factory=dict)
     last_updated: float = 0.0
+    next_guest: int = 0  # the N of the next "Guest N" (0: not known yet, len(members) + 1)
+    # Encoded ``acked`` per member, reused by to_snapshot until that member's window changes.
+    _acked_wire: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- derived ------------------------------------------------------------------------------------
     @property
@@ -153,14 +206,14 @@ class GroupState:
         }
 
     def member_name(self, member_id: str) -> str:
-        return self.members.get(member_id, member_id)
+        return self.members.get(member_id, "a guest who left")
 
     # -- idempotent request ids ---------------------------------------------------------------------
     def answered(self, member_id: str, request_id: str | None) -> dict[str, Any] | None:
         if request_id is None:
             return None
         seen = self.acked.get(member_id)
-        compact = seen.get(request_id) if seen is not None else None
+        compact = seen.get(ack_key(request_id)) if seen is not None else None
         if compact is None:
             return None
         answer: dict[str, Any] = {"type": "ack", "id": request_id, "revision": compact[0]}
@@ -176,9 +229,35 @@ class GroupState:
         compact: list[Any] = [answer["revision"]]
         if "order_id" in answer:
             compact.append(answer["order_id"])
-        seen[request_id] = compact
+        key = ack_key(request_id)
+        seen.pop(key, None)  # a re-used id moves to the newest end
+        seen[key] = compact
         while len(seen) > ACKED_PER_MEMBER:
             seen.popitem(last=False)
+        self._acked_wire.pop(member_id, None)
+
+    # -- members ------------------------------------------------------------------------------------
+    def add_member(self, member_id: str) -> str:
+        """Give a new member the next "Guest N" name (numbers are never reused within the sitting)."""
+        number = max(self.next_guest, len(self.members) + 1)
+        self.members[member_id] = f"Guest {number}"
+        self.next_guest = number + 1
+        return self.members[member_id]
+
+    def remove_member(self, member_id: str) -> bool:
+        """Forget a member who left (and their resend window). False when they were not a member."""
+        self.acked.pop(member_id, None)
+        self._acked_wire.pop(member_id, None)
+        return self.members.pop(member_id, None) is not None
+
+    def _acked_snapshot(self) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for member_id, seen in self.acked.items():
+            wire = self._acked_wire.get(member_id)
+            if wire is None:
+                wire = self._acked_wire[member_id] = _encode_acked(seen)
+            out[member_id] = wire
+        return out
 
     # -- persistence --------------------------------------------------------------------------------
     def to_snapshot(self) -> dict[str, Any]:
@@ -191,13 +270,20 @@ class GroupState:
             "last_order_id": self.last_order_id,
             "last_error": self.last_error,
             "members": list(self.members.items()),
-            "acked": {m: list(seen.items()) for m, seen in self.acked.items()},
+            "next_guest": self.next_guest,
+            # "acks" (compact) replaced "acked" ([[id, [revision, order_id?]], ...]), which is still read.
+            "acks": self._acked_snapshot(),
             "last_updated": self.last_updated,
         }
 
     @classmethod
     def from_snapshot(cls, revision: int, d: dict[str, Any]) -> GroupState:
         lines = [CartLine.from_json(x) for x in d.get("lines", [])]
+        if "acks" in d:
+            acked = {m: _decode_acked(flat) for m, flat in d["acks"].items()}
+        else:
+            acked = {m: _decode_legacy_acked(pairs) for m, pairs in d.get("acked", {}).items()}
+        members = dict((m, n) for m, n in d.get("members", []))
         return cls(
             revision=revision,
             next_line=int(d.get("next_line", 1)),
@@ -206,7 +292,8 @@ class GroupState:
             pending=PendingOrder.from_json(d["pending"]) if d.get("pending") else None,
             last_order_id=d.get("last_order_id"),
             last_error=d.get("last_error"),
-            members=dict((m, n) for m, n in d.get("members", [])),
-            acked={m: OrderedDict((k, v) for k, v in seen) for m, seen in d.get("acked", {}).items()},
+            members=members,
+            acked=acked,
             last_updated=float(d.get("last_updated", 0.0)),
+            next_guest=int(d.get("next_guest", len(members) + 1)),
         )

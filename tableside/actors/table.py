@@ -41,6 +41,7 @@ from tableside.protocol import (
     AddItem,
     ErrorCode,
     GetSnapshot,
+    Leave,
     OutboundFrame,
     Ping,
     PlaceOrder,
@@ -65,6 +66,8 @@ log = structlog.get_logger("tableside.table")
 # Close codes sent to member sockets (4000-4999 are for applications).
 CLOSE_SESSION_ENDED = 4001
 CLOSE_RELOCATED = 4002  # the group moved (another activation owns it): reconnect
+CLOSE_LEFT = 4003  # the member left the group (``leave``): the token is revoked, do not reconnect
+LEFT_MESSAGE = "you left this table; scan the QR code to join again"
 
 
 class CommandRejected(Exception):
@@ -186,11 +189,19 @@ class TableActor(Actor[TableMessage]):
             return False
         first_time = msg.member_id not in self._state.members
         if first_time:
-            if len(self._state.members) >= self._ctx.max_members:
-                msg.sink.send(OutboundFrame(sm.error(None, ErrorCode.FORBIDDEN, "table group is full")))
-                msg.sink.close(1008, "group full")
+            # The store decided at join time whether there was a place (``join_table(max_members=...)``):
+            # a member whose join was accepted is never refused for lack of room here. Once per member and
+            # sitting the actor asks the store who is live, so the two agree: the token must still be valid
+            # (a second tab of a member who just left is not let back in), and when the list is at the cap,
+            # offline members whose token expired or was revoked are forgotten (they no longer count there).
+            live = await self._ctx.store.live_members(self.group_id, self._ctx.clock.now())
+            if msg.member_id not in live:
+                msg.sink.send(OutboundFrame(sm.error(None, ErrorCode.UNAUTHORIZED, "token expired or revoked")))
+                msg.sink.close(1008, "token expired or revoked")
                 return False
-            self._state.members[msg.member_id] = f"Guest {len(self._state.members) + 1}"
+            if len(self._state.members) >= self._ctx.max_members:
+                self._forget_departed_members(live)
+            self._state.add_member(msg.member_id)
             await self._commit()
         was_online = any(m == msg.member_id for m, _ in self._sinks.values())
         self._sinks[msg.sink.connection_id] = (msg.member_id, msg.sink)
@@ -207,6 +218,40 @@ class TableActor(Actor[TableMessage]):
             self._broadcast(sm.member_joined(msg.member_id, self._members()), skip=msg.sink.connection_id)
         return True
 
+    def _forget_departed_members(self, live: set[str]) -> None:
+        online = {member for member, _ in self._sinks.values()}
+        gone = [m for m in self._state.members if m not in live and m not in online]
+        for member_id in gone:
+            self._state.remove_member(member_id)
+        if gone:
+            self._log.info("members_expired", count=len(gone))
+            for member_id in gone:
+                self._broadcast(sm.member_left(member_id, self._members()))
+
+    async def _on_leave(self, cmd: Command) -> dict[str, Any]:
+        """``leave``: revoke the member's token(s) (their place is free at once), drop them from the members
+        list, answer, close every socket of theirs with ``session_closed {reason: "left"}`` and tell the
+        others ``member_left``. Idempotent: leaving twice answers ``ack`` again and changes nothing."""
+        member_id = cmd.member_id
+        rid = cmd.message.request_id
+        if self._closed:
+            return self._reply(cmd, sm.error(rid, ErrorCode.SESSION_CLOSED, "this sitting is closed"))
+        await self._ctx.store.revoke_member(self.group_id, member_id)
+        if self._state.remove_member(member_id):
+            await self._commit()
+        answer = self._reply(cmd, sm.ack(rid, self._state.revision))
+        frame = OutboundFrame(sm.session_closed("left"))
+        for conn_id, (m, sink) in list(self._sinks.items()):
+            if m == member_id:
+                del self._sinks[conn_id]
+                sink.send(frame)
+                sink.close(CLOSE_LEFT, "left the table")
+        self._log.info("member_left_group", member_id=member_id)
+        self._broadcast(sm.member_left(member_id, self._members()))
+        if not self._sinks:
+            self._schedule_idle_check()
+        return answer
+
     def _on_disconnect(self, msg: Disconnect) -> None:
         if self._sinks.pop(msg.sink.connection_id, None) is None:
             return
@@ -218,8 +263,9 @@ class TableActor(Actor[TableMessage]):
     # -- commands ---------------------------------------------------------------------------------
     def is_batchable(self, message: TableMessage) -> bool:
         # Cart edits (and reads) queued behind each other share one commit and one broadcast;
-        # place_order stays on its own because it talks to the order counter and the POS.
-        return isinstance(message, Command) and not isinstance(message.message, PlaceOrder)
+        # place_order stays on its own because it talks to the order counter and the POS, leave because it
+        # revokes the member's token in the store.
+        return isinstance(message, Command) and not isinstance(message.message, PlaceOrder | Leave)
 
     async def on_receive_batch(self, messages: list[TableMessage]) -> list[Any]:
         answers: list[tuple[Command, dict[str, Any] | None]] = []
@@ -236,9 +282,13 @@ class TableActor(Actor[TableMessage]):
 
     async def _on_command(self, cmd: Command) -> dict[str, Any]:
         msg = cmd.message
+        if isinstance(msg, Leave):
+            return await self._on_leave(cmd)
         if isinstance(msg, PlaceOrder):
             if self._closed:
                 return self._reply(cmd, sm.error(msg.request_id, ErrorCode.SESSION_CLOSED, "this sitting is closed"))
+            if cmd.member_id not in self._state.members:
+                return self._reply(cmd, sm.error(msg.request_id, ErrorCode.FORBIDDEN, LEFT_MESSAGE))
             previous = self._state.answered(cmd.member_id, msg.request_id)
             if previous is not None:
                 METRICS.duplicate_requests.inc()
@@ -262,6 +312,9 @@ class TableActor(Actor[TableMessage]):
             return sm.snapshot(rid, self._cart()), False
         if self._closed:
             return sm.error(rid, ErrorCode.SESSION_CLOSED, "this sitting is closed"), False
+        if cmd.member_id not in self._state.members:
+            # A frame that was on its way while the member left (their sockets are being closed).
+            return sm.error(rid, ErrorCode.FORBIDDEN, LEFT_MESSAGE), False
         previous = self._state.answered(cmd.member_id, rid)
         if previous is not None:
             METRICS.duplicate_requests.inc()

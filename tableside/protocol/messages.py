@@ -66,13 +66,21 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
+class Leave:
+    """The member leaves the table group for good: their token is revoked, they leave the members list and
+    their place in the group is free for somebody else."""
+
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SetKitchenStatus:
     request_id: str | None
     order_id: str
     status: str  # one of KITCHEN_STATUSES
 
 
-ClientMessage = AddItem | UpdateItem | RemoveItem | PlaceOrder | GetSnapshot | Ping
+ClientMessage = AddItem | UpdateItem | RemoveItem | PlaceOrder | GetSnapshot | Ping | Leave
 KitchenMessage = SetKitchenStatus | Ping
 
 KITCHEN_STATUSES: Final[frozenset[str]] = frozenset({"new", "preparing", "ready", "served", "recall"})
@@ -84,10 +92,11 @@ REMOVE_ITEM: Final = "remove_item"
 PLACE_ORDER: Final = "place_order"
 GET_SNAPSHOT: Final = "get_snapshot"
 PING: Final = "ping"
+LEAVE: Final = "leave"
 SET_STATUS: Final = "set_status"
 
 CLIENT_MESSAGE_TYPES: Final[frozenset[str]] = frozenset(
-    {ADD_ITEM, UPDATE_ITEM, REMOVE_ITEM, PLACE_ORDER, GET_SNAPSHOT, PING}
+    {ADD_ITEM, UPDATE_ITEM, REMOVE_ITEM, PLACE_ORDER, GET_SNAPSHOT, PING, LEAVE}
 )
 KITCHEN_MESSAGE_TYPES: Final[frozenset[str]] = frozenset({SET_STATUS, PING})
 
@@ -185,6 +194,10 @@ def _parse_ping(f: _Fields) -> Ping:
     return Ping(request_id=f.request_id)
 
 
+def _parse_leave(f: _Fields) -> Leave:
+    return Leave(request_id=f.request_id)
+
+
 def _parse_set_status(f: _Fields) -> SetKitchenStatus:
     order_id = f.ref("order_id")
     status = f.obj.get("status")
@@ -200,6 +213,7 @@ _CLIENT_PARSERS: Final[dict[str, Callable[[_Fields], ClientMessage]]] = {
     PLACE_ORDER: _parse_place_order,
     GET_SNAPSHOT: _parse_get_snapshot,
     PING: _parse_ping,
+    LEAVE: _parse_leave,
 }
 
 _KITCHEN_PARSERS: Final[dict[str, Callable[[_Fields], KitchenMessage]]] = {
@@ -301,6 +315,8 @@ def client_message_to_wire(msg: ClientMessage | KitchenMessage) -> dict[str, Any
         return _with_id(GET_SNAPSHOT, msg.request_id)
     if isinstance(msg, Ping):
         return _with_id(PING, msg.request_id)
+    if isinstance(msg, Leave):
+        return _with_id(LEAVE, msg.request_id)
     out = _with_id(SET_STATUS, msg.request_id)
     out.update(order_id=msg.order_id, status=msg.status)
     return out

@@ -75,6 +75,7 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/healthz", http.HealthHandler, s),
         (r"/metrics", MetricsHandler, s),
         (r"/api/join", http.JoinHandler, s),
+        (r"/api/leave", http.LeaveHandler, s),
         (r"/q/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,128})", http.QrJoinHandler, s),
         (r"/api/menu", http.MenuHandler, s),
         (r"/api/cart", http.CartHandler, s),

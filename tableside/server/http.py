@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from tableside.actors.messages import GetCart
-from tableside.server.base import GUEST_COOKIE, ApiError, BaseHandler
+from tableside.server.base import GUEST_COOKIE, ApiError, BaseHandler, bearer_token
 from tableside.storage.interface import (
     BadQrSecret,
+    GroupFull,
     InvalidTransition,
+    JoinResult,
     OrderStatus,
     StaffRole,
     Table,
     TableNotFound,
     TablePaid,
+    TokenInfo,
 )
 
 
@@ -38,43 +41,77 @@ class HealthHandler(BaseHandler):
 
 
 class JoinHandler(BaseHandler):
+    """``POST /api/join``. A request carrying ``Authorization: Bearer`` with a valid token of this table's
+    open sitting is that member asking again: 200 with the same token and member (no new member). The
+    guest cookie is not used here: it is HttpOnly and its value must not be handed to page scripts."""
+
     async def post(self) -> None:
-        if not self.services.join_limiter.allow(self.client_ip(), self.services.clock.monotonic()):
-            raise ApiError(429, "rate_limited", "too many joins from this address")
+        check_ip_join_rate(self)
         data = self.json_body()
         table_id = self.field_str(data, "table_id", 64)
         qr = self.field_str(data, "qr", 128)
+        token = bearer_token(self)
+        existing = await self.services.current_member(token, table_id, qr) if token else None
+        if token is not None and existing is not None:
+            self.send_json(join_view(token, existing), 200)
+            return
         token, result = await join_or_raise(self, table_id, qr)
-        self.send_json(
-            {
-                "token": token,
-                "table_id": result.table_id,
-                "group_id": result.group_id,
-                "member_id": result.member_id,
-                "expires_at": result.expires_at,
-            },
-            201,
+        self.send_json(join_view(token, result), 201)
+
+
+def join_view(token: str, member: JoinResult | TokenInfo) -> dict[str, Any]:
+    return {
+        "token": token,
+        "table_id": member.table_id,
+        "group_id": member.group_id,
+        "member_id": member.member_id,
+        "expires_at": member.expires_at,
+    }
+
+
+def check_ip_join_rate(handler: BaseHandler) -> None:
+    limit = handler.services.settings.limits.join_per_minute_per_ip
+    if not handler.services.join_limiter.allow(handler.client_ip(), handler.services.clock.monotonic()):
+        raise ApiError(429, "rate_limited", f"too many joins from this address (limit {limit} per minute)")
+
+
+async def join_or_raise(handler: BaseHandler, table_id: str, qr: str) -> tuple[str, JoinResult]:
+    """Join as a new member: the per-table rate limit, then the store's checks, as typed HTTP errors."""
+    services = handler.services
+    if not services.table_join_allowed(table_id, qr):
+        limit = services.settings.limits.join_per_minute_per_table
+        raise ApiError(
+            429, "rate_limited", f"too many joins at this table (limit {limit} per minute); try again in a minute"
         )
-
-
-async def join_or_raise(handler: BaseHandler, table_id: str, qr: str) -> Any:
     try:
-        return await handler.services.join(table_id, qr)
+        return await services.join(table_id, qr)
     except TableNotFound as exc:
         raise ApiError(404, "table_not_found", f"no table {table_id!r}") from exc
     except BadQrSecret as exc:
         raise ApiError(403, "forbidden", "this QR code is not valid for the table") from exc
     except TablePaid as exc:
         raise ApiError(409, "table_paid", "this table has been checked out; please ask staff") from exc
+    except GroupFull as exc:
+        raise ApiError(
+            409,
+            "group_full",
+            f"This table already has {exc.max_members} guests, the most one table can have. "
+            "A guest can make room by leaving the table; otherwise please ask staff.",
+        ) from exc
 
 
 class QrJoinHandler(BaseHandler):
-    """What a printed QR code opens: join, set the cookie, then 303 to the guest page."""
+    """What a printed QR code opens: join, set the cookie, then 303 to the guest page. A browser that
+    already holds a valid guest cookie for this table's open sitting is sent to the guest page as the same
+    member (no new token, no second guest)."""
 
     async def get(self, table_id: str, qr: str) -> None:
-        if not self.services.join_limiter.allow(self.client_ip(), self.services.clock.monotonic()):
-            raise ApiError(429, "rate_limited", "too many joins from this address")
         try:
+            check_ip_join_rate(self)
+            cookie = self.get_cookie(GUEST_COOKIE)
+            if cookie and await self.services.current_member(cookie, table_id, qr) is not None:
+                self.redirect("/guest", status=303)
+                return
             token, result = await join_or_raise(self, table_id, qr)
         except ApiError as err:
             self.set_status(err.status_code)
@@ -91,6 +128,19 @@ class QrJoinHandler(BaseHandler):
             path="/",
         )
         self.redirect("/guest", status=303)
+
+
+class LeaveHandler(BaseHandler):
+    """``POST /api/leave`` (Bearer token or cookie): the same as the websocket ``leave`` message. The
+    token is revoked, so the answer also clears the guest cookie."""
+
+    async def post(self) -> None:
+        info = await self.require_guest()
+        answer = await self.services.leave(info)
+        if answer.get("type") != "ack":
+            raise ApiError(409, str(answer.get("code", "session_closed")), str(answer.get("message", "")))
+        self.clear_cookie(GUEST_COOKIE, path="/")
+        self.send_json({"left": True, "table_id": info.table_id, "group_id": info.group_id, "member_id": info.member_id})
 
 
 def closed_page(message: str) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
+from typing import Any
 
 from tableside.actors.directory import ActorDirectory
-from tableside.actors.messages import CloseSession, MenuChanged
+from tableside.actors.messages import CloseSession, Command, MenuChanged
 from tableside.actors.order_numbers import OrderNumbers
 from tableside.actors.table import TableContext
 from tableside.auth import StaffAuth, new_id, new_token, token_hash
@@ -15,11 +17,11 @@ from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS, Metrics
 from tableside.pos.interface import PosAdapter
 from tableside.pos.submitter import RetryPolicy
-from tableside.protocol import Limits, TokenBucket
+from tableside.protocol import Leave, Limits, TokenBucket
 from tableside.server.keepalive import KeepAlive
 from tableside.server.kitchen import KitchenHub
 from tableside.storage.committer import GroupCommitter
-from tableside.storage.interface import JoinResult, MenuItem, Store, Table, TokenInfo
+from tableside.storage.interface import JoinResult, MenuItem, Store, Table, TableStatus, TokenInfo
 
 
 @dataclass(slots=True)
@@ -58,9 +60,25 @@ class Services:
     join_limiter: KeyedRateLimiter = field(default_factory=lambda: KeyedRateLimiter(10.0, 600))
     # Ten tries, then one every ten seconds, per IP and per username.
     staff_login_limiter: KeyedRateLimiter = field(default_factory=lambda: KeyedRateLimiter(0.1, 10))
+    # New members per table (limits.join_per_minute_per_table); built from settings when not given.
+    table_join_limiter: KeyedRateLimiter | None = None
+
+    def __post_init__(self) -> None:
+        if self.table_join_limiter is None:
+            per_minute = self.settings.limits.join_per_minute_per_table
+            self.table_join_limiter = KeyedRateLimiter(per_minute / 60.0, per_minute)
 
     # -- table lifecycle (seed 000) ------------------------------------------------------------------
+    def table_join_allowed(self, table_id: str, qr: str) -> bool:
+        """The per-table join rate. Keyed by table *and* QR secret, so requests with a wrong secret
+        (refused anyway) cannot use up the budget of the guests actually sitting at the table."""
+        limiter = self.table_join_limiter
+        assert limiter is not None
+        return limiter.allow(f"{table_id}\n{qr}", self.clock.monotonic())
+
     async def join(self, table_id: str, qr: str) -> tuple[str, JoinResult]:
+        """A new member of the table's group, or GroupFull when it already has
+        ``limits.max_members_per_group`` live members (decided atomically by the store)."""
         token = new_token()
         now = self.clock.now()
         result = await self.store.join_table(
@@ -71,9 +89,31 @@ class Services:
             new_id("g"),
             now + self.settings.tokens.ttl_hours * 3600,
             now,
+            max_members=self.settings.limits.max_members_per_group,
         )
         self.metrics.joins.inc()
         return token, result
+
+    async def current_member(self, token: str | None, table_id: str, qr: str) -> TokenInfo | None:
+        """The member ``token`` already is at this table's current sitting, if the join link (``table_id``,
+        ``qr``) is opened again with it: a valid token of this table whose group is still the table's open
+        group, and the right QR secret. None means: join as a new member."""
+        info = await self.resolve_guest(token)
+        if info is None or info.table_id != table_id:
+            return None
+        table = await self.store.get_table(table_id)
+        if table is None or table.status != TableStatus.OCCUPIED or table.current_group_id != info.group_id:
+            return None
+        if not hmac.compare_digest(table.qr_secret.encode(), qr.encode()):
+            return None
+        return info
+
+    async def leave(self, info: TokenInfo) -> dict[str, Any]:
+        """The member leaves the group for good (the ``leave`` message, sent by the table actor): their
+        tokens are revoked and their place is free. Returns the actor's answer (``ack`` or ``error``)."""
+        ref = self.directory.ref_for(info.group_id, info.table_id, info.restaurant_id)
+        answer: dict[str, Any] = await ref.ask(Command(info.member_id, None, Leave(None)))
+        return answer
 
     async def resolve_guest(self, token: str | None) -> TokenInfo | None:
         if not token or len(token) > 128:

@@ -4,6 +4,7 @@ from tableside.storage.committer import CommitterStopped, GroupCommitter
 from tableside.storage.interface import (
     BadQrSecret,
     CleanupReport,
+    GroupFull,
     GroupSnapshot,
     GroupWrite,
     InvalidTransition,
@@ -36,6 +37,7 @@ __all__ = [
     "CleanupReport",
     "CommitterStopped",
     "GroupCommitter",
+    "GroupFull",
     "GroupSnapshot",
     "GroupWrite",
     "InvalidTransition",

@@ -48,6 +48,16 @@ class TablePaid(StorageError):
     """The table was checked out and awaits a staff reset; nobody may join."""
 
 
+class GroupFull(StorageError):
+    """A join refused because the table's open group already has ``max_members`` live members (members
+    with an unexpired, unrevoked token)."""
+
+    def __init__(self, table_id: str, max_members: int) -> None:
+        super().__init__(f"table {table_id}: the group has {max_members} members")
+        self.table_id = table_id
+        self.max_members = max_members
+
+
 class InvalidTransition(StorageError):
     """A table status change that the lifecycle does not allow (e.g. checkout of a vacant table)."""
 
@@ -215,10 +225,23 @@ class Store(Protocol):
         new_group_id: str,
         expires_at: float,
         now: float,
+        *,
+        max_members: int | None = None,
     ) -> JoinResult:
         """Atomically: check the table and secret (constant-time compare), open a group with
         ``new_group_id`` if the table is vacant (status -> occupied), store the token hash bound to the
-        group and member. Raises TableNotFound, BadQrSecret, TablePaid."""
+        group and member. With ``max_members``, a join of an open group that already has that many live
+        members (distinct members with a token that has not expired at ``now`` and was not revoked) is
+        refused with GroupFull; the count is taken under the same lock as the join, so concurrent joins
+        never overshoot. Raises TableNotFound, BadQrSecret, TablePaid, GroupFull."""
+
+    async def live_members(self, group_id: str, now: float) -> set[str]:
+        """Members of the group holding a token that has not expired at ``now`` (and was not revoked):
+        the members that count toward the group's cap."""
+
+    async def revoke_member(self, group_id: str, member_id: str) -> int:
+        """A member leaves: delete every token of that member in that group (their place is free at once).
+        Returns how many tokens were deleted (0 when already gone)."""
 
     async def resolve_token(self, token_hash: str, now: float) -> TokenInfo | None:
         """The token's binding if it exists and has not expired (updates last_used); else None."""

@@ -18,6 +18,7 @@ from tableside.storage.codec import encode_write
 from tableside.storage.interface import (
     BadQrSecret,
     CleanupReport,
+    GroupFull,
     GroupSnapshot,
     GroupWrite,
     InvalidTransition,
@@ -150,6 +151,8 @@ class MemoryStore:
         new_group_id: str,
         expires_at: float,
         now: float,
+        *,
+        max_members: int | None = None,
     ) -> JoinResult:
         t = self._table(table_id)
         if not hmac.compare_digest(t.qr_secret.encode(), qr_secret.encode()):
@@ -157,6 +160,13 @@ class MemoryStore:
         if t.status == TableStatus.PAID:
             raise TablePaid(table_id)
         opened = t.status == TableStatus.VACANT or t.current_group_id is None
+        if (
+            not opened
+            and max_members is not None
+            and t.current_group_id is not None
+            and len(self._live_members(t.current_group_id, now)) >= max_members
+        ):
+            raise GroupFull(table_id, max_members)
         if opened:
             t.status = TableStatus.OCCUPIED
             t.current_group_id = new_group_id
@@ -196,6 +206,18 @@ class MemoryStore:
             member_id=tok.member_id,
             expires_at=tok.expires_at,
         )
+
+    def _live_members(self, group_id: str, now: float) -> set[str]:
+        return {tok.member_id for tok in self._tokens.values() if tok.group_id == group_id and tok.expires_at > now}
+
+    async def live_members(self, group_id: str, now: float) -> set[str]:
+        return self._live_members(group_id, now)
+
+    async def revoke_member(self, group_id: str, member_id: str) -> int:
+        gone = [h for h, tok in self._tokens.items() if tok.group_id == group_id and tok.member_id == member_id]
+        for h in gone:
+            del self._tokens[h]
+        return len(gone)
 
     def _delete_group_tokens(self, group_id: str) -> None:
         for h in [h for h, tok in self._tokens.items() if tok.group_id == group_id]:

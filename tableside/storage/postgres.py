@@ -22,6 +22,7 @@ from tableside.storage.codec import encode_write
 from tableside.storage.interface import (
     BadQrSecret,
     CleanupReport,
+    GroupFull,
     GroupSnapshot,
     GroupWrite,
     InvalidTransition,
@@ -143,6 +144,10 @@ SELECT k.table_id, t.restaurant_id, k.group_id, k.member_id, k.expires_at, k.las
 FROM tokens AS k JOIN tables AS t ON t.table_id = k.table_id
 WHERE k.token_hash = :token_hash AND k.expires_at > :now
 """
+)
+
+_COUNT_LIVE_MEMBERS = sa.text(
+    "SELECT count(DISTINCT member_id) FROM tokens WHERE group_id = :group_id AND expires_at > :now"
 )
 
 
@@ -441,6 +446,8 @@ class PostgresStore:
         new_group_id: str,
         expires_at: float,
         now: float,
+        *,
+        max_members: int | None = None,
     ) -> JoinResult:
         t = s.tables.c
         async with self.engine.begin() as conn:
@@ -463,6 +470,13 @@ class PostgresStore:
             if status == TableStatus.PAID:
                 raise TablePaid(table_id)
             opened = status == TableStatus.VACANT or group_id is None
+            if not opened and max_members is not None:
+                # Counted under the table's row lock: joins of this table are serialised, so of 60
+                # concurrent joins exactly max_members see a free place (READ COMMITTED: this statement
+                # starts after the lock was granted and sees the tokens of the joins committed before).
+                live = (await conn.execute(_COUNT_LIVE_MEMBERS, {"group_id": group_id, "now": now})).scalar_one()
+                if live >= max_members:
+                    raise GroupFull(table_id, max_members)
             if opened:
                 group_id = new_group_id
                 await conn.execute(
@@ -514,6 +528,20 @@ class PostgresStore:
             member_id=row.member_id,
             expires_at=row.expires_at,
         )
+
+    async def live_members(self, group_id: str, now: float) -> set[str]:
+        k = s.tokens.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(k.member_id).distinct().where(k.group_id == group_id, k.expires_at > now)
+            )
+            return {str(r[0]) for r in rows}
+
+    async def revoke_member(self, group_id: str, member_id: str) -> int:
+        k = s.tokens.c
+        async with self.engine.begin() as conn:
+            res = await conn.execute(sa.delete(s.tokens).where(k.group_id == group_id, k.member_id == member_id))
+        return int(res.rowcount)
 
     async def _fetch_one(self, stmt: sa.TextClause, params: dict[str, Any]) -> Any:
         async with self.engine.connect() as conn:

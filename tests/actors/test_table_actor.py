@@ -95,7 +95,7 @@ async def world() -> Any:
     w.store, w.clock, w.menu, w.committer = store, clock, menu, committer  # type: ignore[attr-defined]
     w.confirmed = []  # type: ignore[attr-defined]
 
-    def make(pos: Any) -> ActorDirectory:
+    def make(pos: Any, **ctx_options: Any) -> ActorDirectory:
         ctx = TableContext(
             store=store,
             commit=committer.commit,
@@ -105,19 +105,20 @@ async def world() -> Any:
             clock=clock,
             on_order_confirmed=w.confirmed.append,  # type: ignore[attr-defined]
             idle_seconds=60,
+            **ctx_options,
         )
         return ActorDirectory(ctx)
 
     w.make = make  # type: ignore[attr-defined]
 
-    async def join(table_id: str = "T001") -> Any:
+    async def join(table_id: str = "T001", ttl: float = 3600, max_members: int | None = None) -> Any:
         table = await store.get_table(table_id)
         assert table is not None
         import secrets
 
         return await store.join_table(
             table_id, table.qr_secret, secrets.token_hex(8), "m_" + secrets.token_hex(4), "g_" + secrets.token_hex(4),
-            clock.now() + 3600, clock.now(),
+            clock.now() + ttl, clock.now(), max_members=max_members,
         )
 
     w.join = join  # type: ignore[attr-defined]

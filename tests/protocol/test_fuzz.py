@@ -14,6 +14,7 @@ from tableside.protocol import (
     ClientMessage,
     GetSnapshot,
     JsonCodec,
+    Leave,
     Limits,
     MsgpackCodec,
     Ping,
@@ -171,6 +172,7 @@ valid_client_messages: st.SearchStrategy[ClientMessage] = st.one_of(
     ),
     st.builds(GetSnapshot, _ids),
     st.builds(Ping, _ids),
+    st.builds(Leave, _ids),
 )
 
 

@@ -10,6 +10,7 @@ from tableside.protocol import (
     ErrorCode,
     GetSnapshot,
     JsonCodec,
+    Leave,
     Limits,
     MsgpackCodec,
     Ping,
@@ -44,6 +45,8 @@ ALL_CLIENT: list[ClientMessage] = [
     GetSnapshot(None),
     Ping("r6"),
     Ping(None),
+    Leave("r7"),
+    Leave(None),
 ]
 
 
@@ -145,3 +148,9 @@ def test_messages_are_frozen() -> None:
     msg = Ping("r")
     with pytest.raises(AttributeError):
         msg.request_id = "other"  # type: ignore[misc]
+
+
+def test_leave_wire_form() -> None:
+    assert client_message_to_wire(Leave("bye")) == {"type": "leave", "id": "bye"}
+    assert parse_client_message({"type": "leave", "id": "bye", "future": 1}, LIMITS) == Leave("bye")
+    assert parse_client_message({"type": "leave"}, LIMITS) == Leave(None)

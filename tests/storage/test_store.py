@@ -10,6 +10,7 @@ import pytest
 
 from tableside.storage import (
     BadQrSecret,
+    GroupFull,
     GroupSnapshot,
     GroupWrite,
     InvalidTransition,
@@ -52,6 +53,7 @@ async def join(store: Store, table: str, token: str, member: str, group: str = "
         group,
         kw.get("expires_at", NOW + HOUR),
         kw.get("now", NOW),
+        max_members=kw.get("max_members"),
     )
 
 
@@ -612,3 +614,66 @@ async def test_order_numbers_can_be_reserved_in_blocks(store: Store) -> None:
     assert second == first + 10
     with pytest.raises(ValueError):
         await store.next_order_number(1, 0)
+
+
+# -- the member cap (issue 8) ------------------------------------------------------------------------
+
+
+async def test_join_refused_when_the_group_is_full(store: Store) -> None:
+    await seed(store, "T1")
+    for i in range(3):
+        await join(store, "T1", f"tok-{i}", f"mem-{i}", group="g-1", max_members=3)
+    with pytest.raises(GroupFull) as err:
+        await join(store, "T1", "tok-x", "mem-x", max_members=3)
+    assert err.value.max_members == 3 and err.value.table_id == "T1"
+    assert await store.resolve_token("tok-x", NOW) is None  # a refused join issues no token
+    assert await store.live_members("g-1", NOW) == {"mem-0", "mem-1", "mem-2"}
+    # Without a cap (or a larger one) the join goes through.
+    assert (await join(store, "T1", "tok-y", "mem-y", max_members=4)).group_id == "g-1"
+
+
+async def test_concurrent_joins_never_overshoot_the_cap(store: Store) -> None:
+    await seed(store, "T1")
+    results = await asyncio.gather(
+        *(join(store, "T1", f"tok-{i}", f"mem-{i}", group=f"g-{i}", max_members=50) for i in range(60)),
+        return_exceptions=True,
+    )
+    joined = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(joined) == 50 and len(refused) == 10
+    assert all(isinstance(r, GroupFull) for r in refused)
+    group_id = joined[0].group_id
+    assert {r.group_id for r in joined} == {group_id}
+    assert len(await store.live_members(group_id, NOW)) == 50
+
+
+async def test_expired_and_revoked_members_free_their_place(store: Store) -> None:
+    await seed(store, "T1")
+    await join(store, "T1", "tok-a", "mem-a", group="g-1", expires_at=NOW + 10, max_members=2)
+    await join(store, "T1", "tok-b", "mem-b", expires_at=NOW + HOUR, max_members=2)
+    with pytest.raises(GroupFull):
+        await join(store, "T1", "tok-c", "mem-c", now=NOW + 9, max_members=2)
+    # mem-a's token expired (not yet cleaned up): it no longer counts.
+    assert await store.live_members("g-1", NOW + 10) == {"mem-b"}
+    await join(store, "T1", "tok-c", "mem-c", now=NOW + 10, max_members=2)
+    with pytest.raises(GroupFull):
+        await join(store, "T1", "tok-d", "mem-d", now=NOW + 11, max_members=2)
+    # mem-b leaves: its token is revoked at once and its place is free.
+    assert await store.revoke_member("g-1", "mem-b") == 1
+    assert await store.revoke_member("g-1", "mem-b") == 0
+    assert await store.resolve_token("tok-b", NOW + 11) is None
+    assert await store.live_members("g-1", NOW + 11) == {"mem-c"}
+    assert (await join(store, "T1", "tok-d", "mem-d", now=NOW + 11, max_members=2)).group_id == "g-1"
+    # revoking only touches that member of that group
+    assert await store.revoke_member("g-other", "mem-c") == 0
+    assert await store.resolve_token("tok-c", NOW + 11) is not None
+
+
+async def test_a_new_sitting_starts_with_every_place_free(store: Store) -> None:
+    await seed(store, "T1")
+    await join(store, "T1", "tok-a", "mem-a", group="g-1", max_members=1)
+    with pytest.raises(GroupFull):
+        await join(store, "T1", "tok-b", "mem-b", max_members=1)
+    await store.reset_table("T1", NOW)
+    again = await join(store, "T1", "tok-b", "mem-b", group="g-2", max_members=1)
+    assert again.opened_group and again.group_id == "g-2"
