@@ -16,10 +16,11 @@ MAX_JSON_BODY = 16 * 1024
 
 
 class ApiError(tornado.web.HTTPError):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(status, reason=None)
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def bearer_token(handler: tornado.web.RequestHandler) -> str | None:
@@ -45,6 +46,8 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             body = {"error": exc.code, "message": exc.message}
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         elif status_code == 404:
             body = {"error": "not_found", "message": "not found"}
         elif status_code == 405:

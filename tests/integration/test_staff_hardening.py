@@ -1,0 +1,131 @@
+"""Issue 8 hardening of the staff side: login throttling by failing source, session revocation,
+access logs without secrets, bad characters and oversized bodies, join secrets hidden from kitchen staff.
+
+The server here runs on a ``FakeClock`` and is reached through a second HTTP server on the same app with
+``xheaders`` on, so a test can choose the client IP with ``X-Real-IP``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import tornado.httpserver
+
+from tableside.auth import LoginThrottle
+from tableside.clock import FakeClock
+from tableside.config import Settings
+from tableside.pos.simulator import SimulatorConfig, SimulatorState
+from tableside.server.app import make_app, start_server
+from tableside.storage.interface import StaffRole
+from tableside.storage.postgres import PostgresStore
+from tests.integration.conftest import ADMIN_PASSWORD, Harness
+from tests.procs import free_port
+
+KITCHEN_PASSWORD = "kitchen-pass-1"
+
+
+class ClockHarness(Harness):
+    clock: FakeClock
+
+    async def login(self, username: str, password: str, ip: str) -> tuple[int, object]:
+        return await self.http("POST", "/api/staff/login", {"username": username, "password": password},
+                               headers={"X-Real-IP": ip})
+
+
+@pytest.fixture
+async def ch(database_url: str) -> AsyncIterator[ClockHarness]:
+    clock = FakeClock()
+    settings = Settings(port=0, database_url=database_url, admin_password=ADMIN_PASSWORD,
+                        demo={"tables": 2})  # type: ignore[arg-type]
+    store = await PostgresStore.connect(database_url)
+    await store.truncate_all()
+    running, _ = await start_server(settings, store, demo=True, clock=clock)
+    await running.services.staff_auth.set_user("kitchen", StaffRole.KITCHEN, KITCHEN_PASSWORD)
+    proxied = tornado.httpserver.HTTPServer(make_app(running.services), xheaders=True)
+    port = free_port()
+    proxied.listen(port, "127.0.0.1")
+    h = ClockHarness(running, SimulatorState(SimulatorConfig()), f"http://127.0.0.1:{port}",
+                     f"ws://127.0.0.1:{port}")
+    h.clock = clock
+    yield h
+    proxied.stop()
+    await running.stop()
+
+
+# -- 5. login throttling -------------------------------------------------------------------------------
+
+
+def test_throttle_counts_failures_per_source_not_per_account() -> None:
+    t = LoginThrottle(window_s=300, per_ip=30, per_user_ip=10, per_user=100)
+    now = 0.0
+    for _ in range(10):
+        assert t.begin("kitchen", "6.6.6.6", now) == 0.0  # admitted, then failed (never succeeded)
+        now += 1
+    for _ in range(50):  # the attacker keeps hammering, one a second
+        assert t.begin("kitchen", "6.6.6.6", now) > 0
+        now += 1
+    # The user, from an address that has not been failing, gets in; a success is not a failure.
+    assert t.begin("kitchen", "10.0.0.7", now) == 0.0
+    t.succeeded("kitchen", "10.0.0.7", now)
+    assert t.begin("kitchen", "10.0.0.7", now) == 0.0
+    t.succeeded("kitchen", "10.0.0.7", now)
+    # The attacker recovers only when its failures leave the window.
+    wait = t.begin("kitchen", "6.6.6.6", now)
+    assert 0 < wait <= 300
+    assert t.begin("kitchen", "6.6.6.6", now + wait) == 0.0
+
+
+def test_throttle_per_ip_and_distributed_attack() -> None:
+    t = LoginThrottle(window_s=60, per_ip=5, per_user_ip=3, per_user=6, per_user_ip_under_attack=1)
+    # One IP guessing many usernames hits the per-IP limit.
+    for i in range(5):
+        assert t.begin(f"user{i}", "6.6.6.6", 0.0) == 0.0
+    assert t.begin("user9", "6.6.6.6", 0.0) > 0
+    # Many IPs guessing one username: once it is under attack, each failing IP is refused...
+    for i in range(6):
+        assert t.begin("kitchen", f"7.0.0.{i}", 1.0) == 0.0
+    assert t.begin("kitchen", "7.0.0.1", 1.0) > 0
+    # ... but a clean source still gets through.
+    assert t.begin("kitchen", "10.0.0.7", 1.0) == 0.0
+
+
+def test_throttle_counts_an_attempt_as_failed_until_it_succeeds() -> None:
+    t = LoginThrottle(window_s=60, per_ip=100, per_user_ip=3, per_user=100)
+    # Concurrent guesses: all begin before any has finished; the fourth is refused at once.
+    assert [t.begin("kitchen", "6.6.6.6", 0.0) == 0.0 for _ in range(4)] == [True, True, True, False]
+
+
+def test_throttle_memory_is_bounded() -> None:
+    t = LoginThrottle(max_keys=50)
+    for i in range(1000):
+        t.begin(f"u{i}", f"ip{i}", float(i))
+    assert all(len(m) <= 50 for m in (t._by_ip, t._by_user, t._by_user_ip))
+
+
+async def test_failing_ip_cannot_lock_a_user_out(ch: ClockHarness) -> None:
+    codes = []
+    for _ in range(40):  # one wrong password a second, well past any per-username budget
+        code, body = await ch.login("kitchen", "wrong", "203.0.113.66")
+        codes.append(code)
+        await ch.clock.advance(1)
+    assert codes[:10] == [401] * 10 and set(codes[10:]) == {429}
+    code, body = await ch.login("kitchen", "wrong", "203.0.113.66")
+    assert code == 429 and isinstance(body, dict) and body["error"] == "rate_limited"
+    # The right password from the kitchen tablet's own address works throughout.
+    code, body = await ch.login("kitchen", KITCHEN_PASSWORD, "198.51.100.7")
+    assert code == 200, body
+    # The attacker's address recovers after the window.
+    await ch.clock.advance(300)
+    code, body = await ch.login("kitchen", "wrong", "203.0.113.66")
+    assert code == 401, body
+
+
+async def test_throttled_answer_says_when_to_retry(ch: ClockHarness) -> None:
+    import tornado.httpclient
+
+    for _ in range(10):
+        await ch.login("admin", "wrong", "203.0.113.9")
+    resp = await tornado.httpclient.AsyncHTTPClient().fetch(
+        f"{ch.base}/api/staff/login", method="POST", raise_error=False,
+        body='{"username": "admin", "password": "wrong"}', headers={"X-Real-IP": "203.0.113.9"})
+    assert resp.code == 429 and int(resp.headers["Retry-After"]) == 300
