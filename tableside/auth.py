@@ -53,8 +53,29 @@ class StaffAuth:
     def hash_password(self, password: str) -> str:
         return self._hasher.hash(password)
 
-    async def set_user(self, username: str, role: StaffRole, password: str) -> None:
+    async def set_user(self, username: str, role: StaffRole, password: str) -> int:
+        """Create or replace a user. When the password or role changes (or a disabled user is enabled),
+        every session of theirs ends; returns how many. Setting the same password and role again (the
+        admin password from the settings on every start) keeps the sessions."""
+        before = await self._store.get_staff(username)
         await self._store.upsert_staff(StaffUser(username, role, self.hash_password(password)))
+        if before is not None and before.role == role and before.active and self._matches(before, password):
+            return 0
+        return await self._store.delete_staff_sessions_for_user(username)
+
+    async def remove_user(self, username: str) -> bool:
+        """Delete a user and end every session of theirs; False when there was no such user."""
+        return await self._store.remove_staff(username)
+
+    async def logout(self, token: str) -> None:
+        """End one session (no error when it is unknown, expired or already ended)."""
+        await self._store.delete_staff_session(token_hash(token))
+
+    def _matches(self, user: StaffUser, password: str) -> bool:
+        try:
+            return self._hasher.verify(user.password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
 
     async def login(self, username: str, password: str, now: float) -> tuple[str, StaffUser] | None:
         user = await self._store.get_staff(username)
@@ -67,6 +88,13 @@ class StaffAuth:
             return None
         token = new_token()
         await self._store.create_staff_session(token_hash(token), user.username, user.role, now + self._ttl)
+        # The password or role may have changed (ending every session) while argon2 ran: then this
+        # session, made with the old credentials, must not outlive the change.
+        current = await self._store.get_staff(user.username)
+        if current is None or not current.active or current.password_hash != user.password_hash \
+                or current.role != user.role:
+            await self._store.delete_staff_session(token_hash(token))
+            return None
         return token, user
 
 

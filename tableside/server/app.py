@@ -79,6 +79,7 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/api/cart", http.CartHandler, s),
         (r"/api/orders", http.OrdersHandler, s),
         (r"/api/staff/login", http.StaffLoginHandler, s),
+        (r"/api/staff/logout", staff.StaffLogoutHandler, s),
         (r"/api/staff/tables", staff.TablesAdminHandler, s),
         (rf"/api/staff/tables/{TABLE}", staff.TableAdminHandler, s),
         (rf"/api/staff/tables/{TABLE}/checkout", http.CheckoutHandler, s),

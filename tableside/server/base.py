@@ -12,6 +12,7 @@ from tableside.server.services import Services
 from tableside.storage.interface import StaffRole, StaffSession, TokenInfo
 
 GUEST_COOKIE = "tableside_token"
+STAFF_COOKIE = "tableside_staff"
 MAX_JSON_BODY = 16 * 1024
 
 
@@ -92,7 +93,7 @@ class BaseHandler(tornado.web.RequestHandler):
         return info
 
     async def require_staff(self, *roles: StaffRole) -> StaffSession:
-        token = bearer_token(self) or self.get_cookie("tableside_staff")
+        token = bearer_token(self) or self.get_cookie(STAFF_COOKIE)
         session = None
         if token and len(token) <= 128:
             session = await self.services.store.resolve_staff_session(token_hash(token), self.services.clock.now())

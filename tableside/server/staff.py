@@ -23,7 +23,7 @@ from tableside.protocol import (
 from tableside.protocol import (
     server_messages as sm,
 )
-from tableside.server.base import ApiError, BaseHandler
+from tableside.server.base import STAFF_COOKIE, ApiError, BaseHandler, bearer_token
 from tableside.server.http import StaffTablesHandler, table_view
 from tableside.server.kitchen import ticket_view
 from tableside.server.services import Services
@@ -63,6 +63,18 @@ async def change_kitchen_status(services: Services, order_id: str, requested: st
     services.kitchen.broadcast(order.restaurant_id, sm.order_status(order.order_id, order.kitchen_status))
     services.directory.tell_if_active(order.group_id, KitchenStatusChanged(order.order_id, order.kitchen_status))
     return order
+
+
+class StaffLogoutHandler(BaseHandler):
+    """Ends the presented session. Idempotent: an unknown, expired or missing token is also 204."""
+
+    async def post(self) -> None:
+        token = bearer_token(self) or self.get_cookie(STAFF_COOKIE)
+        if token and len(token) <= 128:
+            await self.services.staff_auth.logout(token)
+        self.clear_cookie(STAFF_COOKIE, path="/")
+        self.set_status(204)
+        self.finish()
 
 
 class BoardHandler(BaseHandler):

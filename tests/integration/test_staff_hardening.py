@@ -16,7 +16,7 @@ from tableside.clock import FakeClock
 from tableside.config import Settings
 from tableside.pos.simulator import SimulatorConfig, SimulatorState
 from tableside.server.app import make_app, start_server
-from tableside.storage.interface import StaffRole
+from tableside.storage.interface import StaffRole, StaffUser
 from tableside.storage.postgres import PostgresStore
 from tests.integration.conftest import ADMIN_PASSWORD, Harness
 from tests.procs import free_port
@@ -129,3 +129,60 @@ async def test_throttled_answer_says_when_to_retry(ch: ClockHarness) -> None:
         f"{ch.base}/api/staff/login", method="POST", raise_error=False,
         body='{"username": "admin", "password": "wrong"}', headers={"X-Real-IP": "203.0.113.9"})
     assert resp.code == 429 and int(resp.headers["Retry-After"]) == 300
+
+
+# -- 6. session revocation -----------------------------------------------------------------------------
+
+
+async def test_logout_revokes_the_token_and_is_idempotent(ch: ClockHarness) -> None:
+    admin = await ch.staff_token()
+    other = await ch.staff_token()
+    code, _ = await ch.http("GET", "/api/staff/board", token=admin)
+    assert code == 200
+    code, body = await ch.http("POST", "/api/staff/logout", token=admin)
+    assert code == 204 and body is None
+    code, body = await ch.http("GET", "/api/staff/board", token=admin)
+    assert code == 401 and body["error"] == "unauthorized"
+    code, _ = await ch.http("POST", "/api/staff/logout", token=admin)  # again: still fine
+    assert code == 204
+    code, _ = await ch.http("POST", "/api/staff/logout")  # no token at all
+    assert code == 204
+    code, _ = await ch.http("GET", "/api/staff/board", token=other)  # other sessions live on
+    assert code == 200
+
+
+async def test_password_change_and_removal_end_sessions(ch: ClockHarness) -> None:
+    auth = ch.running.services.staff_auth
+    kim = await ch.staff_token("kitchen", KITCHEN_PASSWORD)
+    admin = await ch.staff_token()
+    # Setting the same password and role again (the admin password on every start) keeps sessions.
+    assert await auth.set_user("admin", StaffRole.ADMIN, ADMIN_PASSWORD) == 0
+    assert (await ch.http("GET", "/api/staff/board", token=admin))[0] == 200
+    # A new password ends every session of the user, and only theirs.
+    assert await auth.set_user("kitchen", StaffRole.KITCHEN, "new-kitchen-pass") == 1
+    assert (await ch.http("GET", "/api/staff/board", token=kim))[0] == 401
+    assert (await ch.http("GET", "/api/staff/board", token=admin))[0] == 200
+    # So does a new role with the same password.
+    kim = await ch.staff_token("kitchen", "new-kitchen-pass")
+    assert await auth.set_user("kitchen", StaffRole.SERVER, "new-kitchen-pass") == 1
+    assert (await ch.http("GET", "/api/staff/board", token=kim))[0] == 401
+    # Removing the user ends the rest; re-creating the name does not bring them back.
+    kim = await ch.staff_token("kitchen", "new-kitchen-pass")
+    assert await auth.remove_user("kitchen") is True
+    assert (await ch.http("GET", "/api/staff/board", token=kim))[0] == 401
+    await ch.running.services.store.upsert_staff(StaffUser("kitchen", StaffRole.SERVER, "x"))
+    assert (await ch.http("GET", "/api/staff/board", token=kim))[0] == 401
+
+
+async def test_login_racing_a_password_change_gets_no_session(ch: ClockHarness) -> None:
+    auth = ch.running.services.staff_auth
+    store = ch.running.services.store
+    real_create = store.create_staff_session
+
+    async def create_then_change(*args: object, **kwargs: object) -> None:
+        await real_create(*args, **kwargs)  # type: ignore[arg-type]
+        store.create_staff_session = real_create  # type: ignore[method-assign]
+        await auth.set_user("kitchen", StaffRole.KITCHEN, "changed-meanwhile")
+
+    store.create_staff_session = create_then_change  # type: ignore[method-assign]
+    assert await auth.login("kitchen", KITCHEN_PASSWORD, ch.clock.now()) is None
