@@ -18,6 +18,7 @@ from tableside.auth import StaffAuth
 from tableside.clock import Clock, SystemClock
 from tableside.config import Settings
 from tableside.demo import seed_demo
+from tableside.logs import log_request
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS
 from tableside.pos.factory import build_pos_adapter
@@ -106,6 +107,7 @@ def make_app(services: Services) -> tornado.web.Application:
         # No per-connection ping timers: services.keepalive pings every socket from one timer.
         max_body_size=1 << 20,
         compress_response=False,
+        log_function=log_request,  # JSON access lines, secrets redacted
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import tornado.web
 
 from tableside.auth import token_hash
+from tableside.logs import RedactedRequestLogging
 from tableside.server.services import Services
 from tableside.storage.interface import StaffRole, StaffSession, TokenInfo
 
@@ -31,7 +32,7 @@ def bearer_token(handler: tornado.web.RequestHandler) -> str | None:
     return None
 
 
-class BaseHandler(tornado.web.RequestHandler):
+class BaseHandler(RedactedRequestLogging):
     services: Services
 
     def initialize(self, services: Services) -> None:

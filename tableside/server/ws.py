@@ -18,6 +18,7 @@ import tornado.websocket
 
 from tableside.actors.base import ActorDead, ActorRef, MailboxFull
 from tableside.actors.messages import Command, Connect, Disconnect, TableMessage
+from tableside.logs import RedactedRequestLogging
 from tableside.protocol import (
     SUBPROTOCOLS,
     Codec,
@@ -54,7 +55,7 @@ def origin_allowed(origin: str, host: str | None, extra: list[str]) -> bool:
     return bool(host) and parsed.netloc.lower() == (host or "").lower()
 
 
-class SocketBase(tornado.websocket.WebSocketHandler):
+class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
     """Shared by guest and kitchen sockets: origin check, codec choice, frame sending, keep-alive."""
 
     services: Services

@@ -6,11 +6,18 @@ The server here runs on a ``FakeClock`` and is reached through a second HTTP ser
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog
+import tornado.httpclient
 import tornado.httpserver
+import tornado.websocket
 
+from tableside import logs
 from tableside.auth import LoginThrottle
 from tableside.clock import FakeClock
 from tableside.config import Settings
@@ -121,8 +128,6 @@ async def test_failing_ip_cannot_lock_a_user_out(ch: ClockHarness) -> None:
 
 
 async def test_throttled_answer_says_when_to_retry(ch: ClockHarness) -> None:
-    import tornado.httpclient
-
     for _ in range(10):
         await ch.login("admin", "wrong", "203.0.113.9")
     resp = await tornado.httpclient.AsyncHTTPClient().fetch(
@@ -186,3 +191,51 @@ async def test_login_racing_a_password_change_gets_no_session(ch: ClockHarness) 
 
     store.create_staff_session = create_then_change  # type: ignore[method-assign]
     assert await auth.login("kitchen", KITCHEN_PASSWORD, ch.clock.now()) is None
+
+
+# -- 6. no secrets in logs; JSON access lines -------------------------------------------------------------
+
+
+async def test_refused_secrets_appear_in_no_log_record(ch: ClockHarness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "SECRETtok3n" + "x" * 20
+    for path in (f"/staff/qr-sheet?token={secret}", f"/api/kitchen/tickets?since=0&token={secret}",
+                 f"/q/T001/{secret}", f"/api/cart?password={secret}&qr={secret}"):
+        code, _ = await ch.http("GET", path)
+        assert code in (401, 403), path
+    for path in (f"/ws/kitchen?token={secret}", f"/ws?token={secret}"):
+        with pytest.raises(tornado.httpclient.HTTPClientError) as err:
+            await tornado.websocket.websocket_connect(f"{ch.ws_base}{path}")
+        assert err.value.code == 401
+    code, _ = await ch.http("POST", "/api/staff/login", {"username": "admin", "password": secret})
+    assert code == 401
+    code, _ = await ch.http("GET", "/api/staff/board", headers={"Authorization": f"Bearer {secret}"})
+    assert code == 401
+    records = caplog.get_records("call")
+    access = [r for r in records if r.name == "tableside.access"]
+    assert len(access) >= 8
+    for record in records:
+        assert secret not in record.getMessage() and secret not in repr(record.__dict__), record.getMessage()
+    messages = " ".join(r.getMessage() for r in access)
+    assert "/q/T001/[redacted]" in messages and "token=[redacted]" in messages and "since=0" in messages
+
+
+async def test_access_lines_are_json(ch: ClockHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    logger = structlog.wrap_logger(structlog.PrintLogger(out), processors=logs.processors(json=True))
+    monkeypatch.setattr(logs, "access_log", logger)
+    await ch.http("GET", "/healthz")
+    await ch.http("GET", "/staff/qr-sheet?token=abc&format=pdf")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    ok, refused = lines
+    assert ok["event"] == "request" and ok["level"] == "info" and "timestamp" in ok
+    assert (ok["method"], ok["path"], ok["status"]) == ("GET", "/healthz", 200)
+    assert isinstance(ok["duration_ms"], float) and ok["duration_ms"] >= 0
+    assert refused["level"] == "warning" and refused["status"] == 401
+    assert refused["path"] == "/staff/qr-sheet" and refused["query"] == "token=[redacted]&format=pdf"
+
+
+def test_redaction() -> None:
+    assert logs.redact_path("/q/T001/abcDEF_123") == "/q/T001/[redacted]"
+    assert logs.redact_path("/api/staff/board") == "/api/staff/board"
+    assert logs.redact_query("Token=a&since=3&new_password=b&x&qr=") == "Token=[redacted]&since=3&new_password=[redacted]&x&qr=[redacted]"
