@@ -6,9 +6,11 @@ The server here runs on a ``FakeClock`` and is reached through a second HTTP ser
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
@@ -25,6 +27,7 @@ from tableside.pos.simulator import SimulatorConfig, SimulatorState
 from tableside.server.app import make_app, start_server
 from tableside.storage.interface import StaffRole, StaffUser
 from tableside.storage.postgres import PostgresStore
+from tests.client import WsClient
 from tests.integration.conftest import ADMIN_PASSWORD, Harness
 from tests.procs import free_port
 
@@ -239,3 +242,78 @@ def test_redaction() -> None:
     assert logs.redact_path("/q/T001/abcDEF_123") == "/q/T001/[redacted]"
     assert logs.redact_path("/api/staff/board") == "/api/staff/board"
     assert logs.redact_query("Token=a&since=3&new_password=b&x&qr=") == "Token=[redacted]&since=3&new_password=[redacted]&x&qr=[redacted]"
+
+
+# -- 7. bad characters, deep nesting and oversized bodies -------------------------------------------------
+
+# Every endpoint that reads a JSON body, with a valid body; and the POST endpoints that ignore theirs.
+JSON_ENDPOINTS: dict[str, tuple[str, dict[str, object]]] = {
+    "join": ("/api/join", {"table_id": "T001", "qr": "abc"}),
+    "login": ("/api/staff/login", {"username": "admin", "password": "pw"}),
+    "add_table": ("/api/staff/tables", {"table_id": "P1", "name": "Patio"}),
+    "rename": ("/api/staff/tables/T001/rename", {"name": "Window"}),
+    "availability": ("/api/staff/menu/gyoza/availability", {"available": True, "note": "x"}),
+    "kitchen_status": ("/api/kitchen/orders/ORD-1-1/status", {"status": "ready"}),
+}
+BODYLESS_POSTS = ["/api/staff/tables/T001/checkout", "/api/staff/tables/T001/reset",
+                  "/api/staff/tables/T001/rotate-qr", "/api/staff/logout"]
+
+
+def bad_bodies(valid: dict[str, object]) -> dict[str, str]:
+    """Raw JSON bodies (``json.dumps`` writes NUL and lone surrogates as \\u escapes, as an attacker would)."""
+    out: dict[str, str] = {}
+    for field in valid:
+        out[f"nul in {field}"] = json.dumps({**valid, field: "a\u0000b"})
+        out[f"surrogate in {field}"] = json.dumps({**valid, field: "\ud800"})
+        out[f"low surrogate in {field}"] = json.dumps({**valid, field: "x\udfffy"})
+        out[f"nesting 10000 in {field}"] = json.dumps(valid)[:-1] + f', "{field}x": ' + "[" * 10000
+        out[f"balanced nesting 5000 in {field}"] = json.dumps({**valid, field: "@"}).replace(
+            '"@"', "[" * 5000 + "]" * 5000)
+        out[f"nesting 40 in {field}"] = json.dumps({**valid, field: "@"}).replace('"@"', "[" * 40 + "]" * 40)
+    out["nul in a key"] = json.dumps({**valid, "\u0000": 1})
+    out["surrogate in a key"] = json.dumps({**valid, "\udc00": 1})
+    return out
+
+
+@pytest.mark.parametrize("endpoint", sorted(JSON_ENDPOINTS))
+async def test_bad_json_is_a_400_never_a_500(ch: ClockHarness, endpoint: str) -> None:
+    admin = await ch.staff_token()
+    path, valid = JSON_ENDPOINTS[endpoint]
+    for name, body in bad_bodies(valid).items():
+        code, reply = await ch.http("POST", path, body, token=admin)
+        assert (code, reply) == (400, {"error": "bad_request", "message": reply["message"]}), (name, code, reply)
+    await oversized_bodies_are_413(ch, path, admin)
+    # No Content-Length (chunked): buffered only up to the limit, then refused the same way.
+
+    async def produce(write: object) -> None:
+        for _ in range(64):
+            await write(b" " * 32768)  # type: ignore[operator]
+
+    resp = await tornado.httpclient.AsyncHTTPClient().fetch(
+        f"{ch.base}{path}", method="POST", body_producer=produce, raise_error=False,
+        headers={"Authorization": f"Bearer {admin}"})
+    assert resp.code == 413 and json.loads(resp.body)["error"] == "too_large", (path, resp.code, resp.body)
+
+
+@pytest.mark.parametrize("path", BODYLESS_POSTS)
+async def test_oversized_body_is_a_json_413_everywhere(ch: ClockHarness, path: str) -> None:
+    await oversized_bodies_are_413(ch, path, await ch.staff_token())
+
+
+async def oversized_bodies_are_413(ch: ClockHarness, path: str, token: str) -> None:
+    for size in (16 * 1024 + 1, 2 << 20):  # over the handler's limit, and over tornado's own 1 MiB
+        code, reply = await ch.http("POST", path, json.dumps({"pad": "x" * size}), token=token)
+        assert code == 413 and reply["error"] == "too_large", (path, size, code, reply)
+
+
+async def test_websocket_message_over_tornados_limit_gets_too_large_first(ch: ClockHarness) -> None:
+    joined = await ch.join("T001")
+    phone = await WsClient.connect(ch.ws_base, joined["token"])
+    await phone.wait_type("welcome")
+    # A text frame header announcing 2 MiB: tornado refuses it from the header, before reading any of it.
+    stream = phone.conn.protocol.stream  # type: ignore[union-attr]
+    await stream.write(bytes([0x81, 0xFF]) + struct.pack("!Q", 2 << 20))
+    err = await phone.wait_type("error")
+    assert err["code"] == "too_large"
+    await asyncio.wait_for(phone.closed.wait(), 5)
+    assert phone.close_code == 1009
