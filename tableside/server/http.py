@@ -163,14 +163,18 @@ class StaffLoginHandler(BaseHandler):
         self.send_json({"token": token, "username": user.username, "role": user.role.value})
 
 
-def table_view(handler: BaseHandler, table: Table) -> dict[str, Any]:
-    return {
+def table_view(handler: BaseHandler, table: Table, *, with_join_url: bool = True) -> dict[str, Any]:
+    """A table for staff. ``join_url`` carries the QR secret: only for roles that may print QR codes
+    (every caller but the board requires one of those roles)."""
+    view: dict[str, Any] = {
         "table_id": table.table_id,
         "name": table.name,
         "status": table.status.value,
         "group_id": table.current_group_id,
-        "join_url": handler.services.join_url(table),
     }
+    if with_join_url:
+        view["join_url"] = handler.services.join_url(table)
+    return view
 
 
 class StaffTablesHandler(BaseHandler):

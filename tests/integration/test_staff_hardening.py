@@ -317,3 +317,23 @@ async def test_websocket_message_over_tornados_limit_gets_too_large_first(ch: Cl
     assert err["code"] == "too_large"
     await asyncio.wait_for(phone.closed.wait(), 5)
     assert phone.close_code == 1009
+
+
+# -- 8. join secrets only for roles that may print QR codes -----------------------------------------------
+
+
+@pytest.mark.parametrize("role", list(StaffRole))
+async def test_board_shows_join_urls_only_to_qr_printers(ch: ClockHarness, role: StaffRole) -> None:
+    await ch.running.services.staff_auth.set_user("pat", role, "pat-pass-1")
+    token = await ch.staff_token("pat", "pat-pass-1")
+    secret = await ch.qr_secret("T001")
+    code, qr_sheet = await ch.http("GET", "/staff/qr-sheet", token=token)
+    may_print = code == 200
+    assert may_print == (role != StaffRole.KITCHEN), (role, code)
+    code, board = await ch.http("GET", "/api/staff/board", token=token)
+    assert code == 200
+    row = {r["table_id"]: r for r in board}["T001"]
+    assert ("join_url" in row) == may_print
+    assert (secret in json.dumps(board)) == may_print
+    if may_print:
+        assert row["join_url"].endswith(f"/q/T001/{secret}")
