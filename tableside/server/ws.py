@@ -62,7 +62,8 @@ class _ProtocolTellingTooLarge(tornado.websocket.WebSocketProtocol13):
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if code == CLOSE_TOO_BIG and reason is not None and reason.startswith(_TORNADO_TOO_BIG) \
                 and not self.server_terminated and isinstance(self.handler, SocketBase):
-            self.handler.send_message(sm.error(None, ErrorCode.TOO_LARGE, "message too large"))
+            limit = self.params.max_message_size
+            self.handler.send_message(sm.error(None, ErrorCode.TOO_LARGE, f"message larger than {limit} bytes"))
         super().close(code, reason)
 
 
