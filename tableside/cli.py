@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(passwd)
     passwd.add_argument("username")
     passwd.add_argument("--password", help="(prompted when omitted)")
+    remove = staff_sub.add_parser("remove", help="delete a user and end every session of theirs")
+    _common(remove)
+    remove.add_argument("username")
     return parser
 
 
@@ -137,8 +140,8 @@ async def _staff(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if args.staff_command == "add":
             pw = args.password or getpass.getpass(f"password for {args.username}: ")
-            await auth.set_user(args.username, StaffRole(args.role), pw)
-            print(f"added {args.username} ({args.role})")
+            ended = await auth.set_user(args.username, StaffRole(args.role), pw)
+            print(f"added {args.username} ({args.role})" + _sessions_ended(ended))
             return 0
         if args.staff_command == "passwd":
             found = await store.get_staff(args.username)
@@ -146,12 +149,22 @@ async def _staff(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"no staff user {args.username}", file=sys.stderr)
                 return 1
             pw = args.password or getpass.getpass(f"new password for {args.username}: ")
-            await auth.set_user(found.username, found.role, pw)
-            print(f"password changed for {args.username}")
+            ended = await auth.set_user(found.username, found.role, pw)
+            print(f"password changed for {args.username}" + _sessions_ended(ended))
+            return 0
+        if args.staff_command == "remove":
+            if not await auth.remove_user(args.username):
+                print(f"no staff user {args.username}", file=sys.stderr)
+                return 1
+            print(f"removed {args.username}; their sessions have ended")
             return 0
     finally:
         await store.close()
     return 2
+
+
+def _sessions_ended(count: int) -> str:
+    return f"; {count} session{'s' if count != 1 else ''} ended" if count else ""
 
 
 if __name__ == "__main__":

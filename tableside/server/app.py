@@ -17,6 +17,7 @@ from tableside.auth import StaffAuth
 from tableside.clock import Clock, SystemClock
 from tableside.config import Settings
 from tableside.demo import seed_demo
+from tableside.logs import log_request
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS
 from tableside.pos.factory import build_pos_adapter
@@ -81,6 +82,7 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/api/cart", http.CartHandler, s),
         (r"/api/orders", http.OrdersHandler, s),
         (r"/api/staff/login", http.StaffLoginHandler, s),
+        (r"/api/staff/logout", staff.StaffLogoutHandler, s),
         (r"/api/staff/tables", staff.TablesAdminHandler, s),
         (rf"/api/staff/tables/{TABLE}", staff.TableAdminHandler, s),
         (rf"/api/staff/tables/{TABLE}/checkout", http.CheckoutHandler, s),
@@ -107,6 +109,7 @@ def make_app(services: Services) -> tornado.web.Application:
         # No per-connection ping timers: services.keepalive pings every socket from one timer.
         max_body_size=1 << 20,
         compress_response=False,
+        log_function=log_request,  # JSON access lines, secrets redacted
     )
 
 

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import tornado.web
 
 from tableside.auth import token_hash
+from tableside.logs import RedactedRequestLogging
 from tableside.server.services import Services
 from tableside.storage.interface import StaffRole, StaffSession, TokenInfo
 
 GUEST_COOKIE = "tableside_token"
+STAFF_COOKIE = "tableside_staff"
 MAX_JSON_BODY = 16 * 1024
+MAX_JSON_DEPTH = 32
+# A body over MAX_JSON_BODY is answered 413 at once and the rest of it read and dropped (never buffered),
+# so the client gets to read the answer; past this many bytes tornado just closes the connection.
+MAX_DISCARDED_BODY = 64 << 20
+# Postgres text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8.
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 class ApiError(tornado.web.HTTPError):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(status, reason=None)
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def bearer_token(handler: tornado.web.RequestHandler) -> str | None:
@@ -29,11 +39,63 @@ def bearer_token(handler: tornado.web.RequestHandler) -> str | None:
     return None
 
 
-class BaseHandler(tornado.web.RequestHandler):
+def check_json(value: Any) -> None:
+    """Walks a parsed JSON value without recursion: bounded depth, no NUL or lone surrogate anywhere."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _BAD_CHARS.search(item):
+                raise ApiError(400, "bad_request", "strings may not contain NUL or unpaired surrogates")
+            continue
+        if not isinstance(item, (dict, list)):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError(400, "bad_request", f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((k, depth) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        else:
+            stack.extend((v, depth + 1) for v in item)
+
+
+@tornado.web.stream_request_body
+class BaseHandler(RedactedRequestLogging):
+    """Bodies are streamed so an oversized one is refused from its Content-Length with a JSON 413, before
+    it is read, and one without a length (chunked) is buffered only up to MAX_JSON_BODY."""
+
     services: Services
+    _body: bytearray
+    _body_too_large = False
 
     def initialize(self, services: Services) -> None:
         self.services = services
+        self._body = bytearray()
+
+    def prepare(self) -> None:
+        declared = self.request.headers.get("Content-Length")
+        connection = self.request.connection
+        if declared is None:
+            if connection is not None and hasattr(connection, "set_max_body_size"):
+                connection.set_max_body_size(MAX_DISCARDED_BODY)
+            return
+        try:
+            length = int(declared)
+        except ValueError:
+            return  # tornado refuses the body itself
+        if length > MAX_JSON_BODY:
+            if length <= MAX_DISCARDED_BODY and connection is not None and hasattr(connection, "set_max_body_size"):
+                connection.set_max_body_size(length)
+            raise ApiError(413, "too_large", f"request body larger than {MAX_JSON_BODY} bytes")
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_too_large:
+            return
+        if len(self._body) + len(chunk) > MAX_JSON_BODY:
+            self._body_too_large = True
+            self._body = bytearray()
+            return
+        self._body.extend(chunk)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -45,6 +107,8 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             body = {"error": exc.code, "message": exc.message}
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         elif status_code == 404:
             body = {"error": "not_found", "message": "not found"}
         elif status_code == 405:
@@ -61,14 +125,20 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(body, separators=(",", ":")))
 
     def json_body(self) -> dict[str, Any]:
-        if len(self.request.body) > MAX_JSON_BODY:
-            raise ApiError(413, "too_large", "request body too large")
+        """The body as a JSON object: at most MAX_JSON_BODY bytes and MAX_JSON_DEPTH levels, and no string
+        (key or value) holding NUL or a lone surrogate. Anything else is 400 ``bad_request`` (413 when too
+        large), never an error further down."""
+        if self._body_too_large:
+            raise ApiError(413, "too_large", f"request body larger than {MAX_JSON_BODY} bytes")
         try:
-            data = json.loads(self.request.body or b"{}")
+            data = json.loads(bytes(self._body) or b"{}")
+        except RecursionError as exc:
+            raise ApiError(400, "bad_request", "body is nested too deeply") from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "bad_request", "body is not valid JSON") from exc
         if not isinstance(data, dict):
             raise ApiError(400, "bad_request", "body must be a JSON object")
+        check_json(data)
         return data
 
     @staticmethod
@@ -89,7 +159,7 @@ class BaseHandler(tornado.web.RequestHandler):
         return info
 
     async def require_staff(self, *roles: StaffRole) -> StaffSession:
-        token = bearer_token(self) or self.get_cookie("tableside_staff")
+        token = bearer_token(self) or self.get_cookie(STAFF_COOKIE)
         session = None
         if token and len(token) <= 128:
             session = await self.services.store.resolve_staff_session(token_hash(token), self.services.clock.now())

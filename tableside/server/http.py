@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tableside.actors.messages import GetCart
@@ -197,25 +198,33 @@ class StaffLoginHandler(BaseHandler):
         data = self.json_body()
         username = self.field_str(data, "username", 64)
         password = self.field_str(data, "password", 256)
-        now = self.services.clock.monotonic()
-        limiter = self.services.staff_login_limiter
-        if not (limiter.allow("ip:" + self.client_ip(), now) and limiter.allow("user:" + username, now)):
-            raise ApiError(429, "rate_limited", "too many login attempts; wait a minute")
+        ip = self.client_ip()
+        throttle = self.services.staff_login_throttle
+        began = self.services.clock.monotonic()
+        wait = throttle.begin(username, ip, began)
+        if wait > 0:
+            raise ApiError(429, "rate_limited", "too many failed logins from this address; try again later",
+                           headers={"Retry-After": str(math.ceil(wait))})
         result = await self.services.staff_auth.login(username, password, self.services.clock.now())
         if result is None:
             raise ApiError(401, "unauthorized", "wrong username or password")
+        throttle.succeeded(username, ip, began)
         token, user = result
         self.send_json({"token": token, "username": user.username, "role": user.role.value})
 
 
-def table_view(handler: BaseHandler, table: Table) -> dict[str, Any]:
-    return {
+def table_view(handler: BaseHandler, table: Table, *, with_join_url: bool = True) -> dict[str, Any]:
+    """A table for staff. ``join_url`` carries the QR secret: only for roles that may print QR codes
+    (every caller but the board requires one of those roles)."""
+    view: dict[str, Any] = {
         "table_id": table.table_id,
         "name": table.name,
         "status": table.status.value,
         "group_id": table.current_group_id,
-        "join_url": handler.services.join_url(table),
     }
+    if with_join_url:
+        view["join_url"] = handler.services.join_url(table)
+    return view
 
 
 class StaffTablesHandler(BaseHandler):

@@ -10,7 +10,7 @@ from tableside.actors.directory import ActorDirectory
 from tableside.actors.messages import CloseSession, Command, MenuChanged
 from tableside.actors.order_numbers import OrderNumbers
 from tableside.actors.table import TableContext
-from tableside.auth import StaffAuth, new_id, new_token, token_hash
+from tableside.auth import LoginThrottle, StaffAuth, new_id, new_token, token_hash
 from tableside.clock import Clock
 from tableside.config import Settings
 from tableside.menu import MenuCatalog
@@ -58,8 +58,8 @@ class Services:
     keepalive: KeepAlive = field(default_factory=KeepAlive)
     metrics: Metrics = METRICS
     join_limiter: KeyedRateLimiter = field(default_factory=lambda: KeyedRateLimiter(10.0, 600))
-    # Ten tries, then one every ten seconds, per IP and per username.
-    staff_login_limiter: KeyedRateLimiter = field(default_factory=lambda: KeyedRateLimiter(0.1, 10))
+    # Failed logins per IP and per (username, IP); see LoginThrottle. Never locks the account itself.
+    staff_login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     # New members per table (limits.join_per_minute_per_table); built from settings when not given.
     table_join_limiter: KeyedRateLimiter | None = None
 

@@ -23,7 +23,7 @@ from tableside.protocol import (
 from tableside.protocol import (
     server_messages as sm,
 )
-from tableside.server.base import ApiError, BaseHandler
+from tableside.server.base import STAFF_COOKIE, ApiError, BaseHandler, bearer_token
 from tableside.server.http import StaffTablesHandler, table_view
 from tableside.server.kitchen import ticket_view
 from tableside.server.services import Services
@@ -43,6 +43,12 @@ FLOOR = (StaffRole.MANAGER, StaffRole.SERVER)
 KITCHEN = (StaffRole.KITCHEN, StaffRole.MANAGER)
 MENU_EDITORS = (StaffRole.MANAGER, StaffRole.KITCHEN)
 ANY_STAFF = (StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN)
+# Who may print QR codes, and so see a table's join URL (it carries the QR secret). Admin always may.
+QR_PRINTERS = (StaffRole.MANAGER, StaffRole.SERVER)
+
+
+def may_print_qr(session: StaffSession) -> bool:
+    return session.role in QR_PRINTERS or session.role == StaffRole.ADMIN
 TABLE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 _kitchen_lock = asyncio.Lock()
@@ -65,15 +71,28 @@ async def change_kitchen_status(services: Services, order_id: str, requested: st
     return order
 
 
+class StaffLogoutHandler(BaseHandler):
+    """Ends the presented session. Idempotent: an unknown, expired or missing token is also 204."""
+
+    async def post(self) -> None:
+        token = bearer_token(self) or self.get_cookie(STAFF_COOKIE)
+        if token and len(token) <= 128:
+            await self.services.staff_auth.logout(token)
+        self.clear_cookie(STAFF_COOKIE, path="/")
+        self.set_status(204)
+        self.finish()
+
+
 class BoardHandler(BaseHandler):
     async def get(self) -> None:
-        await self.require_staff(*ANY_STAFF)
+        session = await self.require_staff(*ANY_STAFF)
         tables = await self.services.store.list_tables(self.services.restaurant_id)
-        rows = await asyncio.gather(*(self._row(t) for t in tables))
+        with_join_url = may_print_qr(session)
+        rows = await asyncio.gather(*(self._row(t, with_join_url) for t in tables))
         self.send_json(rows)
 
-    async def _row(self, table: Table) -> dict[str, Any]:
-        row = table_view(self, table)
+    async def _row(self, table: Table, with_join_url: bool) -> dict[str, Any]:
+        row = table_view(self, table, with_join_url=with_join_url)
         row.update(members_online=0, cart_total=0, pending_order_id=None, order_processing_status="idle")
         gid = table.current_group_id
         if table.status != TableStatus.OCCUPIED or gid is None:
@@ -207,7 +226,7 @@ class QrSheetHandler(BaseHandler):
         token = self.get_query_argument("token", None)
         if token:
             self.request.headers["Authorization"] = f"Bearer {token}"
-        await self.require_staff(StaffRole.MANAGER, StaffRole.SERVER)
+        await self.require_staff(*QR_PRINTERS)
         tables = await self.services.store.list_tables(self.services.restaurant_id)
         if self.get_query_argument("format", "html") == "pdf":
             self.set_header("Content-Type", "application/pdf")

@@ -18,6 +18,7 @@ import tornado.websocket
 
 from tableside.actors.base import ActorDead, ActorRef, MailboxFull
 from tableside.actors.messages import Command, Connect, Disconnect, TableMessage
+from tableside.logs import RedactedRequestLogging
 from tableside.protocol import (
     SUBPROTOCOLS,
     Codec,
@@ -56,7 +57,22 @@ def origin_allowed(origin: str, host: str | None, extra: list[str]) -> bool:
     return bool(host) and parsed.netloc.lower() == (host or "").lower()
 
 
-class SocketBase(tornado.websocket.WebSocketHandler):
+class _ProtocolTellingTooLarge(tornado.websocket.WebSocketProtocol13):
+    """Tornado refuses a message over ``websocket_max_message_size`` from its frame header (nothing is
+    buffered) with a bare 1009 close. Say why first, as for any frame over the protocol's limit."""
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == CLOSE_TOO_BIG and reason is not None and reason.startswith(_TORNADO_TOO_BIG) \
+                and not self.server_terminated and isinstance(self.handler, SocketBase):
+            limit = self.params.max_message_size
+            self.handler.send_message(sm.error(None, ErrorCode.TOO_LARGE, f"message larger than {limit} bytes"))
+        super().close(code, reason)
+
+
+_TORNADO_TOO_BIG = "message too big"  # tornado's close reason for an over-limit (or inflated) message
+
+
+class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
     """Shared by guest and kitchen sockets: origin check, codec choice, frame sending, keep-alive.
 
     ``send``, ``close``, ``ping`` and ``abort`` are called for many sockets at once (actor broadcasts, the
@@ -87,6 +103,12 @@ class SocketBase(tornado.websocket.WebSocketHandler):
     def on_ws_connection_close(self, close_code: int | None = None, close_reason: str | None = None) -> None:
         self.services.keepalive.sockets.discard(self)
         super().on_ws_connection_close(close_code, close_reason)
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is tornado.websocket.WebSocketProtocol13:
+            protocol.__class__ = _ProtocolTellingTooLarge
+        return protocol
 
     def initialize(self, services: Services) -> None:
         self.services = services

@@ -286,12 +286,20 @@ class Store(Protocol):
     async def get_staff(self, username: str) -> StaffUser | None: ...
     async def list_staff(self) -> list[StaffUser]: ...
     async def create_staff_session(self, token_hash: str, username: str, role: StaffRole, expires_at: float) -> None: ...
-    async def resolve_staff_session(self, token_hash: str, now: float) -> StaffSession | None: ...
+    async def resolve_staff_session(self, token_hash: str, now: float) -> StaffSession | None:
+        """None when unknown or expired, or when its user has been removed or deactivated."""
+
     async def delete_expired_staff_sessions(self, now: float) -> int: ...
 
     # -- added by the storage layer -------------------------------------------------------------------
     async def delete_staff_session(self, token_hash: str) -> None:
         """Log out: forget one staff session (no error when it does not exist)."""
+
+    async def delete_staff_sessions_for_user(self, username: str) -> int:
+        """End every session of a user (password or role changed); returns how many there were."""
+
+    async def remove_staff(self, username: str) -> bool:
+        """Delete a user and every session of theirs; False when there was no such user."""
 
     async def cleanup(self, now: float) -> CleanupReport:
         """Periodic housekeeping: delete expired guest tokens and staff sessions."""

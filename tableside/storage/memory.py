@@ -379,12 +379,12 @@ class MemoryStore:
         self._sessions[token_hash] = _Session(username=username, role=StaffRole(role), expires_at=expires_at)
 
     async def resolve_staff_session(self, token_hash: str, now: float) -> StaffSession | None:
-        """None when expired, or when the user has since been deactivated (deactivation ends sessions)."""
+        """None when expired, or when the user has since been removed or deactivated (that ends sessions)."""
         sess = self._sessions.get(token_hash)
         if sess is None or sess.expires_at <= now:
             return None
         user = self._staff.get(sess.username)
-        if user is not None and not user.active:
+        if user is None or not user.active:
             return None
         return StaffSession(username=sess.username, role=sess.role, expires_at=sess.expires_at)
 
@@ -396,6 +396,16 @@ class MemoryStore:
 
     async def delete_staff_session(self, token_hash: str) -> None:
         self._sessions.pop(token_hash, None)
+
+    async def delete_staff_sessions_for_user(self, username: str) -> int:
+        ended = [h for h, sess in self._sessions.items() if sess.username == username]
+        for h in ended:
+            del self._sessions[h]
+        return len(ended)
+
+    async def remove_staff(self, username: str) -> bool:
+        await self.delete_staff_sessions_for_user(username)
+        return self._staff.pop(username, None) is not None
 
     async def cleanup(self, now: float) -> CleanupReport:
         return CleanupReport(

@@ -781,12 +781,12 @@ class PostgresStore:
             await conn.execute(stmt)
 
     async def resolve_staff_session(self, token_hash: str, now: float) -> StaffSession | None:
-        """None when expired, or when the user has since been deactivated (deactivation ends sessions)."""
+        """None when expired, or when the user has since been removed or deactivated (that ends sessions)."""
         ss, su = s.staff_sessions.c, s.staff_users.c
         stmt = (
             sa.select(ss.username, ss.role, ss.expires_at)
-            .select_from(s.staff_sessions.outerjoin(s.staff_users, su.username == ss.username))
-            .where(ss.token_hash == token_hash, ss.expires_at > now, sa.func.coalesce(su.active, sa.true()))
+            .select_from(s.staff_sessions.join(s.staff_users, su.username == ss.username))
+            .where(ss.token_hash == token_hash, ss.expires_at > now, su.active)
         )
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
@@ -802,6 +802,17 @@ class PostgresStore:
     async def delete_staff_session(self, token_hash: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.token_hash == token_hash))
+
+    async def delete_staff_sessions_for_user(self, username: str) -> int:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username))
+        return int(res.rowcount)
+
+    async def remove_staff(self, username: str) -> bool:
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username))
+            res = await conn.execute(sa.delete(s.staff_users).where(s.staff_users.c.username == username))
+        return int(res.rowcount) > 0
 
     async def cleanup(self, now: float) -> CleanupReport:
         return CleanupReport(

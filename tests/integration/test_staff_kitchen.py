@@ -65,9 +65,10 @@ async def test_ticket_status_reaches_screens_and_phones(harness: Harness) -> Non
     admin = await harness.staff_token()
     screen = await kitchen_screen(harness, admin)
     _, phone, oid = await order_something(harness)
-    await screen.wait_type("order_placed", order_id=oid)
+    placed = await screen.wait_type("order_placed", order_id=oid)
     ack = await screen.request({"type": "set_status", "order_id": oid, "status": "preparing"})
     assert ack["type"] == "ack" and ack["status"] == "preparing"
+    assert ack["revision"] == placed["seq"]  # documented: the ticket's kitchen seq
     await phone.wait_type("order_status", order_id=oid, status="preparing")
     code, body = await harness.http("POST", f"/api/kitchen/orders/{oid}/status", {"status": "ready"}, token=admin)
     assert code == 200 and body["status"] == "ready"

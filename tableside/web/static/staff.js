@@ -311,7 +311,14 @@ function start() {
   }, BOARD_POLL_MS);
 }
 
-$("logout").addEventListener("click", () => {
+$("logout").addEventListener("click", async () => {
+  stopPolling();
+  try {
+    // End the session on the server, so the token stops working everywhere (not only in this tab).
+    await staffFetch("/api/staff/logout", { method: "POST" });
+  } catch {
+    // Offline or already expired: forgetting the token here is all that is left to do.
+  }
   clearStaffSession();
   showLogin();
 });
