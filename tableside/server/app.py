@@ -11,13 +11,15 @@ import structlog
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tableside.actors.directory import ActorDirectory
 from tableside.auth import StaffAuth
 from tableside.clock import Clock, SystemClock
 from tableside.config import Settings
-from tableside.demo import seed_demo
+from tableside.demo import demo_logins_path, read_logins, seed_demo, write_logins
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS
 from tableside.pos.factory import build_pos_adapter
@@ -188,22 +190,45 @@ async def reconcile_open_orders(services: Services) -> int:
 
 
 async def bootstrap_staff(services: Services, *, demo: bool) -> dict[str, str]:
-    """Create the admin (password from settings) and, for --demo, one user per role with fresh passwords.
-    Returns the passwords that were set now so the CLI can print them once."""
-    printed: dict[str, str] = {}
-    admin_pw = services.settings.admin_password
+    """Create missing staff users: ``admin`` (password from settings when given) and, for --demo, one user
+    per role. Users that exist keep their passwords: a password changed with `tableside staff passwd`
+    survives restarts. Generated passwords are kept in the logins file (mode 0600, under data_dir); lines
+    whose password no longer works are dropped from it. Returns the passwords generated now, to print once."""
+    settings = services.settings
+    store = services.store
+    created: dict[str, str] = {}
+    admin_pw = settings.admin_password
     if admin_pw:
         await services.staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
-    elif demo or await services.store.get_staff("admin") is None:
-        admin_pw = secrets.token_urlsafe(9)
-        await services.staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
-        printed["admin"] = admin_pw
+    wanted = [] if admin_pw else [StaffRole.ADMIN]
     if demo:
-        for role in (StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN):
+        wanted += [StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN]
+    for role in wanted:
+        if await store.get_staff(role.value) is None:
             pw = secrets.token_urlsafe(9)
             await services.staff_auth.set_user(role.value, role, pw)
-            printed[role.value] = pw
-    return printed
+            created[role.value] = pw
+    path = demo_logins_path(settings.data_dir)
+    kept = await asyncio.to_thread(read_logins, path)
+    if admin_pw:
+        kept.pop("admin", None)  # its password comes from the environment
+    for username, pw in list(kept.items()):
+        if username in created:
+            continue
+        user = await store.get_staff(username)
+        if user is None or not user.active or not await asyncio.to_thread(_password_matches, user.password_hash, pw):
+            del kept[username]  # changed (or removed) since: never show a stale password
+    kept.update(created)
+    if kept or path.exists():
+        await asyncio.to_thread(write_logins, path, kept)
+    return created
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return bool(PasswordHasher().verify(password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 async def start_server(
