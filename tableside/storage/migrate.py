@@ -53,6 +53,7 @@ def _quiet_alembic() -> None:
 
 
 def _upgrade_on(connection: Connection) -> None:
+    _quiet_alembic()  # before alembic's modules load: they log their plugin setup at import
     from alembic import command
 
     command.upgrade(alembic_config(connection=connection), "head")
