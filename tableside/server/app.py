@@ -26,7 +26,7 @@ from tableside.pos.factory import build_pos_adapter
 from tableside.pos.interface import PosAdapter
 from tableside.protocol import Limits
 from tableside.server import http, staff
-from tableside.server.base import BaseHandler
+from tableside.server.base import GUEST_COOKIE, BaseHandler
 from tableside.server.kitchen import KitchenHub
 from tableside.server.maintenance import cleanup_loop
 from tableside.server.services import KeyedRateLimiter, Services, build_table_context
@@ -45,19 +45,24 @@ class MetricsHandler(BaseHandler):
 
 
 class PageHandler(tornado.web.RequestHandler):
-    """Serves one HTML page from web/static."""
+    """Serves one HTML page from web/static. With ``no_cookie_page``, a request without the guest cookie
+    gets that page instead (the guest page without a join: "scan the QR code on your table")."""
 
-    def initialize(self, page: str) -> None:
+    def initialize(self, page: str, no_cookie_page: str | None = None) -> None:
         self.page = page
+        self.no_cookie_page = no_cookie_page
 
     def get(self) -> None:
+        page = self.page
+        if self.no_cookie_page is not None and not self.get_cookie(GUEST_COOKIE):
+            page = self.no_cookie_page
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header(
             "Content-Security-Policy",
             "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
         )
-        self.finish((WEB_DIR / self.page).read_bytes())
+        self.finish((WEB_DIR / page).read_bytes())
 
 
 TABLE = r"([A-Za-z0-9_-]{1,64})"
@@ -95,7 +100,8 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/staff/qr-sheet", staff.QrSheetHandler, s),
         (r"/ws", GuestSocket, s),
         (r"/ws/kitchen", staff.KitchenSocket, s),
-        (r"/guest", PageHandler, {"page": "guest.html"}),
+        (r"/", PageHandler, {"page": "index.html"}),
+        (r"/guest", PageHandler, {"page": "guest.html", "no_cookie_page": "guest-join.html"}),
         (r"/kitchen", PageHandler, {"page": "kitchen.html"}),
         (r"/staff", PageHandler, {"page": "staff.html"}),
         (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
