@@ -122,8 +122,8 @@ def closed_page(
         "<body class='message-page guest'><header class=topbar><div><p class=brand>Tableside</p>"
         f"<h1>{html.escape(title)}</h1></div></header>"
         "<main><section class='card message closed-page'>"
-        f"<p class='notice err' role=alert>{html.escape(message)}</p>"
-        f"<p class=lead>{html.escape(hint)}</p>"
+        f"<p class='notice err' role=alert>{html.escape(message[:1].upper() + message[1:])}</p>"
+        f"<p>{html.escape(hint)}</p>"
         + (f"<ul class=links>{buttons}</ul>" if buttons else "")
         + "</section></main></body></html>"
     )

@@ -31,10 +31,10 @@ async def test_qr_join_errors_are_styled_pages_with_what_to_do(harness: Harness)
     code, body = await harness.http("GET", "/q/T001/not-the-secret", headers=HTML)
     assert code == 403
     assert "/static/app.css" in body and "class=topbar" in body
-    assert "this QR code is not valid for the table" in body
+    assert "This QR code is not valid for the table" in body
     assert "A member of staff can help" in body
     code, body = await harness.http("GET", "/q/T999/whatever", headers=HTML)
-    assert code == 404 and "no table" in body and "Please ask staff" in body
+    assert code == 404 and "No table" in body and "Please ask staff" in body
 
 
 async def test_qr_sheet_without_login_tells_a_browser_to_log_in(harness: Harness) -> None:
