@@ -162,13 +162,16 @@ async def _serve(settings: Settings, *, demo: bool) -> int:
         try:
             running, passwords = await start_server(settings, store, demo=demo)
         except OSError as exc:
-            raise StartupError(_listen_error(settings, exc)) from exc
+            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise
+            raise StartupError(_listen_error(settings, exc)) from exc  # taken since _check_port
         # Everything allocated at start-up lives forever: keep it out of the collector's scans, and collect
         # young objects less often. Full collections over a large heap are what made tail latencies spike.
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        await _print_banner(settings, running, passwords)
+        if not stop.is_set():  # not interrupted while starting
+            await _print_banner(settings, running, passwords)
         await stop.wait()
     finally:
         if running is not None:
