@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             return _with_embedded_stopped_after(settings, lambda: asyncio.run(_migrate(settings)))
         if args.command == "staff":
-            return _with_embedded_stopped_after(settings, lambda: asyncio.run(_staff(settings, args)))
+            code = _with_embedded_stopped_after(settings, lambda: asyncio.run(_staff(settings, args)))
+            if code == 0 and args.staff_command in ("add", "passwd"):
+                _forget_generated_login(settings, args.username)
+            return code
     except ConfigError as exc:
         return _fail(str(exc), 2)
     except StartupError as exc:
@@ -92,6 +95,17 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(message: str, code: int) -> int:
     print(f"tableside: {message}", file=sys.stderr)
     return code
+
+
+def _forget_generated_login(settings: Settings, username: str) -> None:
+    """A password just set by hand: the generated one in the logins file is stale, drop its line."""
+    from tableside.demo import demo_logins_path, read_logins, write_logins
+
+    path = demo_logins_path(settings.data_dir)
+    logins = read_logins(path)
+    if username in logins:
+        del logins[username]
+        write_logins(path, logins)
 
 
 def _with_embedded_stopped_after(settings: Settings, run: Callable[[], int]) -> int:

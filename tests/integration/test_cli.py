@@ -167,8 +167,13 @@ def test_demo_logins_survive_restarts(tmp_path: Path) -> None:
         assert read_logins(path) == logins
         assert all(asyncio.run(can_login(url, user, pw)) for user, pw in logins.items())
 
-        done = tableside_env("staff", "passwd", "manager", "--password", "my-own-pass", "--database-url", url)
+        done = tableside_env(
+            "staff", "passwd", "manager", "--password", "my-own-pass", "--database-url", url,
+            TABLESIDE_DATA_DIR=str(tmp_path),
+        )
         assert done.returncode == 0, done.stderr
+        assert "manager" not in read_logins(path)  # dropped at once
+        path.write_text(path.read_text() + f"manager {logins['manager']}\n")  # as if changed by other means
         serve_once(url, tmp_path)
         after = read_logins(path)
         assert "manager" not in after  # never shown a stale password
