@@ -368,8 +368,10 @@ async def test_landing_and_scan_to_join_pages(server: Proc, browser: Browser) ->
     await page.goto(server.base + "/guest")
     await expect(page.get_by_role("heading", name="Scan the QR code on your table to join")).to_be_visible()
     await expect(page.get_by_text("This sitting is closed")).to_have_count(0)
+    await screenshot(page, "guest-no-session.png")
     await page.goto(server.base + "/staff/qr-sheet")
     await expect(page.get_by_role("link", name="Log in on the staff console")).to_have_attribute("href", "/staff")
+    await screenshot(page, "qr-sheet-login-needed.png")
     assert not errors, errors
 
 
