@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import getpass
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tableside.config import Settings, load_settings
+from tableside.config import ConfigError, Settings, StartupError, load_settings
 from tableside.logs import configure_logging
 from tableside.storage.interface import Store
+
+if TYPE_CHECKING:
+    from tableside.server.app import RunningServer
 
 MAX_PRINTED_TABLES = 100
 
@@ -58,20 +64,66 @@ def main(argv: list[str] | None = None) -> int:
 
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
-    settings = load_settings(
-        getattr(args, "config", None),
-        database_url=getattr(args, "database_url", None),
-        port=getattr(args, "port", None),
-        host=getattr(args, "host", None),
-    )
+    # Mistakes a new user makes (a bad setting, a missing config file, no database, the port taken) end
+    # in one clear line on stderr and a non-zero exit, not a traceback: 2 for configuration, 1 at runtime.
+    try:
+        settings = load_settings(
+            getattr(args, "config", None),
+            database_url=getattr(args, "database_url", None),
+            port=getattr(args, "port", None),
+            host=getattr(args, "host", None),
+        )
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
     configure_logging(settings.log_level)
-    if args.command == "serve":
-        return asyncio.run(_serve(settings, demo=args.demo))
-    if args.command == "migrate":
-        return asyncio.run(_migrate(settings))
-    if args.command == "staff":
-        return asyncio.run(_staff(settings, args))
+    try:
+        if args.command == "serve":
+            return asyncio.run(_serve(settings, demo=args.demo))
+        if args.command == "migrate":
+            return _with_embedded_stopped_after(settings, lambda: asyncio.run(_migrate(settings)))
+        if args.command == "staff":
+            code = _with_embedded_stopped_after(settings, lambda: asyncio.run(_staff(settings, args)))
+            if code == 0 and args.staff_command in ("add", "passwd"):
+                _forget_generated_login(settings, args.username)
+            return code
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    except StartupError as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return 130
     return 2
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"tableside: {message}", file=sys.stderr)
+    return code
+
+
+def _forget_generated_login(settings: Settings, username: str) -> None:
+    """A password just set by hand: the generated one in the logins file is stale, drop its line."""
+    from tableside.demo import demo_logins_path, read_logins, write_logins
+
+    path = demo_logins_path(settings.data_dir)
+    logins = read_logins(path)
+    if username in logins:
+        del logins[username]
+        write_logins(path, logins)
+
+
+def _with_embedded_stopped_after(settings: Settings, run: Callable[[], int]) -> int:
+    """One-shot commands on the embedded database leave it as they found it: a server they had to start
+    (no `serve` running) is stopped again afterwards."""
+    if settings.database_url is not None:
+        return run()
+    from tableside.storage.embedded import embedded_running, stop_embedded_postgres
+
+    was_running = embedded_running(settings.data_dir)
+    try:
+        return run()
+    finally:
+        if not was_running:
+            stop_embedded_postgres(settings.data_dir)
 
 
 async def _open(settings: Settings) -> tuple[Store, str]:
@@ -87,28 +139,98 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
+def _check_port(settings: Settings) -> None:
+    """Fail before the database work (embedded start, migrations) when the listen address is unusable."""
+    import tornado.netutil
+
+    if settings.port == 0:
+        return
+    try:
+        sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host)
+    except OSError as exc:
+        raise StartupError(_listen_error(settings, exc)) from exc
+    for sock in sockets:
+        sock.close()
+
+
+def _listen_error(settings: Settings, exc: OSError) -> str:
+    where = f"{settings.host}:{settings.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the port is already in use "
+            "(another tableside running? pick another with --port or TABLESIDE_PORT)"
+        )
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
 async def _serve(settings: Settings, *, demo: bool) -> int:
     from tableside.server.app import start_server
 
-    store, _url = await _open(settings)
-    running, passwords = await start_server(settings, store, demo=demo)
-    # Everything allocated at start-up lives forever: keep it out of the collector's scans, and collect
-    # young objects less often. Full collections over a large heap are what made tail latencies spike.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    # Ctrl-C / SIGTERM from here on, also during start-up, ends in an orderly stop below.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    _check_port(settings)
+    store: Store | None = None
+    running: RunningServer | None = None
+    try:
+        store, _url = await _open(settings)
+        try:
+            running, passwords = await start_server(settings, store, demo=demo)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise
+            raise StartupError(_listen_error(settings, exc)) from exc  # taken since _check_port
+        # Everything allocated at start-up lives forever: keep it out of the collector's scans, and collect
+        # young objects less often. Full collections over a large heap are what made tail latencies spike.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        if not stop.is_set():  # not interrupted while starting
+            await _print_banner(settings, running, passwords)
+        await stop.wait()
+    finally:
+        if running is not None:
+            await running.stop()
+        elif store is not None:
+            await store.close()
+        if settings.database_url is None:
+            # The embedded server was started (or reattached) for this process: stop it with us. Only a
+            # kill -9 leaves it running; the next start reattaches to it.
+            from tableside.storage.embedded import stop_embedded_postgres
+
+            await asyncio.to_thread(stop_embedded_postgres, settings.data_dir)
+    return 0
+
+
+async def _print_banner(settings: Settings, running: RunningServer, passwords: dict[str, str]) -> None:
+    """What a new user needs, and nothing else: where to point a browser and how to log in."""
+    from tableside.demo import demo_logins_path
+
     base = settings.base_url()
     out = sys.stdout
     print(f"tableside listening on {base}", file=out)
-    print(f"  staff console: {base}/staff   kitchen display: {base}/kitchen", file=out)
+    print("  guest page:      open a table's join URL below (what its QR code carries)", file=out)
+    print(f"  staff console:   {base}/staff", file=out)
+    print(f"  kitchen display: {base}/kitchen", file=out)
+    print(f"  QR codes:        {base}/staff/qr-sheet (log in at /staff first)", file=out)
     print(f"  health: {base}/healthz   metrics: {base}/metrics", file=out)
+    logins = demo_logins_path(settings.data_dir)
     if passwords:
-        print("staff logins (printed once, change them with `tableside staff passwd`):", file=out)
+        print(f"staff logins (new; kept in {logins}, change with `tableside staff passwd NAME`):", file=out)
         for user, pw in passwords.items():
             print(f"  {user:8s} {pw}", file=out)
+    elif logins.exists():
+        print(f"staff logins: in {logins}", file=out)
+    elif settings.admin_password:
+        print("staff logins: admin, with the password from TABLESIDE_ADMIN_PASSWORD", file=out)
+    else:
+        print("staff logins: set with `tableside staff add NAME --role admin` or `tableside staff passwd NAME`",
+              file=out)
     tables = await running.services.store.list_tables(settings.demo.restaurant_id)
     if tables:
-        print("join URLs (what each table's QR code carries):", file=out)
+        print("join URLs (open one on a phone or in a browser window to join that table):", file=out)
         for table in tables[:MAX_PRINTED_TABLES]:
             print(f"  {table.table_id}  {running.services.join_url(table)}", file=out)
         if len(tables) > MAX_PRINTED_TABLES:
@@ -116,15 +238,8 @@ async def _serve(settings: Settings, *, demo: bool) -> int:
             listing.parent.mkdir(parents=True, exist_ok=True)
             listing.write_text("".join(f"{t.table_id} {running.services.join_url(t)}\n" for t in tables))
             print(f"  ... {len(tables) - MAX_PRINTED_TABLES} more in {listing}", file=out)
+    print("Stop with Ctrl-C.", file=out)
     out.flush()
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await running.stop()
-    return 0
 
 
 async def _staff(settings: Settings, args: argparse.Namespace) -> int:

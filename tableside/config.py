@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -133,9 +134,47 @@ class Settings(BaseSettings):
         return f"http://{self.host}:{self.port}"
 
 
+class ConfigError(Exception):
+    """A configuration the user must fix (bad value, missing config file). The message is one line,
+    meant for stderr without a traceback."""
+
+
+class StartupError(Exception):
+    """The server cannot start for a reason outside the program (database unreachable, port taken).
+    The message is one line, meant for stderr without a traceback."""
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return "TABLESIDE_" + "__".join(str(part) for part in loc).upper()
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad setting, its environment variable and what is wrong with it."""
+    parts = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        name = ".".join(str(p) for p in loc) or "settings"
+        got = err.get("input")
+        shown = f" (got {got!r})" if isinstance(got, (str, int, float)) else ""
+        parts.append(f"{name} ({_env_name(loc)}): {err.get('msg', 'invalid')}{shown}")
+    return "invalid setting " + "; ".join(parts)
+
+
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
-    """Build settings; ``overrides`` are CLI flags (None values mean 'not given')."""
+    """Build settings; ``overrides`` are CLI flags (None values mean 'not given').
+
+    Raises ConfigError for an explicit ``config_file`` that does not exist or cannot be read, and for
+    invalid values from any source. (The default ./config.yaml, or TABLESIDE_CONFIG_FILE, may be absent.)"""
     if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {config_file} not found")
         os.environ["TABLESIDE_CONFIG_FILE"] = config_file
     given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**given)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from exc
+    except (OSError, yaml.YAMLError) as exc:  # an unreadable or malformed YAML file
+        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise ConfigError(f"cannot read the configuration file: {first}") from exc

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from tableside.auth import new_qr_secret
 from tableside.storage.interface import MenuItem, Restaurant, Store, Table, TableStatus
 
@@ -39,3 +42,49 @@ async def seed_demo(store: Store, restaurant_id: int, name: str, tables: int) ->
         await store.add_table(
             Table(table_id_for(n), restaurant_id, f"Table {n}", TableStatus.VACANT, None, new_qr_secret(), 0.0)
         )
+
+
+# -- generated staff logins ------------------------------------------------------------------------------
+
+LOGINS_FILE = "demo-logins.txt"
+
+
+def demo_logins_path(data_dir: Path) -> Path:
+    """Where generated staff passwords are kept (readable by the owner only) so later starts can point to
+    them instead of replacing them."""
+    return Path(data_dir) / LOGINS_FILE
+
+
+def read_logins(path: Path) -> dict[str, str]:
+    """``{username: password}`` from the logins file; empty when it is missing or unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    logins: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) == 2:
+            logins[parts[0]] = parts[1]
+    return logins
+
+
+def write_logins(path: Path, logins: dict[str, str]) -> None:
+    """Replace the logins file (mode 0600), or remove it when nothing is left to show."""
+    if not logins:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = (
+        "# tableside staff logins generated on first start (username password).\n"
+        "# A password changed with `tableside staff passwd` is dropped from this file on the next start.\n"
+        + "".join(f"{user} {pw}\n" for user, pw in logins.items())
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(body)
+    os.chmod(tmp, 0o600)  # also when tmp already existed with other permissions
+    os.replace(tmp, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -10,13 +11,15 @@ import structlog
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tableside.actors.directory import ActorDirectory
 from tableside.auth import StaffAuth
 from tableside.clock import Clock, SystemClock
 from tableside.config import Settings
-from tableside.demo import seed_demo
+from tableside.demo import demo_logins_path, read_logins, seed_demo, write_logins
 from tableside.logs import log_request
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS
@@ -24,7 +27,7 @@ from tableside.pos.factory import build_pos_adapter
 from tableside.pos.interface import PosAdapter
 from tableside.protocol import Limits
 from tableside.server import http, staff
-from tableside.server.base import BaseHandler
+from tableside.server.base import GUEST_COOKIE, BaseHandler
 from tableside.server.kitchen import KitchenHub
 from tableside.server.listener import LimitedHTTPServer, Listener
 from tableside.server.maintenance import cleanup_loop
@@ -45,19 +48,24 @@ class MetricsHandler(BaseHandler):
 
 
 class PageHandler(tornado.web.RequestHandler):
-    """Serves one HTML page from web/static."""
+    """Serves one HTML page from web/static. With ``no_cookie_page``, a request without the guest cookie
+    gets that page instead (the guest page without a join: "scan the QR code on your table")."""
 
-    def initialize(self, page: str) -> None:
+    def initialize(self, page: str, no_cookie_page: str | None = None) -> None:
         self.page = page
+        self.no_cookie_page = no_cookie_page
 
     def get(self) -> None:
+        page = self.page
+        if self.no_cookie_page is not None and not self.get_cookie(GUEST_COOKIE):
+            page = self.no_cookie_page
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header(
             "Content-Security-Policy",
             "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
         )
-        self.finish((WEB_DIR / self.page).read_bytes())
+        self.finish((WEB_DIR / page).read_bytes())
 
 
 TABLE = r"([A-Za-z0-9_-]{1,64})"
@@ -97,7 +105,8 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/staff/qr-sheet", staff.QrSheetHandler, s),
         (r"/ws", GuestSocket, s),
         (r"/ws/kitchen", staff.KitchenSocket, s),
-        (r"/guest", PageHandler, {"page": "guest.html"}),
+        (r"/", PageHandler, {"page": "index.html"}),
+        (r"/guest", PageHandler, {"page": "guest.html", "no_cookie_page": "guest-join.html"}),
         (r"/kitchen", PageHandler, {"page": "kitchen.html"}),
         (r"/staff", PageHandler, {"page": "staff.html"}),
         (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
@@ -199,22 +208,45 @@ async def reconcile_open_orders(services: Services) -> int:
 
 
 async def bootstrap_staff(services: Services, *, demo: bool) -> dict[str, str]:
-    """Create the admin (password from settings) and, for --demo, one user per role with fresh passwords.
-    Returns the passwords that were set now so the CLI can print them once."""
-    printed: dict[str, str] = {}
-    admin_pw = services.settings.admin_password
+    """Create missing staff users: ``admin`` (password from settings when given) and, for --demo, one user
+    per role. Users that exist keep their passwords: a password changed with `tableside staff passwd`
+    survives restarts. Generated passwords are kept in the logins file (mode 0600, under data_dir); lines
+    whose password no longer works are dropped from it. Returns the passwords generated now, to print once."""
+    settings = services.settings
+    store = services.store
+    created: dict[str, str] = {}
+    admin_pw = settings.admin_password
     if admin_pw:
         await services.staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
-    elif demo or await services.store.get_staff("admin") is None:
-        admin_pw = secrets.token_urlsafe(9)
-        await services.staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
-        printed["admin"] = admin_pw
+    wanted = [] if admin_pw else [StaffRole.ADMIN]
     if demo:
-        for role in (StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN):
+        wanted += [StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN]
+    for role in wanted:
+        if await store.get_staff(role.value) is None:
             pw = secrets.token_urlsafe(9)
             await services.staff_auth.set_user(role.value, role, pw)
-            printed[role.value] = pw
-    return printed
+            created[role.value] = pw
+    path = demo_logins_path(settings.data_dir)
+    kept = await asyncio.to_thread(read_logins, path)
+    if admin_pw:
+        kept.pop("admin", None)  # its password comes from the environment
+    for username, pw in list(kept.items()):
+        if username in created:
+            continue
+        user = await store.get_staff(username)
+        if user is None or not user.active or not await asyncio.to_thread(_password_matches, user.password_hash, pw):
+            del kept[username]  # changed (or removed) since: never show a stale password
+    kept.update(created)
+    if kept or path.exists():
+        await asyncio.to_thread(write_logins, path, kept)
+    return created
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return bool(PasswordHasher().verify(password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 async def start_server(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from tableside.actors.messages import GetCart
@@ -144,15 +146,37 @@ class LeaveHandler(BaseHandler):
         self.send_json({"left": True, "table_id": info.table_id, "group_id": info.group_id, "member_id": info.member_id})
 
 
-def closed_page(message: str) -> str:
-    import html
+GUEST_HINT = (
+    "A member of staff can help: they can open the table for you or show you the right QR code. "
+    "At another table? Scan the QR code on that table."
+)
 
+
+def closed_page(
+    message: str,
+    *,
+    title: str = "Please ask staff",
+    hint: str = GUEST_HINT,
+    links: Sequence[tuple[str, str]] = (),
+) -> str:
+    """A small page in the app's style: what happened (``message``) and what to do (``hint``, ``links`` as
+    ``(href, label)``). Used for QR join errors and pages a guest or staff member cannot use yet."""
+    buttons = "".join(
+        f"<li><a class='button primary-link' href='{html.escape(href)}'>{html.escape(label)}</a></li>"
+        for href, label in links
+    )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width,initial-scale=1'><title>Tableside</title>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>Tableside – {html.escape(title)}</title><link rel=icon href='data:,'>"
         "<link rel=stylesheet href='/static/app.css'></head>"
-        "<body><main class=closed-page><h1>Please ask staff</h1>"
-        f"<p role=alert>{html.escape(message)}</p></main></body></html>"
+        "<body class='message-page guest'><header class=topbar><div><p class=brand>Tableside</p>"
+        f"<h1>{html.escape(title)}</h1></div></header>"
+        "<main><section class='card message closed-page'>"
+        f"<p class='notice err' role=alert>{html.escape(message[:1].upper() + message[1:])}</p>"
+        f"<p>{html.escape(hint)}</p>"
+        + (f"<ul class=links>{buttons}</ul>" if buttons else "")
+        + "</section></main></body></html>"
     )
 
 

@@ -226,7 +226,28 @@ class QrSheetHandler(BaseHandler):
         token = self.get_query_argument("token", None)
         if token:
             self.request.headers["Authorization"] = f"Bearer {token}"
-        await self.require_staff(*QR_PRINTERS)
+        try:
+            await self.require_staff(*QR_PRINTERS)
+        except ApiError as err:
+            # Opened in a browser (a bookmark, a link from the startup banner): a page that says what to
+            # do. API clients (no text/html in Accept) keep the JSON error.
+            if "text/html" not in self.request.headers.get("Accept", ""):
+                raise
+            from tableside.server.http import closed_page
+            self.set_status(err.status_code)
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            what = "This link has expired or is not valid" if token else "The QR sheet is for staff only"
+            if err.status_code == 403:
+                what = "Your staff role cannot print the QR sheet (it needs manager or server)"
+            self.finish(
+                closed_page(
+                    f"{what}.",
+                    title="Staff login needed",
+                    hint="Log in on the staff console, then open the QR sheet with the “QR sheet” button there.",
+                    links=[("/staff", "Log in on the staff console")],
+                )
+            )
+            return
         tables = await self.services.store.list_tables(self.services.restaurant_id)
         if self.get_query_argument("format", "html") == "pdf":
             self.set_header("Content-Type", "application/pdf")

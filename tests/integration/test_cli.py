@@ -1,18 +1,25 @@
-"""The command line against a real database: migrate, staff add/list/passwd."""
+"""The command line against a real database: migrate, staff add/list/passwd; what a new user meets on\n`serve`: one-line errors with non-zero exits, demo logins that survive restarts."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tableside.auth import StaffAuth
+from tableside.demo import read_logins
+from tableside.storage.migrate import current_revision
 from tableside.storage.postgres import PostgresStore
+from tests.client import t
 from tests.pg import create_database_sync, drop_database_sync
+from tests.procs import free_port, start_tableside
 
 
 @pytest.fixture
@@ -55,3 +62,123 @@ def test_migrate_and_staff_commands(empty_db: str) -> None:
             await store.close()
 
     asyncio.run(check())
+
+
+# -- what a new user meets: mistakes end in one clear line, not a traceback -----------------------------
+
+
+def tableside_env(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "TABLESIDE_CONFIG_FILE": "/nonexistent.yaml", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "tableside", *args], capture_output=True, text=True, timeout=t(60), env=full
+    )
+
+
+def assert_short_error(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert 1 <= len(lines) <= 2, done.stderr
+    assert "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in done.stderr, done.stderr
+
+
+def test_invalid_port_setting_is_one_line_and_exit_2() -> None:
+    done = tableside_env("serve", "--database-url", "postgresql://x@127.0.0.1:1/db", TABLESIDE_PORT="abc")
+    assert_short_error(done, 2, "TABLESIDE_PORT", "valid integer", "'abc'")
+
+
+def test_missing_config_file_is_refused() -> None:
+    done = tableside_env("serve", "--config", "/nonexistent/tableside.yaml")
+    assert_short_error(done, 2, "config file /nonexistent/tableside.yaml not found")
+    done = tableside_env("migrate", "--config", "/nonexistent/tableside.yaml")
+    assert_short_error(done, 2, "not found")
+
+
+def test_unreachable_database_is_one_line_and_exit_1() -> None:
+    port = free_port()  # nothing listens there
+    done = tableside_env("serve", "--port", "0", "--database-url", f"postgresql://someone:secret@127.0.0.1:{port}/db")
+    assert_short_error(done, 1, "cannot connect to the database", f"127.0.0.1:{port}/db")
+    assert "secret" not in done.stderr  # the password is not echoed
+    done = tableside_env("migrate", "--database-url", f"postgresql://someone@127.0.0.1:{port}/db")
+    assert_short_error(done, 1, "cannot connect to the database")
+
+
+def test_port_in_use_is_refused_before_migrations(empty_db: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = tableside_env("serve", "--demo", "--port", str(port), "--database-url", empty_db)
+    assert_short_error(done, 1, f"127.0.0.1:{port}", "already in use", "--port")
+    assert asyncio.run(current_revision(empty_db)) is None  # nothing was migrated
+
+
+# -- demo staff: created once, passwords kept in a 0600 file, changed passwords survive restarts ----------
+
+
+def serve_once(database_url: str, data_dir: Path) -> str:
+    """Start `serve --demo`, stop it with SIGTERM, return everything it printed on stdout."""
+    proc = start_tableside(database_url, TABLESIDE_DATA_DIR=str(data_dir), TABLESIDE_DEMO__TABLES="2")
+    proc.stop()
+    assert proc.proc.returncode == 0
+    assert proc.proc.stdout is not None
+    return "tableside listening on ..." + proc.proc.stdout.read()
+
+
+def printed_logins(out: str) -> dict[str, str]:
+    logins: dict[str, str] = {}
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("staff logins (new"):
+            for row in lines[i + 1 :]:
+                if not row.startswith("  "):
+                    break
+                user, pw = row.split()
+                logins[user] = pw
+    return logins
+
+
+async def can_login(url: str, user: str, pw: str) -> bool:
+    store = await PostgresStore.connect(url)
+    try:
+        return await StaffAuth(store, 3600).login(user, pw, 0.0) is not None
+    finally:
+        await store.close()
+
+
+def test_demo_logins_survive_restarts(tmp_path: Path) -> None:
+    url = create_database_sync("ts_cli_demo")
+    try:
+        first = serve_once(url, tmp_path)
+        logins = printed_logins(first)
+        assert set(logins) == {"admin", "manager", "server", "kitchen"}, first
+        path = tmp_path / "demo-logins.txt"
+        assert f"kept in {path}" in first
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert read_logins(path) == logins
+        assert "guest page:" in first and "/staff" in first and "/q/T001/" in first
+
+        second = serve_once(url, tmp_path)
+        assert printed_logins(second) == {}
+        assert f"staff logins: in {path}" in second
+        for pw in logins.values():
+            assert pw not in second
+        assert read_logins(path) == logins
+        assert all(asyncio.run(can_login(url, user, pw)) for user, pw in logins.items())
+
+        done = tableside_env(
+            "staff", "passwd", "manager", "--password", "my-own-pass", "--database-url", url,
+            TABLESIDE_DATA_DIR=str(tmp_path),
+        )
+        assert done.returncode == 0, done.stderr
+        assert "manager" not in read_logins(path)  # dropped at once
+        path.write_text(path.read_text() + f"manager {logins['manager']}\n")  # as if changed by other means
+        serve_once(url, tmp_path)
+        after = read_logins(path)
+        assert "manager" not in after  # never shown a stale password
+        assert after == {k: v for k, v in logins.items() if k != "manager"}
+        assert asyncio.run(can_login(url, "manager", "my-own-pass"))
+        assert asyncio.run(can_login(url, "admin", logins["admin"]))
+    finally:
+        drop_database_sync(url)

@@ -6,6 +6,13 @@ import { $, Backoff, SUBPROTOCOL, h, money, preserveFocus, requestId, wsUrl } fr
 const POLL_MS = 2000;
 const MENU_REFRESH_MS = 30000;
 const CLOSED_CODE = 4001;
+// Seed 004 §5.2: no outcome this long after "Place order" → say so and offer a retry that resumes the
+// same order. guest.html carries the value (data-order-timeout-ms); tests shorten it with
+// window.TABLESIDE_ORDER_TIMEOUT_MS set before the page's scripts run.
+const ORDER_TIMEOUT_MS =
+  Number(window.TABLESIDE_ORDER_TIMEOUT_MS) || Number(document.body.dataset.orderTimeoutMs) || 10000;
+const TIMEOUT_TEXT =
+  "No confirmation yet. Your order may still be going through: tap Retry order to check on it. It will not be sent twice.";
 
 const KITCHEN_LABELS = {
   new: "Received",
@@ -30,6 +37,11 @@ const state = {
   pending: new Map(), // request id -> {type, ...}
   notice: { text: "", kind: "" },
   failedText: "",
+  // Our last place_order ({id, msg}) while its outcome is outstanding; a retry resends it with the same
+  // id, so the server answers from its resend window (or resumes the intent) instead of ordering twice.
+  lastPlace: null,
+  orderTimer: null,
+  timedOut: false, // ORDER_TIMEOUT_MS passed without order_confirmed / order_failed
 };
 
 const backoff = new Backoff(500, 5000);
@@ -50,13 +62,32 @@ function setNotice(text, kind = "info") {
   el.className = `notice ${text ? kind : ""}`;
 }
 
-function send(msg) {
+function send(msg, id = requestId()) {
   const ws = state.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN || !state.connected) return null;
-  const id = requestId();
   state.pending.set(id, msg);
   ws.send(JSON.stringify({ ...msg, id }));
   return id;
+}
+
+function startOrderTimer() {
+  clearTimeout(state.orderTimer);
+  state.timedOut = false;
+  state.orderTimer = setTimeout(() => {
+    state.orderTimer = null;
+    if (!state.lastPlace || state.closed) return;
+    state.timedOut = true;
+    setNotice(TIMEOUT_TEXT, "warn");
+    renderCart();
+  }, ORDER_TIMEOUT_MS);
+}
+
+/** The outcome of our order is known (or it never started): no timer, no retry offer. */
+function settleOrder() {
+  clearTimeout(state.orderTimer);
+  state.orderTimer = null;
+  state.timedOut = false;
+  state.lastPlace = null;
 }
 
 function orderNumberFor(orderId) {
@@ -170,6 +201,10 @@ function renderCart() {
 function buttonState() {
   const cart = state.cart;
   if (state.closed || !cart) return { label: "Place order", disabled: true, mode: "normal" };
+  if (state.timedOut) {
+    // No outcome in time: retrying resends the same request, which resumes the same order.
+    return { label: "Retry order", disabled: !state.connected, mode: "timeout" };
+  }
   const status = cart.order_processing_status;
   if (cart.cart_locked && status === "failed") {
     // Outcome unknown after the retries: a retry resumes the same order (never a second one).
@@ -306,11 +341,30 @@ function addItem(item) {
 function placeOrder() {
   const s = buttonState();
   if (s.disabled || !state.cart) return;
+  if (s.mode === "timeout" && state.lastPlace) {
+    resumeOrder();
+    return;
+  }
   const msg = { type: "place_order", total: state.cart.total };
   const instructions = $("instructions").value.trim();
   if (instructions) msg.special_instructions = instructions.slice(0, 500);
-  if (send(msg) === null) return;
+  const id = send(msg);
+  if (id === null) return;
+  state.lastPlace = { id, msg };
   state.placing = true;
+  startOrderTimer();
+  setNotice("Your order is being processed...", "info");
+  renderCart();
+}
+
+/** Retry after the timeout: the same place_order under the same id (answered from the server's resend
+ * window, or resuming the same intent), then a snapshot, which settles the state if the outcome was missed. */
+function resumeOrder() {
+  const { id, msg } = state.lastPlace;
+  if (send(msg, id) === null) return;
+  send({ type: "get_snapshot" });
+  state.placing = true;
+  startOrderTimer();
   setNotice("Your order is being processed...", "info");
   renderCart();
 }
@@ -322,6 +376,7 @@ function onCart(cart) {
   state.cart = cart;
   const hasUnavailable = cart.items.some((l) => l.unavailable);
   if (hasUnavailable !== hadUnavailable) loadMenu();
+  settleFromCart(cart);
   if (!cart.cart_locked && state.notice.text === "Your order is being processed..." && !state.placing) {
     // The lock went away without a confirmation reaching us (e.g. while we were offline).
     if (cart.order_processing_status === "confirmed") setNotice("Order placed successfully! 🎉", "ok");
@@ -329,6 +384,23 @@ function onCart(cart) {
     else setNotice("");
   }
   renderCart();
+}
+
+/** After a timeout, a cart that is no longer locked means the outcome we waited for happened while we
+ * were not listening (or its message was lost): the snapshot settles it. */
+function settleFromCart(cart) {
+  if (!state.timedOut || cart.cart_locked || cart.order_processing_status === "processing") return;
+  settleOrder();
+  state.placing = false;
+  if (cart.order_processing_status === "confirmed") {
+    setNotice("Order placed successfully! 🎉", "ok");
+    $("instructions").value = "";
+    loadOrders();
+  } else if (cart.order_processing_status === "failed") {
+    setNotice(state.failedText || "Order failed. Tap to retry.", "err");
+  } else {
+    setNotice("");
+  }
 }
 
 function lockedByOtherText(memberId) {
@@ -361,6 +433,7 @@ function handle(msg) {
       stopPolling();
       $("table-title").textContent = `Table ${msg.table_id}`;
       state.cart = msg.cart;
+      settleFromCart(msg.cart);
       noticeFromCart(msg.cart);
       renderAll();
       loadOrders();
@@ -384,6 +457,7 @@ function handle(msg) {
       renderCart();
       break;
     case "order_confirmed":
+      settleOrder();
       state.placing = false;
       state.failedText = "";
       $("instructions").value = "";
@@ -402,6 +476,7 @@ function handle(msg) {
       renderCart();
       break;
     case "order_failed":
+      settleOrder();
       state.placing = false;
       state.failedText = msg.message || `Order failed: ${msg.error}. Tap to retry.`;
       setNotice(state.failedText, "err");
@@ -440,6 +515,11 @@ function onAnswer(msg, err) {
     return;
   }
   if (req && req.type === "place_order") {
+    if (err.code === "order_in_progress" && state.lastPlace && msg.id === state.lastPlace.id) {
+      // Our own order, still at the POS (a resend the server had not acknowledged yet): keep waiting.
+      return;
+    }
+    settleOrder();
     state.placing = false;
     const texts = {
       total_mismatch: "The cart changed while you were ordering. Check it and tap Place order again.",
@@ -539,6 +619,7 @@ function closeSitting() {
   }
   state.closed = true;
   state.connected = false;
+  settleOrder();
   stopPolling();
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
