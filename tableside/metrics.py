@@ -37,6 +37,19 @@ class Metrics:
             registry=r,
         )
         self.joins = Counter("tableside_joins_total", "Successful table joins", registry=r)
+        # The accept path (server/listener.py): what the connection caps and descriptor reserve did.
+        self.open_connections = Gauge(
+            "tableside_http_connections_open", "Accepted TCP connections now open (websockets included)", registry=r
+        )
+        self.connections_refused = Counter(
+            "tableside_connections_refused_total",
+            "Connections closed at accept by a cap",
+            ["reason"],  # per_ip | total | reserve
+            registry=r,
+        )
+        self.accept_pauses = Counter(
+            "tableside_accept_pauses_total", "Accept pauses because the process ran out of descriptors", registry=r
+        )
 
 
 METRICS = Metrics()

@@ -277,7 +277,7 @@ async def start_server(
     )
     sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host, backlog=4096)
     # Our accept loop instead of server.add_sockets: connection caps and a back-off on EMFILE.
-    listener = Listener(server, limits, clock)
+    listener = Listener(server, limits, clock, metrics=services.metrics)
     listener.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     if settings.port == 0:

@@ -38,6 +38,7 @@ from tornado.ioloop import IOLoop
 
 from tableside.clock import Clock
 from tableside.config import HttpSettings
+from tableside.metrics import METRICS, Metrics
 
 log = structlog.get_logger("tableside.listener")
 
@@ -116,7 +117,9 @@ class Listener:
         clock: Clock,
         *,
         fd_limit: int | None = None,
+        metrics: Metrics = METRICS,
     ) -> None:
+        self.metrics = metrics
         self.server = server
         self.settings = settings
         self.clock = clock
@@ -192,12 +195,17 @@ class Listener:
 
     def _admit(self, conn: socket.socket, address: Any, *, spare_in_use: bool) -> None:
         ip, trusted = self._classify(address)
-        if not trusted and (
-            spare_in_use
-            or self.per_ip.get(ip, 0) >= self.settings.max_connections_per_ip
-            or self.open_total >= self.max_untrusted
-        ):
+        reason = None
+        if not trusted:
+            if spare_in_use:
+                reason = "reserve"
+            elif self.per_ip.get(ip, 0) >= self.settings.max_connections_per_ip:
+                reason = "per_ip"
+            elif self.open_total >= self.max_untrusted:
+                reason = "total"
+        if reason is not None:
             self.refused += 1
+            self.metrics.connections_refused.labels(reason=reason).inc()
             _close_now(conn)
             now = self.clock.monotonic()
             if now - self._last_refusal_log >= self.settings.accept_backoff_s:  # one line per interval
@@ -208,6 +216,7 @@ class Listener:
                 )
             return
         self.open_total += 1
+        self.metrics.open_connections.inc()
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         try:
             stream = _CountedStream(
@@ -228,6 +237,7 @@ class Listener:
 
     def _release(self, ip: str) -> None:
         self.open_total -= 1
+        self.metrics.open_connections.dec()
         left = self.per_ip.get(ip, 0) - 1
         if left > 0:
             self.per_ip[ip] = left
@@ -253,6 +263,7 @@ class Listener:
 
     def _out_of_descriptors(self, sock: socket.socket, exc: OSError) -> None:
         self.pauses += 1
+        self.metrics.accept_pauses.inc()
         self._unwatch()
         served = self._use_spare(sock)
         log.warning(

@@ -17,6 +17,7 @@ import tornado.httpclient
 
 from tableside.clock import FakeClock, SystemClock
 from tableside.config import HttpSettings, Settings
+from tableside.metrics import Metrics
 from tableside.pos.simulator import SimulatorConfig, SimulatorState
 from tableside.server.app import start_server
 from tableside.server.listener import Listener
@@ -167,7 +168,8 @@ async def test_accept_backs_off_when_out_of_descriptors_and_resumes(caplog: pyte
     listen.listen(16)
     listen.setblocking(False)
     listen.failures = 2
-    listener = Listener(server, HttpSettings(accept_backoff_s=1.0), clock)  # type: ignore[arg-type]
+    metrics = Metrics()
+    listener = Listener(server, HttpSettings(accept_backoff_s=1.0), clock, metrics=metrics)  # type: ignore[arg-type]
     listener._take_spare = lambda: None  # type: ignore[method-assign]  # no spare: the pause alone is under test
     listener._spare = None
     listener.add_sockets([listen])
@@ -184,6 +186,7 @@ async def test_accept_backs_off_when_out_of_descriptors_and_resumes(caplog: pyte
         await clock.advance(1.0)  # descriptors are back: the waiting connection is served
         await eventually(lambda: len(server.streams) == 1, what="the connection accepted")
         assert not listener.paused and listener.pauses == 2
+        assert metrics.registry.get_sample_value("tableside_accept_pauses_total") == 2
         assert len(_paused_lines(caplog)) == 2
         assert all(r.levelno == logging.WARNING for r in _paused_lines(caplog))
     finally:
@@ -229,7 +232,12 @@ async def test_caps_per_ip_and_in_total_spare_trusted_clients() -> None:
     listen.listen(64)
     listen.setblocking(False)
     settings = HttpSettings(max_connections_per_ip=2, reserve_fds=16)
-    listener = Listener(server, settings, FakeClock(), fd_limit=16 + 3)  # type: ignore[arg-type]
+    metrics = Metrics()
+    listener = Listener(server, settings, FakeClock(), fd_limit=16 + 3, metrics=metrics)  # type: ignore[arg-type]
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
     listener.add_sockets([listen])
     addr = listen.getsockname()
 
@@ -246,8 +254,13 @@ async def test_caps_per_ip_and_in_total_spare_trusted_clients() -> None:
         assert listener.open_total == 3 and listener.refused == 2
         clients += [connect("127.0.0.1") for _ in range(3)]  # trusted: beyond both caps (the reserve)
         await eventually(lambda: len(server.streams) == 6, what="trusted clients served")
+        # The same counts reach /metrics.
+        assert sample("tableside_connections_refused_total", reason="per_ip") == 1
+        assert sample("tableside_connections_refused_total", reason="total") == 1
+        assert sample("tableside_http_connections_open") == 6
         server.streams[0].close()  # a slot is given back when the descriptor closes
         assert listener.per_ip["127.0.0.2"] == 1 and listener.open_total == 5
+        assert sample("tableside_http_connections_open") == 5
     finally:
         for c in clients:
             c.close()
