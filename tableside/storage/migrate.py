@@ -71,6 +71,32 @@ async def upgrade_to_head(url: str) -> None:
         await engine.dispose()
 
 
+def head_revision() -> str:
+    """The newest revision shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def downgrade_to(url: str, revision: str) -> None:
+    """Migrate the database at ``url`` down to ``revision`` (operators rolling back; migration tests)."""
+
+    def run(connection: Connection) -> None:
+        from alembic import command
+
+        command.downgrade(alembic_config(connection=connection), revision)
+
+    engine = create_async_engine(to_async_url(url), poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            await conn.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
 def upgrade_to_head_sync(url: str) -> None:
     """``upgrade_to_head`` for callers without a running event loop (CLI, test setup)."""
     asyncio.run(upgrade_to_head(url))

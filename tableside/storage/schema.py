@@ -117,7 +117,7 @@ staff_sessions = sa.Table(
     "staff_sessions",
     metadata,
     sa.Column("token_hash", sa.Text, primary_key=True),
-    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("username", sa.Text, nullable=False, index=True),
     sa.Column("role", sa.Text, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False, index=True),
 )

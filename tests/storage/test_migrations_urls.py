@@ -17,7 +17,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tableside.storage import GroupSnapshot, GroupWrite, PostgresStore, Restaurant
-from tableside.storage.migrate import MIGRATIONS_DIR, current_revision, upgrade_to_head
+from tableside.storage.migrate import (
+    MIGRATIONS_DIR,
+    current_revision,
+    downgrade_to,
+    head_revision,
+    upgrade_to_head,
+)
 from tableside.storage.schema import metadata
 from tableside.storage.urls import to_async_url, to_plain_url
 
@@ -26,13 +32,13 @@ async def test_migrate_is_idempotent_and_concurrency_safe(scratch_db_url: str) -
     assert await current_revision(scratch_db_url) is None
     # two "processes" starting at once: the advisory lock lets one migrate, the other finds head
     await asyncio.gather(upgrade_to_head(scratch_db_url), upgrade_to_head(scratch_db_url))
-    assert await current_revision(scratch_db_url) == "0001"
+    assert await current_revision(scratch_db_url) == head_revision()
     store = await PostgresStore.connect(scratch_db_url)
     try:
         await store.upsert_restaurant(Restaurant(1, "R"))
         await store.commit_writes([GroupWrite(GroupSnapshot("g", "t", 1, 1, {"k": 1}), 0)])
         await upgrade_to_head(scratch_db_url)  # again: a no-op that keeps the data
-        assert await current_revision(scratch_db_url) == "0001"
+        assert await current_revision(scratch_db_url) == head_revision()
         assert await store.get_restaurant(1) == Restaurant(1, "R")
         assert (await store.load_group("g")) == GroupSnapshot("g", "t", 1, 1, {"k": 1})
     finally:
@@ -113,7 +119,7 @@ async def test_open_store_with_url_migrates(scratch_db_url: str, tmp_path: Path)
     store, used = await open_store(scratch_db_url, tmp_path)
     try:
         assert used == scratch_db_url and isinstance(store, PostgresStore)
-        assert await current_revision(scratch_db_url) == "0001"
+        assert await current_revision(scratch_db_url) == head_revision()
         await store.upsert_restaurant(Restaurant(1, "R"))
     finally:
         await store.close()
@@ -165,3 +171,33 @@ def test_embedded_postgres_start_connect_stop(tmp_path: Path, monkeypatch: pytes
     finally:
         stop_embedded_postgres(tmp_path / "var")
     assert time.monotonic() - t0 < 20
+
+
+async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str) -> None:
+    """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002."""
+    await upgrade_to_head(scratch_db_url)
+    assert head_revision() == "0002"
+
+    async def username_index() -> bool:
+        conn = await asyncpg.connect(to_plain_url(scratch_db_url))
+        try:
+            return bool(await conn.fetchval("SELECT to_regclass('ix_staff_sessions_username') IS NOT NULL"))
+        finally:
+            await conn.close()
+
+    assert await username_index()
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        await store.upsert_restaurant(Restaurant(1, "R"))
+    finally:
+        await store.close()
+    await downgrade_to(scratch_db_url, "0001")
+    assert await current_revision(scratch_db_url) == "0001"
+    assert not await username_index()
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0002" and await username_index()
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        assert await store.get_restaurant(1) == Restaurant(1, "R")
+    finally:
+        await store.close()
