@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,12 +62,17 @@ def _upgrade_on(connection: Connection) -> None:
 
 async def upgrade_to_head(url: str) -> None:
     """Migrate the database at ``url`` to head; a no-op when already there. Safe to run concurrently."""
+    await _run_locked(url, _upgrade_on)
+
+
+async def _run_locked(url: str, migrate: Callable[[Connection], None]) -> None:
+    """Run ``migrate`` in one transaction holding the migration lock until it commits, i.e. until the
+    migrated schema is visible to the next process that takes the lock."""
     engine = create_async_engine(to_async_url(url), poolclass=NullPool)
     try:
         async with engine.begin() as conn:
-            # Held until this transaction commits, i.e. until the migrated schema is visible.
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            await conn.run_sync(_upgrade_on)
+            await conn.run_sync(migrate)
     finally:
         await engine.dispose()
 
@@ -88,13 +94,7 @@ async def downgrade_to(url: str, revision: str) -> None:
 
         command.downgrade(alembic_config(connection=connection), revision)
 
-    engine = create_async_engine(to_async_url(url), poolclass=NullPool)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            await conn.run_sync(run)
-    finally:
-        await engine.dispose()
+    await _run_locked(url, run)
 
 
 def upgrade_to_head_sync(url: str) -> None:
