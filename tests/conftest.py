@@ -30,6 +30,17 @@ structlog.configure(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def server_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Servers the suite starts without choosing a data directory (in-process ones and child processes
+    such as the bench harness's) keep their files (demo-logins.txt) in a temporary one, never in ./var of
+    the checkout. tests/integration gives each test its own; an explicit setting still wins."""
+    data_dir = tmp_path_factory.mktemp("tableside-data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TABLESIDE_DATA_DIR", str(data_dir))
+        yield data_dir
+
+
 @pytest.fixture(autouse=True)
 def no_error_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.WARNING)
