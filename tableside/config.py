@@ -81,6 +81,9 @@ class PosSettings(BaseModel):
 class TokenSettings(BaseModel):
     ttl_hours: float = Field(12.0, gt=0)
     staff_ttl_hours: float = Field(12.0, gt=0)
+    # An open kitchen screen's staff session is checked this often: a session ended elsewhere (the CLI's
+    # `staff passwd`/`remove`, another node) closes the screen within this interval.
+    staff_recheck_s: float = Field(30.0, gt=0)
 
 
 class Settings(BaseSettings):

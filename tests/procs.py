@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -89,6 +92,10 @@ def start_pos_sim(*args: str) -> Proc:
 
 def start_tableside(database_url: str, *, port: int | None = None, demo: bool = True, **env: str) -> Proc:
     port = port or free_port()
+    # Its own data directory (demo-logins.txt, join-urls.txt), never ./var of the checkout.
+    if "TABLESIDE_DATA_DIR" not in env:
+        env["TABLESIDE_DATA_DIR"] = data_dir = tempfile.mkdtemp(prefix="tableside-test-")
+        atexit.register(shutil.rmtree, data_dir, True)
     full_env = {**os.environ, "TABLESIDE_CONFIG_FILE": "/nonexistent.yaml", **env}
     cmd = [sys.executable, "-m", "tableside", "serve", "--port", str(port), "--database-url", database_url]
     if demo:

@@ -173,6 +173,7 @@ async def build_services(
     kitchen = KitchenHub(store)
     if background is not None:
         background.start("kitchen-pump", kitchen.run)
+        background.start("kitchen-sessions", lambda: kitchen.session_loop(clock, settings.tokens.staff_recheck_s))
     else:
         kitchen.start()
     ctx = build_table_context(settings, store, committer, menu, pos, clock, kitchen)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from tableside.clock import Clock
 from tableside.protocol import OutboundFrame
 from tableside.protocol import server_messages as sm
 from tableside.storage.interface import OrderRecord, Store
@@ -28,6 +29,9 @@ class KitchenScreen(Protocol):
     connection_id: int
 
     def send(self, frame: OutboundFrame) -> None: ...
+
+    def end_session(self, reason: str) -> None:
+        """The staff session this screen was opened with has ended: say so and close (never raises)."""
 
 
 def order_placed_message(order: OrderRecord) -> dict[str, Any]:
@@ -54,6 +58,9 @@ class _Subscription:
     screen: KitchenScreen
     restaurant_id: int
     cursor: int
+    # The staff session the screen was opened with (token hash) and when it expires; None: not checked.
+    session: str | None = None
+    expires_at: float = float("inf")
 
 
 @dataclass(slots=True)
@@ -74,8 +81,18 @@ class KitchenHub:
     def notify(self, restaurant_id: int) -> None:
         self._wake.set()
 
-    def subscribe(self, screen: KitchenScreen, restaurant_id: int, since: int) -> None:
-        self.subscriptions[screen.connection_id] = _Subscription(screen, restaurant_id, since)
+    def subscribe(
+        self,
+        screen: KitchenScreen,
+        restaurant_id: int,
+        since: int,
+        *,
+        session: str | None = None,
+        expires_at: float = float("inf"),
+    ) -> None:
+        """``session``: the hash of the staff token the screen was opened with; the screen is closed
+        (``end_session``) when that session ends (``end_sessions``, ``check_sessions``)."""
+        self.subscriptions[screen.connection_id] = _Subscription(screen, restaurant_id, since, session, expires_at)
         self._wake.set()
 
     def unsubscribe(self, screen: KitchenScreen) -> None:
@@ -86,6 +103,40 @@ class KitchenHub:
         for sub in self.subscriptions.values():
             if sub.restaurant_id == restaurant_id:
                 sub.screen.send(frame)
+
+    def end_sessions(self, sessions: set[str], reason: str) -> int:
+        """Close every screen opened with one of these sessions (token hashes); returns how many."""
+        ended = [sub for sub in self.subscriptions.values() if sub.session is not None and sub.session in sessions]
+        for sub in ended:
+            self.subscriptions.pop(sub.screen.connection_id, None)
+            sub.screen.end_session(reason)
+        if ended:
+            log.info("kitchen_screens_closed", reason=reason, count=len(ended))
+        return len(ended)
+
+    async def check_sessions(self, now: float) -> int:
+        """Close the screens whose staff session no longer resolves: logged out, the user's password or
+        role changed or the user was removed (also by the CLI, in another process), or expired."""
+        by_session: dict[str, float] = {}
+        for sub in list(self.subscriptions.values()):
+            if sub.session is not None:
+                by_session[sub.session] = sub.expires_at
+        closed = 0
+        for session, expires_at in by_session.items():
+            if await self.store.resolve_staff_session(session, now) is None:
+                closed += self.end_sessions({session}, "expired" if now >= expires_at else "revoked")
+        return closed
+
+    async def session_loop(self, clock: Clock, interval_s: float) -> None:
+        """Every ``interval_s`` on ``clock``: ``check_sessions``. Runs supervised beside the pump."""
+        while True:
+            await clock.sleep(interval_s)
+            try:
+                await self.check_sessions(clock.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. the database is away: the next interval tries again
+                log.error("kitchen_session_check_failed", error=repr(exc))
 
     async def run(self) -> None:
         """The pump loop: ``start`` runs it as a bare task, the server under ``BackgroundTasks``."""

@@ -12,7 +12,8 @@ import segno
 
 from tableside.actors.cart import GroupState
 from tableside.actors.messages import GetTableInfo, KitchenStatusChanged
-from tableside.auth import new_qr_secret
+from tableside.actors.table import CLOSE_SESSION_ENDED
+from tableside.auth import new_qr_secret, token_hash
 from tableside.kitchen_flow import InvalidKitchenTransition, next_kitchen_status
 from tableside.protocol import (
     ErrorCode,
@@ -78,6 +79,8 @@ class StaffLogoutHandler(BaseHandler):
         token = bearer_token(self) or self.get_cookie(STAFF_COOKIE)
         if token and len(token) <= 128:
             await self.services.staff_auth.logout(token)
+            # Kitchen screens opened with this token close now (4001 after session_closed "logged_out").
+            self.services.kitchen.end_sessions({token_hash(token)}, "logged_out")
         self.clear_cookie(STAFF_COOKIE, path="/")
         self.set_status(204)
         self.finish()
@@ -298,7 +301,9 @@ class KitchenSocket(SocketBase):
     """A kitchen display: every confirmed order once, in order; status changes from any screen."""
 
     session: StaffSession
+    session_key: str  # hash of the staff token: the screen lives as long as that session
     subscribed = False
+    ended = False
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         token = self.get_query_argument("token", None)
@@ -309,6 +314,7 @@ class KitchenSocket(SocketBase):
         except ApiError as err:
             self.refuse(err.status_code, err.code, err.message)
             return
+        self.session_key = token_hash(bearer_token(self) or self.get_cookie(STAFF_COOKIE) or "")
         try:
             self.since = _int_arg(self.get_query_argument("since", "0")) if self.get_query_argument(
                 "since", None) is not None else None
@@ -337,8 +343,17 @@ class KitchenSocket(SocketBase):
             open_orders = [o for o in open_orders if (o.kitchen_seq or 0) <= cursor]
         tickets = [ticket_view(o) for o in open_orders if o.kitchen_status != "served"]
         self.send_message(sm.kitchen_snapshot(tickets, cursor))
-        services.kitchen.subscribe(self, rid, cursor)
+        services.kitchen.subscribe(self, rid, cursor, session=self.session_key, expires_at=self.session.expires_at)
         self.subscribed = True
+
+    def end_session(self, reason: str) -> None:
+        """The staff session ended (logout, password/role change, user removed, expiry): say why, then
+        close with 4001; the token no longer opens a screen, so the page asks for a login."""
+        if self.ended:
+            return
+        self.ended = True
+        self.send_message(sm.session_closed(reason))
+        self.close(CLOSE_SESSION_ENDED, "session closed")
 
     async def on_message(self, message: str | bytes) -> None:
         self.heard()

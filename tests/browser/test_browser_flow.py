@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -123,12 +124,36 @@ async def screenshot(page: Page, name: str) -> None:
     await page.set_viewport_size(size)
 
 
-async def staff_login(page: Page, base: str, path: str) -> None:
-    await page.goto(base + path)
-    await page.get_by_label("Username").fill("admin")
-    await page.get_by_label("Password").fill(ADMIN_PASSWORD)
+async def staff_login(page: Page, base: str, path: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    if not page.url.startswith(base + path):
+        await page.goto(base + path)
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Log in").click()
-    await expect(page.locator("#who")).to_have_text("admin (admin)")
+    await expect(page.locator("#who")).to_have_text(f"{username} ({username})")
+
+
+def demo_password(proc: Proc, username: str) -> str:
+    """A generated demo password, from the logins file in the server's (temporary) data directory."""
+    for line in (Path(proc.env["TABLESIDE_DATA_DIR"]) / "demo-logins.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == username:
+            return parts[1]
+    raise AssertionError(f"no demo password for {username}")
+
+
+def staff_status(proc: Proc, method: str, path: str, token: str) -> int:
+    req = urllib.request.Request(proc.base + path, data=b"" if method == "POST" else None, method=method,
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+async def page_staff_token(page: Page) -> str:
+    return str(await page.evaluate("JSON.parse(sessionStorage.getItem('tableside_staff')).token"))
 
 
 def cart_line(page: Page, name: str) -> Any:
@@ -185,6 +210,7 @@ async def test_two_phones_kitchen_and_staff(server: Proc, browser: Browser) -> N
     await expect(t001.locator(".table-status")).to_have_text("Occupied")
     await expect(t001.locator(".online")).to_have_text("2")
     await expect(t001.locator(".cart-total")).to_have_text("33.50")
+    await expect(t001.get_by_role("link", name="Guest link")).to_have_attribute("href", re.compile(r"/q/T001/"))
 
     # -- guest B places the order; A sees the lock, then both see the confirmation -------------------
     await phone_b.locator("#instructions").fill("No spring onion in the ramen, please")
@@ -416,3 +442,100 @@ async def test_order_timeout_offers_a_retry_that_resumes_the_same_order(
         assert not errors, errors
     finally:
         proc.stop()
+
+
+async def test_a_guest_leaves_the_table(server: Proc, browser: Browser) -> None:
+    """"Leave table" asks first; leaving tells the others (member_left), shows "you left" instead of the
+    menu, and the page never reconnects (the token is revoked), also after a reload."""
+    _, join_url = join_url_for(server, "T002")
+    errors: list[str] = []
+    _, phone_a = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
+    _, phone_b = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
+    sockets: list[Any] = []
+    sent: list[dict[str, Any]] = []
+
+    def on_socket(ws: Any) -> None:
+        sockets.append(ws)
+        ws.on("framesent", lambda payload: sent.append(json.loads(payload)) if isinstance(payload, str) else None)
+
+    phone_a.on("websocket", on_socket)
+    await phone_a.goto(join_url)
+    await expect(phone_a.locator("#members")).to_contain_text("Guest 1 (you)")
+    await phone_b.goto(join_url)
+    await expect(phone_b.locator("#members")).to_contain_text("Guest 2 (you)")
+    await expect(phone_b.locator("#members > li")).to_have_count(2)
+    await phone_a.get_by_role("button", name=re.compile(r"^Add Edamame")).click()
+    await expect(cart_line(phone_b, "Edamame")).to_be_visible()
+
+    # The confirm step: "Stay" changes nothing.
+    await phone_a.get_by_role("button", name="Leave table").click()
+    await expect(phone_a.locator("#leave-confirm")).to_be_visible()
+    await expect(phone_a.get_by_role("button", name="Leave table")).to_be_hidden()
+    await phone_a.get_by_role("button", name="Stay").click()
+    await expect(phone_a.locator("#leave-confirm")).to_be_hidden()
+    assert not [m for m in sent if m.get("type") == "leave"]
+
+    await phone_a.get_by_role("button", name="Leave table").click()
+    await phone_a.get_by_role("button", name="Yes, leave the table").click()
+    left = phone_a.locator("#left")
+    await expect(left).to_be_visible()
+    await expect(left).to_contain_text("You left the table")
+    await expect(left).to_contain_text("Scan the QR code on the table to join again.")
+    await expect(phone_a.locator("#app")).to_be_hidden()
+    await expect(phone_a.locator("#closed")).to_be_hidden()
+    await expect(phone_a.locator("#conn")).to_be_hidden()
+    assert [m["type"] for m in sent if m.get("type") == "leave"] == ["leave"] and sent[-1].get("id")
+    # The other phone sees the member leave; the lines they added stay in the cart.
+    await expect(phone_b.locator("#members > li")).to_have_count(1)
+    await expect(phone_b.locator("#members")).not_to_contain_text("Guest 1")
+    await expect(cart_line(phone_b, "Edamame")).to_be_visible()
+    await screenshot(phone_a, "guest-left.png")
+
+    # A reload still says so (the revoked cookie gets 401; this tab remembers why) and opens no socket.
+    await phone_a.reload()
+    await expect(left).to_be_visible()
+    await expect(phone_a.locator("#closed")).to_be_hidden()
+    await expect(phone_b.locator("#members > li")).to_have_count(1)
+    assert len(sockets) == 1, "the page reconnected after leaving"
+    assert not errors, errors
+
+
+async def test_kitchen_staff_pages(server: Proc, browser: Browser) -> None:
+    """Kitchen staff: no guest link (the board omits join_url for them) on the staff console; the kitchen
+    screen goes back to the login form when its session is ended elsewhere; "Log out" ends the session
+    on the server."""
+    password = demo_password(server, "kitchen")
+    errors: list[str] = []
+    _, staff = await new_page(browser, errors, viewport={"width": 1100, "height": 800})
+    await staff_login(staff, server.base, "/staff", "kitchen", password)
+    cards = staff.locator(".table-card")
+    await expect(cards).to_have_count(3)
+    await expect(cards.nth(2).locator(".table-status")).to_have_text("Vacant")  # the board has rendered
+    for i in range(3):
+        await expect(cards.nth(i).get_by_text("Guest link")).to_be_hidden()
+    await expect(staff.get_by_role("link", name="Guest link")).to_have_count(0)
+    await expect(staff.locator('a[href="undefined"]')).to_have_count(0)
+
+    _, kitchen = await new_page(browser, errors, viewport={"width": 1280, "height": 800})
+    await staff_login(kitchen, server.base, "/kitchen", "kitchen", password)
+    await expect(kitchen.locator("#empty-new")).to_be_visible()
+    await expect(kitchen.locator("#conn")).to_be_hidden()
+
+    # Its session ends elsewhere (here: a logout with its token): the server closes the screen.
+    token = await page_staff_token(kitchen)
+    assert staff_status(server, "POST", "/api/staff/logout", token) == 204
+    await expect(kitchen.locator("#login-error")).to_have_text("You were logged out. Please log in again.")
+    await expect(kitchen.locator("#board")).to_be_hidden()
+    await expect(kitchen.locator("#conn")).to_be_hidden()
+
+    # Logged in again, "Log out" ends the session on the server, not only on this screen.
+    await staff_login(kitchen, server.base, "/kitchen", "kitchen", password)
+    await expect(kitchen.locator("#empty-new")).to_be_visible()
+    token = await page_staff_token(kitchen)
+    assert staff_status(server, "GET", "/api/staff/board", token) == 200
+    async with kitchen.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/api/staff/logout")):
+        await kitchen.get_by_role("button", name="Log out").click()
+    await expect(kitchen.get_by_label("Username")).to_be_visible()
+    await expect(kitchen.locator("#login-error")).to_have_text("")
+    assert staff_status(server, "GET", "/api/staff/board", token) == 401
+    assert not errors, errors

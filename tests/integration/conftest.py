@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,15 @@ from tests.pg import create_database_sync, drop_database_sync
 from tests.procs import free_port
 
 ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def temp_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Servers started here (``demo=True`` writes demo-logins.txt) and the processes they spawn use a
+    temporary data directory, never ./var of the checkout. A test that passes its own keeps it."""
+    data_dir = tmp_path / "var"
+    monkeypatch.setenv("TABLESIDE_DATA_DIR", str(data_dir))
+    return data_dir
 
 
 @pytest.fixture(scope="session")

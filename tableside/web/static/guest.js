@@ -6,6 +6,11 @@ import { $, Backoff, SUBPROTOCOL, h, money, preserveFocus, requestId, wsUrl } fr
 const POLL_MS = 2000;
 const MENU_REFRESH_MS = 30000;
 const CLOSED_CODE = 4001;
+// After "leave" the server closes every socket of ours with 4003: the token is revoked, never reconnect.
+const LEFT_CODE = 4003;
+// Remembered for this tab, so a reload after leaving still says "you left" (the revoked cookie only
+// tells the server that the token is no good). Cleared when the tab joins a table again.
+const LEFT_KEY = "tableside_left";
 // Seed 004 §5.2: no outcome this long after "Place order" → say so and offer a retry that resumes the
 // same order. guest.html carries the value (data-order-timeout-ms); tests shorten it with
 // window.TABLESIDE_ORDER_TIMEOUT_MS set before the page's scripts run.
@@ -33,6 +38,8 @@ const state = {
   ws: null,
   connected: false,
   closed: false,
+  closedReason: "", // "left" (this guest left the table) or "closed" (the sitting ended)
+  leaving: false, // our leave is on the wire
   placing: false, // our place_order is on the wire, no answer yet
   pending: new Map(), // request id -> {type, ...}
   notice: { text: "", kind: "" },
@@ -323,15 +330,52 @@ function renderAll() {
 }
 
 function showClosed() {
+  const left = state.closedReason === "left";
   $("app").hidden = true;
   $("order-bar").hidden = true;
   $("conn").hidden = true;
-  $("closed").hidden = false;
+  $("closed").hidden = left;
+  $("left").hidden = !left;
   $("members").hidden = true;
-  document.title = "Tableside – thank you";
+  document.title = left ? "Tableside – you left the table" : "Tableside – thank you";
 }
 
 // -- actions --------------------------------------------------------------------------------------
+
+function askLeave() {
+  $("leave").hidden = true;
+  $("leave-confirm").hidden = false;
+  $("leave-no").focus();
+}
+
+function cancelLeave() {
+  $("leave-confirm").hidden = true;
+  $("leave").hidden = false;
+  $("leave").focus();
+}
+
+/** Leave for good: over the socket when connected (ack, then session_closed "left" and a 4003 close),
+ * else POST /api/leave. Either way the token is revoked and this page stops reconnecting. */
+async function leaveTable() {
+  if (state.leaving || state.closed) return;
+  state.leaving = true;
+  $("leave-yes").disabled = true;
+  $("leave-no").disabled = true;
+  if (send({ type: "leave" })) return; // the answer arrives as session_closed {reason: "left"}
+  try {
+    const resp = await fetch("/api/leave", { method: "POST", cache: "no-store", credentials: "same-origin" });
+    if (resp.ok || resp.status === 401) {
+      closeSitting("left");
+      return;
+    }
+    setNotice("Could not leave the table. Try again.", "err");
+  } catch {
+    setNotice("No connection. Try again to leave the table.", "err");
+  }
+  state.leaving = false;
+  $("leave-yes").disabled = false;
+  $("leave-no").disabled = false;
+}
 
 function addItem(item) {
   if (!item.available) return;
@@ -429,6 +473,7 @@ function handle(msg) {
       state.connected = true;
       state.placing = false;
       state.pending.clear();
+      forgetLeft();
       backoff.reset();
       stopPolling();
       $("table-title").textContent = `Table ${msg.table_id}`;
@@ -499,7 +544,7 @@ function handle(msg) {
       onAnswer(msg, msg);
       break;
     case "session_closed":
-      closeSitting();
+      closeSitting(msg.reason === "left" ? "left" : "closed");
       break;
     default:
       break;
@@ -510,6 +555,11 @@ function onAnswer(msg, err) {
   const req = msg.id ? state.pending.get(msg.id) : undefined;
   if (msg.id) state.pending.delete(msg.id);
   if (!err) return;
+  if (req && req.type === "leave") {
+    state.leaving = false;
+    $("leave-yes").disabled = false;
+    $("leave-no").disabled = false;
+  }
   if (err.code === "session_closed" || err.code === "unauthorized") {
     closeSitting();
     return;
@@ -563,6 +613,10 @@ function connect() {
     const wasConnected = state.connected;
     state.connected = false;
     state.placing = false;
+    if (ev.code === LEFT_CODE) {
+      closeSitting("left");
+      return;
+    }
     if (state.closed || ev.code === CLOSED_CODE) {
       closeSitting();
       return;
@@ -612,7 +666,35 @@ async function pollCart() {
   }
 }
 
-function closeSitting() {
+function rememberedLeft() {
+  try {
+    return sessionStorage.getItem(LEFT_KEY) === "1";
+  } catch {
+    return false;
+  }
+}
+
+function forgetLeft() {
+  try {
+    sessionStorage.removeItem(LEFT_KEY);
+  } catch {
+    // storage unavailable: nothing to forget
+  }
+}
+
+/** The page's session is over: "left" (this guest left; scan again to rejoin) or "closed" (checked out,
+ * reset, expired). Without a reason (a 401), a leave remembered by this tab wins. Never reconnects. */
+function closeSitting(reason) {
+  if (!state.closedReason || reason === "left") {
+    state.closedReason = reason || (rememberedLeft() ? "left" : "closed");
+  }
+  if (state.closedReason === "left") {
+    try {
+      sessionStorage.setItem(LEFT_KEY, "1");
+    } catch {
+      // storage unavailable: a reload says "closed" instead
+    }
+  }
   if (state.closed) {
     showClosed();
     return;
@@ -670,6 +752,9 @@ async function start() {
   // The QR redirect already replaced the /q/… entry; make sure Back never re-enters a join link.
   history.replaceState(null, "", "/guest");
   $("place").addEventListener("click", placeOrder);
+  $("leave").addEventListener("click", askLeave);
+  $("leave-no").addEventListener("click", cancelLeave);
+  $("leave-yes").addEventListener("click", leaveTable);
   loadMenu();
   setInterval(() => {
     if (!state.closed) loadMenu();

@@ -23,6 +23,15 @@ const state = {
   everConnected: false,
 };
 
+// The server ends a screen whose staff session ended (logout, password or role changed, user removed,
+// expiry): session_closed {reason}, then close code 4001. The token is dead: log in again, never reconnect.
+const SESSION_ENDED_CODE = 4001;
+const SESSION_ENDED_TEXT = {
+  logged_out: "You were logged out. Please log in again.",
+  revoked: "Your session was ended (password or account changed). Please log in again.",
+  expired: "Your session expired. Please log in again.",
+};
+
 const backoff = new Backoff(500, 5000);
 let reconnectTimer = null;
 let audio = null;
@@ -317,6 +326,9 @@ function handle(msg) {
       render();
       break;
     }
+    case "session_closed":
+      sessionEnded(msg.reason);
+      break;
     case "error": {
       const req = msg.id ? state.pending.get(msg.id) : undefined;
       if (msg.id) state.pending.delete(msg.id);
@@ -360,13 +372,17 @@ function connect() {
       // ignore a bad frame
     }
   };
-  ws.onclose = async () => {
+  ws.onclose = async (ev) => {
     if (state.ws !== ws) return;
     state.ws = null;
     state.connected = false;
     state.busy.clear();
     state.pending.clear();
     if (!state.loggedIn) return;
+    if (ev.code === SESSION_ENDED_CODE) {
+      sessionEnded("revoked");
+      return;
+    }
     render();
     if (!gotMessage && (await checkAuth()) === false) return;
     scheduleReconnect();
@@ -391,6 +407,11 @@ async function checkAuth() {
     }
     return true;
   }
+}
+
+function sessionEnded(reason) {
+  clearStaffSession();
+  showLogin(SESSION_ENDED_TEXT[reason] || SESSION_ENDED_TEXT.revoked);
 }
 
 function scheduleReconnect() {
@@ -442,12 +463,28 @@ function start() {
   connect();
 }
 
+/** End the session on the server too (so the token stops working everywhere, not only on this screen),
+ * as the staff console does. The login form shows at once; being offline only skips the server call. */
+async function logout() {
+  const session = staffSession();
+  clearStaffSession();
+  showLogin();
+  if (!session) return;
+  try {
+    await fetch("/api/staff/logout", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${session.token}` },
+      cache: "no-store",
+      credentials: "same-origin",
+    });
+  } catch {
+    // offline or the server is away: the token is forgotten here and expires by itself
+  }
+}
+
 function init() {
   $("sound").addEventListener("click", toggleSound);
-  $("logout").addEventListener("click", () => {
-    clearStaffSession();
-    showLogin();
-  });
+  $("logout").addEventListener("click", logout);
   $("recall-served").addEventListener("click", () => {
     const last = state.served[state.served.length - 1];
     if (last) setStatus(last, "recall");

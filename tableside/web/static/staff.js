@@ -61,7 +61,9 @@ function makeCard(row) {
   parts.cart = h("dd", { class: "cart-total" });
   parts.order = h("dd", { class: "order" });
   parts.error = h("p", { class: "table-error", role: "alert" });
-  parts.link = h("a", { href: row.join_url, target: "_blank", rel: "noopener", class: "muted" }, "Guest link");
+  // The board sends join_url (it carries the QR secret) only to roles that may print QR codes.
+  parts.link = h("a", { target: "_blank", rel: "noopener", class: "muted" }, "Guest link");
+  parts.linkWrap = h("p", { class: "muted guest-link", style: "margin-top:0.4rem", hidden: true }, parts.link);
   parts.buttons = {};
   for (const [action, def] of Object.entries(ACTIONS)) {
     parts.buttons[action] = h(
@@ -87,7 +89,7 @@ function makeCard(row) {
       h("dt", {}, "Order"), parts.order,
     ),
     h("div", { class: "table-actions" }, ...Object.values(parts.buttons)),
-    h("p", { class: "muted", style: "margin-top:0.4rem" }, parts.link),
+    parts.linkWrap,
     parts.error,
   );
   parts.row = row;
@@ -108,6 +110,8 @@ function updateCard(parts, row) {
   const proc = PROCESSING_LABEL[row.order_processing_status] || "";
   parts.order.textContent = row.pending_order_id ? `${row.pending_order_id}${proc ? ` (${proc})` : ""}` : "none pending";
   if (row.join_url) parts.link.href = row.join_url;
+  else parts.link.removeAttribute("href");
+  parts.linkWrap.hidden = !row.join_url;
   const enabled = {
     checkout: row.status === "occupied",
     reset: row.status !== "vacant",
