@@ -170,7 +170,7 @@ async def build_services(
         success_rate=settings.pos.success_rate,
         url=settings.pos.url,
     )
-    kitchen = KitchenHub(store)
+    kitchen = KitchenHub(store, clock=clock)
     if background is not None:
         background.start("kitchen-pump", kitchen.run)
         background.start("kitchen-sessions", lambda: kitchen.session_loop(clock, settings.tokens.staff_recheck_s))

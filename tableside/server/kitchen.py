@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from tableside.clock import Clock
+from tableside.clock import Clock, SystemClock
 from tableside.protocol import OutboundFrame
 from tableside.protocol import server_messages as sm
 from tableside.storage.interface import OrderRecord, Store
@@ -70,6 +70,7 @@ class KitchenHub:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     on_status: Callable[[OrderRecord], None] | None = None
+    clock: Clock = field(default_factory=SystemClock)  # paces retries after a failed delivery
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run())
@@ -147,7 +148,7 @@ class KitchenHub:
                 await self._deliver()
             except Exception as exc:  # keep the feed alive; the next wake retries from the cursors
                 log.error("kitchen_pump_failed", error=repr(exc))
-                await asyncio.sleep(0.5)
+                await self.clock.sleep(0.5)
                 self._wake.set()
 
     async def _deliver(self) -> None:

@@ -154,3 +154,47 @@ async def test_check_sessions_says_expired_for_a_session_past_its_lifetime() -> 
     assert await hub.check_sessions(1_500.0) == 1
     assert (live.ended, old.ended, unchecked.ended) == ([], ["expired"], [])
     assert set(hub.subscriptions) == {1, 3}
+
+
+class _FlakyKitchenStore(MemoryStore):
+    """The kitchen query fails ``failures`` times (the database is away), then works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.calls = 0
+
+    async def list_kitchen_orders(self, restaurant_id: int, after_seq: int, limit: int) -> list:  # type: ignore[type-arg]
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database unavailable")
+        return await super().list_kitchen_orders(restaurant_id, after_seq, limit)
+
+
+async def test_the_pump_retries_a_failed_delivery_on_the_injected_clock(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    store = _FlakyKitchenStore(failures=1)
+    hub = KitchenHub(store, clock=clock)
+    hub.subscribe(_Screen(1), 1, 0)
+    pump = asyncio.get_running_loop().create_task(hub.run())
+    try:
+        hub.notify(1)
+        for _ in range(50):
+            if clock.sleepers:
+                break
+            await asyncio.sleep(0)
+        assert store.calls == 1 and clock.sleepers == 1  # failed, now waiting on the clock, not spinning
+        await clock.advance(0.4)
+        assert store.calls == 1
+        await clock.advance(0.1)
+        for _ in range(50):
+            if store.calls == 2:
+                break
+            await asyncio.sleep(0)
+        assert store.calls == 2 and not pump.done()  # retried by itself, and the pump lives on
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    caplog.clear()  # the one expected ERROR (kitchen_pump_failed)
