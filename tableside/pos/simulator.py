@@ -27,7 +27,8 @@ API::
                            until decided, then created|duplicate|rejected|error|mismatch|bad_request for a
                            submit, found|not_found for a lookup; status is null until the reply is sent
     POST /control         {latency_ms?, error_rate?, reject_rate?, accept_then_timeout_rate?, hang_ms?,
-                           fail_next?, timeout_next?} -> the effective settings
+                           fail_next?, timeout_next?, release?} -> the effective settings; release: true
+                           ends every latency wait and held reply now (requests go on as if it had passed)
     POST /reset           forget every ticket, counter and pending injection; back to the startup settings
 """
 
@@ -199,7 +200,7 @@ class SimulatorState:
     def control(self, changes: dict[str, Any]) -> None:
         """Apply a /control body; raises ValueError (nothing applied) on an unknown key or bad value."""
         tunable = {f.name for f in fields(SimulatorConfig)} - {"seed"}
-        unknown = set(changes) - tunable - {"fail_next", "timeout_next"}
+        unknown = set(changes) - tunable - {"fail_next", "timeout_next", "release"}
         if unknown:
             raise ValueError(f"unknown control keys: {sorted(unknown)}")
         updates: dict[str, Any] = {}
@@ -212,7 +213,12 @@ class SimulatorState:
         timeout_next = _number(changes.get("timeout_next", self.timeout_next), int, "timeout_next")
         if fail_next < 0 or timeout_next < 0:
             raise ValueError("fail_next and timeout_next must be >= 0")
+        release = changes.get("release", False)
+        if not isinstance(release, bool):
+            raise ValueError("release must be true or false")
         self.config, self.fail_next, self.timeout_next = new_config, int(fail_next), int(timeout_next)
+        if release:
+            self.release_hung()
 
     def decide(self) -> Fate:
         """The fate of a new key: queued one-shot injections first, then the configured rates."""
@@ -248,8 +254,15 @@ class SimulatorState:
         self.tickets[key] = ticket
         return ticket
 
+    async def latency(self) -> None:
+        """The configured latency; ``release`` (control, reset, shutdown) ends it early. A client that
+        leaves does not: the POS goes on with what it received."""
+        if self.config.latency_ms:
+            await self.hang(self.config.latency_ms / 1000, asyncio.Event())
+
     async def hang(self, seconds: float, released: asyncio.Event) -> None:
-        """Park a response until ``seconds`` pass or ``released`` is set (client gone, reset, shutdown)."""
+        """Park a response until ``seconds`` pass or ``released`` is set (client gone, release, reset,
+        shutdown)."""
         self._hung.add(released)
         try:
             await asyncio.wait_for(released.wait(), seconds)
@@ -309,8 +322,7 @@ class OrdersHandler(_Handler):
         key = self.request.headers.get("Idempotency-Key", "")
         # Logged on arrival, before the latency: "the POS has received the call" is observable at once.
         entry = self.entry = state.log_request("submit", key)
-        if state.config.latency_ms:
-            await asyncio.sleep(state.config.latency_ms / 1000)
+        await state.latency()
         body = self.json_body()
         if body is None:
             self.reply(400, {"error": "bad_request", "reason": "body must be a JSON object"}, "bad_request")
@@ -368,8 +380,7 @@ class OrderLookupHandler(_Handler):
     async def get(self, key: str) -> None:
         self.state.lookups += 1
         self.entry = self.state.log_request("lookup", key)
-        if self.state.config.latency_ms:
-            await asyncio.sleep(self.state.config.latency_ms / 1000)
+        await self.state.latency()
         ticket = self.state.tickets.get(key)
         if ticket is None:
             self.reply(404, {"error": "not_found", "order_id": key}, "not_found")
