@@ -245,8 +245,10 @@ async def test_latency_holds_the_call_in_flight(sim: Sim, pos: HttpPosAdapter, m
     assert "slow" not in sim.state.tickets and not call.done()
     code, log = await sim.call("GET", "/_sim/log?key=slow&outcome=created&wait_s=0.05")
     assert code == 408 and log["waited_for"] == {"key": "slow", "outcome": "created"}
-    call.cancel()
-    await asyncio.gather(call, return_exceptions=True)
+    await sim.control(release=True)  # the held call goes on at once, as if the latency had passed
+    assert await call == Accepted(sim.state.tickets["slow"].ticket_id)
+    (entry,) = sim.state.request_log()["requests"]
+    assert (entry["outcome"], entry["status"], entry["in_flight"]) == ("created", 201, False)
 
 
 async def test_stats_and_reset(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
