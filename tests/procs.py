@@ -168,15 +168,15 @@ def start_pos_sim(*args: str) -> Proc:
 def start_tableside(
     database_url: str,
     *,
-    port: int = 0,
+    port: int | None = None,
     demo: bool = True,
     module: str = "tableside",
     **env: str,
 ) -> Proc:
     """``python -m tableside serve`` (or another ``module`` with the same CLI, e.g. a fault-injecting
-    wrapper) on port 0 unless told otherwise; returns once it prints that it listens."""
+    wrapper) on port 0 unless ``port`` is given; returns once it prints that it listens."""
     full_env = {**os.environ, "TABLESIDE_CONFIG_FILE": "/nonexistent.yaml", **env}
-    cmd = [sys.executable, "-m", module, "serve", "--port", str(port), "--database-url", database_url]
+    cmd = [sys.executable, "-m", module, "serve", "--port", str(port or 0), "--database-url", database_url]
     if demo:
         cmd.append("--demo")
     proc, out, err = spawn(cmd, full_env)
