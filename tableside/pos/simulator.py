@@ -6,6 +6,12 @@ created but the response is held longer than the client waits, so the client see
 that exists. ``POST /control`` changes injection at runtime; ``GET /stats`` and ``GET /tickets`` let tests
 and benchmarks check that no order ever produced two tickets.
 
+Merging resubmissions by key hides a client that resubmits where it should have looked up, so
+``GET /_sim/log`` also tells what the client *did*: every submit and lookup in arrival order, with its key,
+whether it is still in flight (received, or ticket made and the reply held) and how it ended, plus
+``submissions`` and ``duplicate_submissions`` (submits of a key that already had a ticket or a refusal).
+Crash tests wait on it to kill a server while its POS call is provably in flight.
+
 The simulator stands for a separate system, so it uses real time (``asyncio.sleep``), not the app's Clock.
 
 API::
@@ -16,8 +22,13 @@ API::
     GET  /orders/{key}    200 {ticket_id, ...} / 404
     GET  /tickets         [{ticket_id, order_id, total, items, created_at}, ...]
     GET  /stats           {tickets, submissions, duplicates, rejected, errors_injected, timeouts_injected}
+    GET  /_sim/log        {requests: [{seq, kind: submit|lookup, key, outcome, status, in_flight}, ...],
+                           submissions, duplicate_submissions, lookups, dropped}; outcome is "received"
+                           until decided, then created|duplicate|rejected|error|mismatch|bad_request for a
+                           submit, found|not_found for a lookup; status is null until the reply is sent
     POST /control         {latency_ms?, error_rate?, reject_rate?, accept_then_timeout_rate?, hang_ms?,
-                           fail_next?, timeout_next?} -> the effective settings
+                           fail_next?, timeout_next?, release?} -> the effective settings; release: true
+                           ends every latency wait and held reply now (requests go on as if it had passed)
     POST /reset           forget every ticket, counter and pending injection; back to the startup settings
 """
 
@@ -31,6 +42,8 @@ import random
 import signal
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
@@ -78,6 +91,24 @@ class Ticket:
         }
 
 
+LOG_LIMIT = 10_000  # requests kept in the log (a benchmark sends many); older ones are counted as dropped
+
+
+@dataclass
+class LoggedRequest:
+    """One submit or lookup as the simulator saw it. ``status`` stays None while the reply is not sent
+    (latency, or a ticket made and the reply held): that is what "the call is in flight" means."""
+
+    seq: int
+    kind: str  # "submit" | "lookup"
+    key: str
+    outcome: str = "received"
+    status: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {**asdict(self), "in_flight": self.status is None}
+
+
 class Fate(Enum):
     """What happens to a submission of a key the simulator has not seen."""
 
@@ -94,6 +125,7 @@ class SimulatorState:
         self._startup = replace(config) if config is not None else SimulatorConfig()
         self._startup.validate()
         self._hung: set[asyncio.Event] = set()
+        self._log_waiters: set[asyncio.Event] = set()
         self.reset()
 
     def reset(self) -> None:
@@ -109,6 +141,9 @@ class SimulatorState:
         self.fail_next = 0
         self.timeout_next = 0
         self._seq = 0
+        self.requests: deque[LoggedRequest] = deque(maxlen=LOG_LIMIT)
+        self.requests_logged = 0
+        self.lookups = 0
         self.release_hung()  # a reset must not leave old responses parked
 
     def stats(self) -> dict[str, int]:
@@ -121,13 +156,51 @@ class SimulatorState:
             "timeouts_injected": self.timeouts_injected,
         }
 
+    def log_request(self, kind: str, key: str) -> LoggedRequest:
+        self.requests_logged += 1
+        entry = LoggedRequest(self.requests_logged, kind, key)
+        self.requests.append(entry)
+        self.log_changed()
+        return entry
+
+    def log_changed(self) -> None:
+        for waiter in self._log_waiters:
+            waiter.set()
+
+    async def wait_for_request(self, match: Callable[[LoggedRequest], bool], timeout: float) -> bool:
+        """Wait until a logged request satisfies ``match`` (e.g. "the submit of key K is in flight");
+        False after ``timeout`` seconds. Lets tests wait for the event instead of polling or sleeping."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not any(match(r) for r in self.requests):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            waiter = asyncio.Event()
+            self._log_waiters.add(waiter)
+            try:
+                await asyncio.wait_for(waiter.wait(), remaining)
+            except TimeoutError:
+                return False
+            finally:
+                self._log_waiters.discard(waiter)
+        return True
+
+    def request_log(self) -> dict[str, Any]:
+        return {
+            "requests": [r.public() for r in self.requests],
+            "submissions": self.submissions,
+            "duplicate_submissions": self.duplicates,
+            "lookups": self.lookups,
+            "dropped": self.requests_logged - len(self.requests),
+        }
+
     def settings(self) -> dict[str, Any]:
         return {**asdict(self.config), "fail_next": self.fail_next, "timeout_next": self.timeout_next}
 
     def control(self, changes: dict[str, Any]) -> None:
         """Apply a /control body; raises ValueError (nothing applied) on an unknown key or bad value."""
         tunable = {f.name for f in fields(SimulatorConfig)} - {"seed"}
-        unknown = set(changes) - tunable - {"fail_next", "timeout_next"}
+        unknown = set(changes) - tunable - {"fail_next", "timeout_next", "release"}
         if unknown:
             raise ValueError(f"unknown control keys: {sorted(unknown)}")
         updates: dict[str, Any] = {}
@@ -140,7 +213,12 @@ class SimulatorState:
         timeout_next = _number(changes.get("timeout_next", self.timeout_next), int, "timeout_next")
         if fail_next < 0 or timeout_next < 0:
             raise ValueError("fail_next and timeout_next must be >= 0")
+        release = changes.get("release", False)
+        if not isinstance(release, bool):
+            raise ValueError("release must be true or false")
         self.config, self.fail_next, self.timeout_next = new_config, int(fail_next), int(timeout_next)
+        if release:
+            self.release_hung()
 
     def decide(self) -> Fate:
         """The fate of a new key: queued one-shot injections first, then the configured rates."""
@@ -176,8 +254,15 @@ class SimulatorState:
         self.tickets[key] = ticket
         return ticket
 
+    async def latency(self) -> None:
+        """The configured latency; ``release`` (control, reset, shutdown) ends it early. A client that
+        leaves does not: the POS goes on with what it received."""
+        if self.config.latency_ms:
+            await self.hang(self.config.latency_ms / 1000, asyncio.Event())
+
     async def hang(self, seconds: float, released: asyncio.Event) -> None:
-        """Park a response until ``seconds`` pass or ``released`` is set (client gone, reset, shutdown)."""
+        """Park a response until ``seconds`` pass or ``released`` is set (client gone, release, reset,
+        shutdown)."""
         self._hung.add(released)
         try:
             await asyncio.wait_for(released.wait(), seconds)
@@ -203,8 +288,14 @@ def _number(value: Any, kind: type[int] | type[float], name: str) -> float:
 class _Handler(tornado.web.RequestHandler):
     def initialize(self, state: SimulatorState) -> None:
         self.state = state
+        self.entry: LoggedRequest | None = None
 
-    def reply(self, status: int, payload: Any) -> None:
+    def reply(self, status: int, payload: Any, outcome: str | None = None) -> None:
+        if self.entry is not None:
+            self.entry.status = status
+            if outcome is not None:
+                self.entry.outcome = outcome
+            self.state.log_changed()
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(payload))
@@ -228,18 +319,21 @@ class OrdersHandler(_Handler):
 
     async def post(self) -> None:
         state = self.state
-        if state.config.latency_ms:
-            await asyncio.sleep(state.config.latency_ms / 1000)
-        body = self.json_body()
         key = self.request.headers.get("Idempotency-Key", "")
+        # Logged on arrival, before the latency: "the POS has received the call" is observable at once.
+        entry = self.entry = state.log_request("submit", key)
+        await state.latency()
+        body = self.json_body()
         if body is None:
-            self.reply(400, {"error": "bad_request", "reason": "body must be a JSON object"})
+            self.reply(400, {"error": "bad_request", "reason": "body must be a JSON object"}, "bad_request")
             return
         if not key:
-            self.reply(400, {"error": "bad_request", "reason": "missing Idempotency-Key header"})
+            self.reply(400, {"error": "bad_request", "reason": "missing Idempotency-Key header"}, "bad_request")
             return
         if body.get("order_id", key) != key:
-            self.reply(400, {"error": "bad_request", "reason": "order_id differs from Idempotency-Key"})
+            self.reply(
+                400, {"error": "bad_request", "reason": "order_id differs from Idempotency-Key"}, "bad_request"
+            )
             return
         state.submissions += 1
         fingerprint = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -250,27 +344,31 @@ class OrdersHandler(_Handler):
             seen = existing.fingerprint if existing is not None else state.rejected[key]
             if seen != fingerprint:
                 self.reply(
-                    409, {"error": "mismatch", "reason": "Idempotency-Key reused with a different body"}
+                    409,
+                    {"error": "mismatch", "reason": "Idempotency-Key reused with a different body"},
+                    "mismatch",
                 )
                 return
             state.duplicates += 1
             if existing is None:
-                self.reply(422, {"error": "rejected", "reason": "order was rejected"})
+                self.reply(422, {"error": "rejected", "reason": "order was rejected"}, "duplicate")
                 return
-            self.reply(200, {"ticket_id": existing.ticket_id, "order_id": key, "duplicate": True})
+            self.reply(200, {"ticket_id": existing.ticket_id, "order_id": key, "duplicate": True}, "duplicate")
             return
 
         fate = state.decide()
         if fate is Fate.ERROR:
             state.errors_injected += 1
-            self.reply(503, {"error": "unavailable", "reason": "injected error"})
+            self.reply(503, {"error": "unavailable", "reason": "injected error"}, "error")
             return
         if fate is Fate.REJECT:
             state.rejected_count += 1
             state.rejected[key] = fingerprint
-            self.reply(422, {"error": "rejected", "reason": "injected rejection"})
+            self.reply(422, {"error": "rejected", "reason": "injected rejection"}, "rejected")
             return
         ticket = state.create_ticket(key, body, fingerprint)
+        entry.outcome = "created"
+        state.log_changed()
         if fate is Fate.ACCEPT_THEN_HANG:
             state.timeouts_injected += 1
             # Usually the client has timed out and gone by now; tornado drops the late reply quietly.
@@ -280,13 +378,14 @@ class OrdersHandler(_Handler):
 
 class OrderLookupHandler(_Handler):
     async def get(self, key: str) -> None:
-        if self.state.config.latency_ms:
-            await asyncio.sleep(self.state.config.latency_ms / 1000)
+        self.state.lookups += 1
+        self.entry = self.state.log_request("lookup", key)
+        await self.state.latency()
         ticket = self.state.tickets.get(key)
         if ticket is None:
-            self.reply(404, {"error": "not_found", "order_id": key})
+            self.reply(404, {"error": "not_found", "order_id": key}, "not_found")
             return
-        self.reply(200, ticket.public())
+        self.reply(200, ticket.public(), "found")
 
 
 class TicketsHandler(_Handler):
@@ -297,6 +396,30 @@ class TicketsHandler(_Handler):
 class StatsHandler(_Handler):
     def get(self) -> None:
         self.reply(200, self.state.stats())
+
+
+class LogHandler(_Handler):
+    """``GET /_sim/log``; with any of ``key``, ``kind``, ``outcome``, ``in_flight`` (true/false) it first
+    waits (up to ``wait_s``, default 30) for a request matching all of them, and answers 408 if none came."""
+
+    async def get(self) -> None:
+        filters = {name: self.get_query_argument(name, None) for name in ("key", "kind", "outcome", "in_flight")}
+        wanted = {name: value for name, value in filters.items() if value is not None}
+        if wanted:
+            try:
+                wait_s = float(self.get_query_argument("wait_s", "30"))
+            except ValueError:
+                self.reply(400, {"error": "bad_request", "reason": "wait_s must be a number"})
+                return
+
+            def match(r: LoggedRequest) -> bool:
+                seen = {"key": r.key, "kind": r.kind, "outcome": r.outcome, "in_flight": str(r.status is None).lower()}
+                return all(seen[name] == value for name, value in wanted.items())
+
+            if not await self.state.wait_for_request(match, wait_s):
+                self.reply(408, {"error": "timeout", "waited_for": wanted, **self.state.request_log()})
+                return
+        self.reply(200, self.state.request_log())
 
 
 class ControlHandler(_Handler):
@@ -344,6 +467,7 @@ def make_app(state: SimulatorState) -> tornado.web.Application:
             (r"/orders/([^/]+)", OrderLookupHandler, args),
             (r"/tickets", TicketsHandler, args),
             (r"/stats", StatsHandler, args),
+            (r"/_sim/log", LogHandler, args),
             (r"/control", ControlHandler, args),
             (r"/reset", ResetHandler, args),
         ],

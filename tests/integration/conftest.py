@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import tornado.httpclient
 import tornado.httpserver
+from tornado.netutil import bind_sockets
 
 from tableside.clock import SystemClock
 from tableside.config import Settings
@@ -21,7 +22,6 @@ from tableside.server.app import RunningServer, start_server
 from tableside.storage.postgres import PostgresStore
 from tests.client import WsClient
 from tests.pg import create_database_sync, drop_database_sync
-from tests.procs import free_port
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -92,8 +92,9 @@ class Harness:
 async def harness(database_url: str) -> AsyncIterator[Harness]:
     sim = SimulatorState(SimulatorConfig(latency_ms=0))
     sim_server = tornado.httpserver.HTTPServer(make_app(sim))
-    sim_port = free_port()
-    sim_server.listen(sim_port, "127.0.0.1")
+    sim_sockets = bind_sockets(0, "127.0.0.1")  # port 0: bound here, never picked and released
+    sim_server.add_sockets(sim_sockets)
+    sim_port = sim_sockets[0].getsockname()[1]
     settings = Settings(
         port=0,
         database_url=database_url,

@@ -19,7 +19,7 @@ from tableside.storage.migrate import current_revision
 from tableside.storage.postgres import PostgresStore
 from tests.client import t
 from tests.pg import create_database_sync, drop_database_sync
-from tests.procs import free_port, start_tableside
+from tests.procs import start_tableside
 
 
 @pytest.fixture
@@ -96,12 +96,15 @@ def test_missing_config_file_is_refused() -> None:
 
 
 def test_unreachable_database_is_one_line_and_exit_1() -> None:
-    port = free_port()  # nothing listens there
-    done = tableside_env("serve", "--port", "0", "--database-url", f"postgresql://someone:secret@127.0.0.1:{port}/db")
-    assert_short_error(done, 1, "cannot connect to the database", f"127.0.0.1:{port}/db")
-    assert "secret" not in done.stderr  # the password is not echoed
-    done = tableside_env("migrate", "--database-url", f"postgresql://someone@127.0.0.1:{port}/db")
-    assert_short_error(done, 1, "cannot connect to the database")
+    with socket.socket() as held:  # bound and held but not listening: refused, and nobody else can take it
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        url = f"postgresql://someone:secret@127.0.0.1:{port}/db"
+        done = tableside_env("serve", "--port", "0", "--database-url", url)
+        assert_short_error(done, 1, "cannot connect to the database", f"127.0.0.1:{port}/db")
+        assert "secret" not in done.stderr  # the password is not echoed
+        done = tableside_env("migrate", "--database-url", f"postgresql://someone@127.0.0.1:{port}/db")
+        assert_short_error(done, 1, "cannot connect to the database")
 
 
 def test_port_in_use_is_refused_before_migrations(empty_db: str) -> None:
@@ -121,9 +124,10 @@ def serve_once(database_url: str, data_dir: Path) -> str:
     """Start `serve --demo`, stop it with SIGTERM, return everything it printed on stdout."""
     proc = start_tableside(database_url, TABLESIDE_DATA_DIR=str(data_dir), TABLESIDE_DEMO__TABLES="2")
     proc.stop()
-    assert proc.proc.returncode == 0
-    assert proc.proc.stdout is not None
-    return "tableside listening on ..." + proc.proc.stdout.read()
+    assert proc.proc.returncode == 0, proc.stderr()
+    out = proc.stdout()
+    assert f"tableside listening on http://127.0.0.1:{proc.port}" in out  # the port it bound (asked for 0)
+    return out
 
 
 def printed_logins(out: str) -> dict[str, str]:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.client import t
-from tests.procs import _wait_line, free_port
+from tests.procs import spawn, wait_listening
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +31,6 @@ def alive(pid: int) -> bool:
 
 def test_ctrl_c_stops_the_embedded_postgres(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
-    port = free_port()
     env = {
         **os.environ,
         "TABLESIDE_CONFIG_FILE": "/nonexistent.yaml",
@@ -40,27 +38,21 @@ def test_ctrl_c_stops_the_embedded_postgres(tmp_path: Path) -> None:
         "TABLESIDE_DEMO__TABLES": "2",
     }
     env.pop("TABLESIDE_DATABASE_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tableside", "serve", "--demo", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    proc, output, stderr_path = spawn([sys.executable, "-m", "tableside", "serve", "--demo", "--port", "0"], env)
     try:
-        try:
-            _wait_line(proc, "tableside listening on", t(180))
-        except AssertionError:
-            proc.wait(t(10))
-            raise AssertionError(proc.stderr.read() if proc.stderr else "") from None
+        wait_listening(proc, output, stderr_path, t(180))
         pid = postmaster_pid(data_dir)
         assert alive(pid)
         proc.send_signal(signal.SIGINT)
         proc.wait(t(60))
-        # Through the text wrappers: _wait_line's readline may have buffered the rest of the banner.
-        assert proc.stdout is not None and proc.stderr is not None
-        out, err = proc.stdout.read(), proc.stderr.read()
+        out = output.text()
+        with open(stderr_path) as f:
+            err = f.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        os.unlink(stderr_path)
     assert proc.returncode == 0, err
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
     assert not alive(pid)

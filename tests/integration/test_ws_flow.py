@@ -10,6 +10,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from tests.client import WsClient, t
+from tests.exactly_once import assert_submitted_once
 from tests.integration.conftest import Harness
 from tests.protocol.corpus import malformed_frames
 
@@ -37,6 +38,7 @@ async def test_two_phones_share_cart_and_one_order_reaches_pos_once(harness: Har
         confirmed = await phone.wait_type("order_confirmed")
         assert confirmed["order_id"] == placed["order_id"] and confirmed["total"] == 3180
     assert harness.sim.stats()["tickets"] == 1
+    assert_submitted_once(harness.sim.request_log(), placed["order_id"])
     code, orders = await harness.http("GET", "/api/orders", token=a_join["token"])
     assert code == 200 and [o["order_id"] for o in orders["orders"]] == [placed["order_id"]]
     code, cart = await harness.http("GET", "/api/cart", token=a_join["token"])
@@ -48,6 +50,7 @@ async def test_two_phones_share_cart_and_one_order_reaches_pos_once(harness: Har
 async def test_twenty_phones_press_place_order_together_fifty_rounds(harness: Harness) -> None:
     members = [await harness.member("T002") for _ in range(20)]
     clients = [c for _, c in members]
+    order_ids: list[str] = []
     for round_no in range(50):
         ack = await add(clients[round_no % 20], "green-tea")
         await asyncio.gather(
@@ -65,8 +68,12 @@ async def test_twenty_phones_press_place_order_together_fifty_rounds(harness: Ha
             *(c.wait_for(lambda m, o=order_id: m["type"] == "order_confirmed" and m["order_id"] == o) for c in clients)
         )
         assert {c["order_id"] for c in confirmations} == {order_id}
+        order_ids.append(order_id)
     stats = harness.sim.stats()
     assert stats["tickets"] == 50
+    log = harness.sim.request_log()
+    for order_id in order_ids:
+        assert_submitted_once(log, order_id)
     orders = await harness.running.services.store.list_group_orders(members[0][0]["group_id"])
     assert len({o.order_id for o in orders}) == 50
 

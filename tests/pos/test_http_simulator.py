@@ -24,6 +24,7 @@ from tableside.pos import (
     Unknown,
     submit_exactly_once,
 )
+from tests.exactly_once import assert_submitted_once, calls_for
 
 from .conftest import Sim
 
@@ -75,6 +76,16 @@ async def test_duplicate_key_makes_one_ticket(sim: Sim, pos: HttpPosAdapter, mak
     assert stats["tickets"] == 1
     assert stats["submissions"] == 2
     assert stats["duplicates"] == 1
+    # The merge hides nothing from the log: the second submit is counted as a duplicate submission.
+    code, log = await sim.call("GET", "/_sim/log")
+    assert code == 200
+    assert (log["submissions"], log["duplicate_submissions"], log["lookups"]) == (2, 1, 0)
+    assert [(r["kind"], r["outcome"], r["status"]) for r in calls_for(log, "dup")] == [
+        ("submit", "created", 201),
+        ("submit", "duplicate", 200),
+    ]
+    with pytest.raises(AssertionError):
+        assert_submitted_once(log, "dup")
 
 
 async def test_concurrent_duplicates_make_one_ticket(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
@@ -83,6 +94,8 @@ async def test_concurrent_duplicates_make_one_ticket(sim: Sim, pos: HttpPosAdapt
     assert len({o.ticket_id for o in outcomes if isinstance(o, Accepted)}) == 1
     assert all(isinstance(o, Accepted) for o in outcomes)
     assert (await sim.stats())["tickets"] == 1
+    log = sim.state.request_log()
+    assert (log["submissions"], log["duplicate_submissions"]) == (5, 4)
 
 
 async def test_same_key_different_body_is_409(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
@@ -109,6 +122,7 @@ async def test_submitter_rides_out_503s(sim: Sim, pos: HttpPosAdapter, make_orde
     assert isinstance(outcome, Accepted)
     stats = await sim.stats()
     assert (stats["tickets"], stats["submissions"], stats["errors_injected"]) == (1, 3, 2)
+    assert_submitted_once(sim.state.request_log(), "e2")  # 503, lookup, 503, lookup, created
 
 
 async def test_error_rate_exhausts_retries_to_unknown(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
@@ -123,6 +137,9 @@ async def test_error_rate_exhausts_retries_to_unknown(sim: Sim, pos: HttpPosAdap
     resumed = await submit_exactly_once(pos, make_order("e3"), FAST, SystemClock(), resume=True)
     assert isinstance(resumed, Accepted)
     assert (await sim.stats())["tickets"] == 1
+    log = sim.state.request_log()
+    assert_submitted_once(log, "e3")
+    assert [c["kind"] for c in calls_for(log, "e3")][-2:] == ["lookup", "submit"]  # the resume looked first
 
 
 async def test_accept_then_timeout_is_one_ticket(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
@@ -134,6 +151,21 @@ async def test_accept_then_timeout_is_one_ticket(sim: Sim, pos: HttpPosAdapter, 
     assert stats["tickets"] == 1
     assert stats["timeouts_injected"] == 1
     assert stats["submissions"] == 1  # found by lookup: never resubmitted
+    log = sim.state.request_log()
+    assert_submitted_once(log, "trap")
+    assert [c["kind"] for c in calls_for(log, "trap")] == ["submit", "lookup"]
+
+
+async def test_resume_after_a_lost_reply_only_looks_up(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
+    """Crash recovery at the adapter level: the ticket exists, the reply was lost; resuming asks, never
+    resubmits."""
+    await sim.control(timeout_next=1, hang_ms=15000)
+    assert isinstance(await pos.submit(make_order("lost"), timeout=0.2), Unknown)
+    resumed = await submit_exactly_once(pos, make_order("lost"), FAST, SystemClock(), resume=True)
+    assert resumed == Accepted(sim.state.tickets["lost"].ticket_id)
+    log = sim.state.request_log()
+    assert_submitted_once(log, "lost")
+    assert [c["kind"] for c in calls_for(log, "lost")] == ["submit", "lookup"]
 
 
 async def test_accept_then_timeout_rate_many_orders(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
@@ -144,6 +176,9 @@ async def test_accept_then_timeout_rate_many_orders(sim: Sim, pos: HttpPosAdapte
     code, tickets = await sim.call("GET", "/tickets")
     assert sorted(t["order_id"] for t in tickets) == sorted(o.order_id for o in orders)
     assert len({t["ticket_id"] for t in tickets}) == 12
+    log = sim.state.request_log()
+    for order in orders:
+        assert_submitted_once(log, order.order_id)
 
 
 async def test_bare_adapter_sees_the_trap_as_unknown(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
@@ -173,16 +208,16 @@ async def test_lookup_found_and_not_found(sim: Sim, pos: HttpPosAdapter, make_or
 
 
 async def test_unreachable_pos_is_unknown(make_order: Any) -> None:
-    with socket.socket() as s:  # a port nobody listens on
+    with socket.socket() as s:  # bound and held, never listening: connections are refused, nobody can take it
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    pos = HttpPosAdapter(f"http://127.0.0.1:{port}", SystemClock())
-    try:
-        assert isinstance(await pos.submit(make_order(), timeout=1), Unknown)
-        lookup = await pos.lookup("x", timeout=1)
-        assert lookup.found is None and lookup.reason
-    finally:
-        await pos.close()
+        pos = HttpPosAdapter(f"http://127.0.0.1:{port}", SystemClock())
+        try:
+            assert isinstance(await pos.submit(make_order(), timeout=1), Unknown)
+            lookup = await pos.lookup("x", timeout=1)
+            assert lookup.found is None and lookup.reason
+        finally:
+            await pos.close()
 
 
 async def test_control_endpoint(sim: Sim) -> None:
@@ -198,12 +233,22 @@ async def test_control_endpoint(sim: Sim) -> None:
     assert sim.state.config.error_rate == 0.25  # a bad request changed nothing
 
 
-async def test_latency_is_applied(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
-    await sim.control(latency_ms=150)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    assert isinstance(await pos.submit(make_order(), timeout=2), Accepted)
-    assert loop.time() - started >= 0.14
+async def test_latency_holds_the_call_in_flight(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
+    """With latency the submit is logged on arrival and stays in flight (no ticket, no reply) until the
+    latency is over: what crash tests wait on to kill a server mid-call."""
+    await sim.control(latency_ms=60_000)
+    call = asyncio.ensure_future(pos.submit(make_order("slow"), timeout=120))
+    code, log = await sim.call("GET", "/_sim/log?key=slow&kind=submit&in_flight=true&wait_s=10")
+    assert code == 200, log
+    (entry,) = log["requests"]
+    assert (entry["kind"], entry["key"], entry["outcome"], entry["in_flight"]) == ("submit", "slow", "received", True)
+    assert "slow" not in sim.state.tickets and not call.done()
+    code, log = await sim.call("GET", "/_sim/log?key=slow&outcome=created&wait_s=0.05")
+    assert code == 408 and log["waited_for"] == {"key": "slow", "outcome": "created"}
+    await sim.control(release=True)  # the held call goes on at once, as if the latency had passed
+    assert await call == Accepted(sim.state.tickets["slow"].ticket_id)
+    (entry,) = sim.state.request_log()["requests"]
+    assert (entry["outcome"], entry["status"], entry["in_flight"]) == ("created", 201, False)
 
 
 async def test_stats_and_reset(sim: Sim, pos: HttpPosAdapter, make_order: Any) -> None:
@@ -222,6 +267,8 @@ async def test_stats_and_reset(sim: Sim, pos: HttpPosAdapter, make_order: Any) -
     code, _ = await sim.call("POST", "/reset", {})
     assert code == 200
     assert set((await sim.stats()).values()) == {0}
+    log = sim.state.request_log()
+    assert (log["requests"], log["submissions"], log["duplicate_submissions"], log["lookups"]) == ([], 0, 0, 0)
     assert sim.state.config.error_rate == 0.0  # back to the startup settings
     assert (await sim.call("GET", "/tickets")) == (200, [])
 
