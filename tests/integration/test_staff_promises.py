@@ -1,0 +1,371 @@
+"""Promises of docs/staff-kitchen-api.md that had no test failing when they broke (issue 9): the kitchen
+cursor API, ticket status skips / no-ops / recall, roles per endpoint with the error code, session expiry
+on the injected clock, logout and deactivation, table admin, 86 reaching every cart, /healthz and /metrics.
+
+See tests/README.md for the promise -> test table."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tableside.clock import FakeClock
+from tableside.config import Settings
+from tableside.server.app import start_server
+from tableside.storage.interface import StaffRole
+from tableside.storage.postgres import PostgresStore
+from tests.client import eventually
+from tests.integration.conftest import ADMIN_PASSWORD, Harness
+from tests.integration.test_staff_kitchen import kitchen_screen, order_something
+
+
+async def add_staff(h: Harness, role: StaffRole) -> str:
+    name = f"{role.value}-user"
+    await h.running.services.staff_auth.set_user(name, role, f"{role.value}-pass-1")
+    return await h.staff_token(name, f"{role.value}-pass-1")
+
+
+# -- kitchen cursor API -------------------------------------------------------------------------------
+
+
+async def test_kitchen_tickets_since_returns_the_confirmed_orders_after_the_cursor(harness: Harness) -> None:
+    admin = await harness.staff_token()
+    code, body = await harness.http("GET", "/api/kitchen/tickets?since=0", token=admin)
+    assert code == 200 and body == {"tickets": []}
+    ids = [(await order_something(harness, table))[2] for table in ("T001", "T002", "T003")]
+    code, body = await harness.http("GET", "/api/kitchen/tickets?since=0", token=admin)
+    assert code == 200
+    tickets = body["tickets"]
+    assert [t["order_id"] for t in tickets] == ids  # every confirmed order, in seq order
+    seqs = [t["seq"] for t in tickets]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    first = tickets[0]
+    assert {"order_id", "order_number", "table_id", "items", "special_instructions", "placed_at", "seq",
+            "status"} <= set(first)
+    assert first["table_id"] == "T001" and first["status"] == "new" and first["items"]
+    # seq > N, not >= N
+    code, body = await harness.http("GET", f"/api/kitchen/tickets?since={seqs[0]}", token=admin)
+    assert [t["order_id"] for t in body["tickets"]] == ids[1:]
+    code, body = await harness.http("GET", f"/api/kitchen/tickets?since={seqs[-1]}", token=admin)
+    assert code == 200 and body["tickets"] == []
+    # no `since` means from the start
+    code, body = await harness.http("GET", "/api/kitchen/tickets", token=admin)
+    assert [t["order_id"] for t in body["tickets"]] == ids
+    code, body = await harness.http("GET", "/api/kitchen/tickets?since=abc", token=admin)
+    assert code == 400 and body["error"] == "bad_request"
+
+
+# -- ticket statuses -----------------------------------------------------------------------------------
+
+
+async def test_ticket_status_skips_forward_noops_and_recalls_one_step(harness: Harness) -> None:
+    admin = await harness.staff_token()
+    screen = await kitchen_screen(harness, admin)
+    _, phone, oid = await order_something(harness)
+    placed = await screen.wait_type("order_placed", order_id=oid)
+    path = f"/api/kitchen/orders/{oid}/status"
+
+    async def set_status(status: str) -> tuple[int, Any]:
+        return await harness.http("POST", path, {"status": status}, token=admin)
+
+    assert await set_status("ready") == (200, {"order_id": oid, "status": "ready"})  # new -> ready: a skip
+    assert await set_status("ready") == (200, {"order_id": oid, "status": "ready"})  # same status: a no-op
+    assert await set_status("recall") == (200, {"order_id": oid, "status": "preparing"})  # one step back
+    code, body = await set_status("new")  # going back other than by recall
+    assert code == 409 and body["error"] == "invalid_transition"
+    assert await set_status("recall") == (200, {"order_id": oid, "status": "new"})
+    code, body = await set_status("recall")  # nothing before `new`
+    assert code == 409 and body["error"] == "invalid_transition"
+    code, body = await set_status("cooking")
+    assert code == 409 and body["error"] == "invalid_transition"
+    code, body = await harness.http("POST", "/api/kitchen/orders/ORD-9-999/status", {"status": "ready"}, token=admin)
+    assert code == 404 and body["error"] == "not_found"
+    # Over the websocket: the ack carries the ticket's seq and the status it now has.
+    ack = await screen.request({"type": "set_status", "order_id": oid, "status": "served"})
+    assert (ack["type"], ack["revision"], ack["status"]) == ("ack", placed["seq"], "served")
+    ack = await screen.request({"type": "set_status", "order_id": oid, "status": "served"})
+    assert (ack["type"], ack["revision"], ack["status"]) == ("ack", placed["seq"], "served")
+    ack = await screen.request({"type": "set_status", "order_id": oid, "status": "recall"})
+    assert (ack["type"], ack["revision"], ack["status"]) == ("ack", placed["seq"], "ready")
+    # Every change (and only a change: not the no-ops) reached the phone and the screen, in order.
+    expected = ["ready", "preparing", "new", "served", "ready"]
+    for client in (phone, screen):
+        await eventually(lambda c=client: len(c.of_type("order_status")) >= len(expected), what="order_status")
+        got = [m["status"] for m in client.of_type("order_status") if m["order_id"] == oid]
+        assert got == expected, (client is phone, got)
+
+
+async def test_kitchen_snapshot_holds_open_tickets_only(harness: Harness) -> None:
+    admin = await harness.staff_token()
+    _, _, served = await order_something(harness, "T001")
+    _, _, still_open = await order_something(harness, "T002")
+    code, _ = await harness.http("POST", f"/api/kitchen/orders/{served}/status", {"status": "served"}, token=admin)
+    assert code == 200
+    screen = await kitchen_screen(harness, admin)
+    snapshot = screen.of_type("kitchen_snapshot")[0]
+    assert [t["order_id"] for t in snapshot["tickets"]] == [still_open]
+    ticket = snapshot["tickets"][0]
+    assert ticket["status"] == "new" and snapshot["cursor"] == ticket["seq"]
+    pong = await screen.request({"type": "ping"})
+    assert pong["type"] == "pong"
+
+
+# -- roles ---------------------------------------------------------------------------------------------
+
+MANAGER, SERVER, KITCHEN = StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN
+ANY = (MANAGER, SERVER, KITCHEN)
+# (method, path, body, roles the doc allows besides admin). Allowed calls aim at things that do not exist
+# (or already exist) so they pass the role check without changing anything.
+ENDPOINTS: list[tuple[str, str, Any, tuple[StaffRole, ...]]] = [
+    ("GET", "/api/staff/tables", None, (MANAGER, SERVER)),
+    ("GET", "/api/staff/board", None, ANY),
+    ("POST", "/api/staff/tables/NOPE/checkout", None, (MANAGER, SERVER)),
+    ("POST", "/api/staff/tables/NOPE/reset", None, (MANAGER, SERVER)),
+    ("POST", "/api/staff/tables", {"table_id": "T001"}, (MANAGER,)),
+    ("DELETE", "/api/staff/tables/NOPE", None, (MANAGER,)),
+    ("POST", "/api/staff/tables/NOPE/rename", {"name": "x"}, (MANAGER,)),
+    ("POST", "/api/staff/tables/NOPE/rotate-qr", None, (MANAGER,)),
+    ("GET", "/staff/qr-sheet", None, (MANAGER, SERVER)),
+    ("GET", "/api/staff/menu", None, ANY),
+    ("POST", "/api/staff/menu/nope/availability", {"available": False}, (MANAGER, KITCHEN)),
+    ("GET", "/api/kitchen/tickets?since=0", None, (KITCHEN, MANAGER)),
+    ("POST", "/api/kitchen/orders/ORD-9-9/status", {"status": "ready"}, (KITCHEN, MANAGER)),
+]
+
+
+async def test_each_endpoint_admits_its_roles_and_refuses_others_with_forbidden(harness: Harness) -> None:
+    tokens = {role: await add_staff(harness, role) for role in StaffRole}
+    wrong = []
+    for method, path, body, roles in ENDPOINTS:
+        code, answer = await harness.http(method, path, body)  # no token at all
+        if (code, answer.get("error")) != (401, "unauthorized"):
+            wrong.append((method, path, "anonymous", code, answer))
+        for role, token in tokens.items():
+            code, answer = await harness.http(method, path, body, token=token)
+            if role == StaffRole.ADMIN or role in roles:
+                if code in (401, 403):
+                    wrong.append((method, path, role.value, code, answer))
+            elif code != 403 or not isinstance(answer, dict) or answer.get("error") != "forbidden":
+                wrong.append((method, path, role.value, code, answer))
+    # The kitchen websocket: kitchen and manager (and admin).
+    for role, token in tokens.items():
+        try:
+            screen = await kitchen_screen(harness, token)
+            await screen.close()
+            code = 101
+        except tornado.httpclient.HTTPClientError as err:
+            code = err.code
+        if (code == 101) != (role in (StaffRole.ADMIN, KITCHEN, MANAGER)) or code not in (101, 403):
+            wrong.append(("GET", "/ws/kitchen", role.value, code, None))
+    assert not wrong, wrong
+
+
+# -- sessions: expiry on the injected clock, logout, deactivation ------------------------------------------
+
+
+@pytest.fixture
+async def fake_clock_harness(database_url: str) -> AsyncIterator[tuple[Harness, FakeClock]]:
+    clock = FakeClock()
+    settings = Settings(port=0, database_url=database_url, admin_password=ADMIN_PASSWORD,
+                        demo={"tables": 2})  # type: ignore[arg-type]
+    store = await PostgresStore.connect(database_url)
+    await store.truncate_all()
+    running, _ = await start_server(settings, store, demo=True, clock=clock)
+    running.services.keepalive.timeout_s = 1e9  # hours pass on the fake clock; the sockets are alive
+    h = Harness(running, None, f"http://127.0.0.1:{running.port}", f"ws://127.0.0.1:{running.port}")  # type: ignore[arg-type]
+    yield h, clock
+    await running.stop()
+
+
+async def test_staff_sessions_expire_after_staff_ttl_hours(fake_clock_harness: tuple[Harness, FakeClock]) -> None:
+    h, clock = fake_clock_harness
+    ttl = h.running.services.settings.tokens.staff_ttl_hours * 3600
+    assert ttl == 12 * 3600  # the documented default
+    token = await h.staff_token()
+    await clock.advance(ttl - 60)
+    assert (await h.http("GET", "/api/staff/board", token=token))[0] == 200
+    await clock.advance(120)
+    code, body = await h.http("GET", "/api/staff/board", token=token)
+    assert code == 401 and body["error"] == "unauthorized"
+    try:
+        await kitchen_screen(h, token)
+        raise AssertionError("an expired session must not open a kitchen screen")
+    except tornado.httpclient.HTTPClientError as err:
+        assert err.code == 401
+    code, body = await h.http("POST", "/api/staff/logout", token=token)  # logout of an expired one: 204
+    assert code == 204 and body is None
+
+
+async def test_deactivated_user_loses_their_sessions(harness: Harness) -> None:
+    token = await add_staff(harness, StaffRole.SERVER)
+    store = harness.running.services.store
+    user = await store.get_staff("server-user")
+    assert user is not None
+    await store.upsert_staff(dataclasses.replace(user, active=False))
+    code, body = await harness.http("GET", "/api/staff/board", token=token)
+    assert code == 401 and body["error"] == "unauthorized"
+
+
+async def test_open_kitchen_socket_outlives_logout_but_cannot_reconnect(harness: Harness) -> None:
+    kim = await add_staff(harness, StaffRole.KITCHEN)
+    screen = await kitchen_screen(harness, kim)
+    code, _ = await harness.http("POST", "/api/staff/logout", token=kim)
+    assert code == 204
+    assert (await harness.http("GET", "/api/kitchen/tickets", token=kim))[0] == 401  # at once
+    # The open screen was authenticated at its handshake: it keeps working ...
+    assert (await screen.request({"type": "ping"}))["type"] == "pong"
+    _, _, oid = await order_something(harness)
+    await screen.wait_type("order_placed", order_id=oid)
+    # ... but its next connection needs a valid token.
+    try:
+        await kitchen_screen(harness, kim)
+        raise AssertionError("a logged-out token must not open a kitchen screen")
+    except tornado.httpclient.HTTPClientError as err:
+        assert err.code == 401
+
+
+# -- table admin ---------------------------------------------------------------------------------------
+
+
+async def test_table_admin_create_rename_delete_rotate(harness: Harness) -> None:
+    mgr = await add_staff(harness, StaffRole.MANAGER)
+    code, table = await harness.http("POST", "/api/staff/tables", {"table_id": "P1", "name": "Patio 1"}, token=mgr)
+    assert code == 201
+    assert (table["table_id"], table["name"], table["status"], table["group_id"]) == ("P1", "Patio 1", "vacant", None)
+    secret = await harness.qr_secret("P1")
+    assert table["join_url"].endswith(f"/q/P1/{secret}")
+    assert secret not in {await harness.qr_secret(t) for t in ("T001", "T002", "T003", "T004")}  # fresh
+    code, body = await harness.http("POST", "/api/staff/tables", {"table_id": "P1"}, token=mgr)
+    assert code == 409
+    code, table = await harness.http("POST", "/api/staff/tables/P1/rename", {"name": "Patio One"}, token=mgr)
+    assert code == 200 and table["name"] == "Patio One"
+    code, tables = await harness.http("GET", "/api/staff/tables", token=mgr)
+    assert {t["table_id"]: t["name"] for t in tables}["P1"] == "Patio One"
+    # Rotate: the printed code (the /q/ link) and the API join with the old secret get 403 at once.
+    joined = await harness.join("P1")
+    code, table = await harness.http("POST", "/api/staff/tables/P1/rotate-qr", token=mgr)
+    new_secret = await harness.qr_secret("P1")
+    assert code == 200 and new_secret != secret and table["join_url"].endswith(f"/q/P1/{new_secret}")
+    client = tornado.httpclient.AsyncHTTPClient()
+    resp = await client.fetch(f"{harness.base}/q/P1/{secret}", follow_redirects=False, raise_error=False)
+    assert resp.code == 403
+    code, body = await harness.http("POST", "/api/join", {"table_id": "P1", "qr": secret})
+    assert code == 403 and body["error"] == "forbidden"
+    resp = await client.fetch(f"{harness.base}/q/P1/{new_secret}", follow_redirects=False, raise_error=False)
+    assert resp.code == 303
+    # Delete: refused while occupied, then gone.
+    code, body = await harness.http("DELETE", "/api/staff/tables/P1", token=mgr)
+    assert code == 409
+    code, _ = await harness.http("POST", "/api/staff/tables/P1/checkout", token=mgr)
+    assert code == 200
+    code, _ = await harness.http("DELETE", "/api/staff/tables/P1", token=mgr)
+    assert code == 200
+    assert await harness.running.services.store.get_table("P1") is None
+    code, _ = await harness.http("POST", "/api/join", {"table_id": "P1", "qr": new_secret})
+    assert code == 404
+    code, _ = await harness.http("GET", "/api/cart", token=joined["token"])
+    assert code == 401
+
+
+async def test_checkout_needs_an_occupied_table_and_board_has_its_fields(harness: Harness) -> None:
+    sam = await add_staff(harness, StaffRole.SERVER)
+    code, body = await harness.http("POST", "/api/staff/tables/T001/checkout", token=sam)
+    assert code == 409 and body["error"] == "invalid_transition"
+    _, phone = await harness.member("T001")
+    await phone.request({"type": "add_item", "menu_item_id": "gyoza", "qty": 2})
+    code, board = await harness.http("GET", "/api/staff/board", token=sam)
+    row = {r["table_id"]: r for r in board}["T001"]
+    assert set(row) == {"table_id", "name", "status", "group_id", "join_url", "members_online", "cart_total",
+                        "pending_order_id", "order_processing_status"}
+    assert row["members_online"] == 1 and row["cart_total"] > 0 and row["pending_order_id"] is None
+    assert row["order_processing_status"] == "idle"
+    code, tables = await harness.http("GET", "/api/staff/tables", token=sam)
+    assert set(tables[0]) == {"table_id", "name", "status", "group_id", "join_url"}
+    code, table = await harness.http("POST", "/api/staff/tables/T001/checkout", token=sam)
+    assert code == 200 and table["status"] == "paid"
+    code, body = await harness.http("POST", "/api/staff/tables/T001/checkout", token=sam)  # paid: not occupied
+    assert code == 409 and body["error"] == "invalid_transition"
+
+
+# -- menu ----------------------------------------------------------------------------------------------
+
+
+async def test_eighty_six_reaches_every_cart_holding_the_item(harness: Harness) -> None:
+    kim = await add_staff(harness, StaffRole.KITCHEN)
+    phones = []
+    for table in ("T001", "T002"):
+        _, phone = await harness.member(table)
+        await phone.request({"type": "add_item", "menu_item_id": "gyoza", "qty": 1})
+        await phone.request({"type": "add_item", "menu_item_id": "karaage", "qty": 1})
+        phones.append(phone)
+    code, _ = await harness.http("POST", "/api/staff/menu/karaage/availability", {"available": False}, token=kim)
+    assert code == 200
+    for phone in phones:
+        update = await phone.wait_for(
+            lambda m: m["type"] == "cart_updated" and any(i.get("unavailable") for i in m["cart"]["items"])
+        )
+        flags = {i["menu_item_id"]: bool(i.get("unavailable")) for i in update["cart"]["items"]}
+        assert flags == {"gyoza": False, "karaage": True}
+    code, staff_menu = await harness.http("GET", "/api/staff/menu", token=kim)
+    code2, guest_menu = await harness.http("GET", "/api/menu")
+    assert code == code2 == 200 and staff_menu == guest_menu
+    assert {i["menu_item_id"]: i["available"] for i in staff_menu["items"]}["karaage"] is False
+
+
+# -- /healthz and /metrics -----------------------------------------------------------------------------
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def metrics(h: Harness) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    resp = await tornado.httpclient.AsyncHTTPClient().fetch(f"{h.base}/metrics")
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    return samples(resp.body.decode())
+
+
+async def test_healthz_and_metrics_fields(harness: Harness) -> None:
+    code, health = await harness.http("GET", "/healthz")
+    assert code == 200 and health == {"status": "ok", "active_tables": 0}
+    before = await metrics(harness)
+    _, phone = await harness.member("T001")
+    code, health = await harness.http("GET", "/healthz")
+    assert health == {"status": "ok", "active_tables": 1}
+    await phone.request({"type": "add_item", "menu_item_id": "gyoza", "qty": 1})
+    await phone.request({"type": "add_item", "menu_item_id": "no-such-item", "qty": 1})
+    placed = await phone.request({"type": "place_order"})
+    await phone.wait_type("order_confirmed", order_id=placed["order_id"])
+    during = await metrics(harness)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return during.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("tableside_ws_connections") == 1
+    assert delta("tableside_active_table_actors") == 1
+    assert delta("tableside_joins_total") == 1
+    assert delta("tableside_ws_messages_total", type="AddItem") == 2
+    assert delta("tableside_ws_messages_total", type="PlaceOrder") == 1
+    assert delta("tableside_errors_total", code="unknown_item") == 1
+    assert delta("tableside_orders_total", outcome="confirmed") == 1
+    assert delta("tableside_broadcasts_total") >= 2
+    assert delta("tableside_commit_batch_size_count") >= 2
+    assert delta("tableside_commit_seconds_count") >= 2
+    assert delta("tableside_place_order_seconds_count") == 1
+    assert ("tableside_duplicate_requests_total", ()) in during
+    await phone.close()
+    gauge = ("tableside_ws_connections", ())
+    await eventually(lambda: samples(generate_latest(harness.running.services.metrics.registry).decode())[gauge]
+                     == before[gauge], what="the connection gauge to go back down")
