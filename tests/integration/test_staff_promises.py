@@ -115,6 +115,9 @@ async def test_kitchen_snapshot_holds_open_tickets_only(harness: Harness) -> Non
     assert ticket["status"] == "new" and snapshot["cursor"] == ticket["seq"]
     pong = await screen.request({"type": "ping"})
     assert pong["type"] == "pong"
+    # The cursor API lists confirmed orders whatever their kitchen status (served ones too).
+    code, body = await harness.http("GET", "/api/kitchen/tickets?since=0", token=admin)
+    assert [(t["order_id"], t["status"]) for t in body["tickets"]] == [(served, "served"), (still_open, "new")]
 
 
 # -- roles ---------------------------------------------------------------------------------------------
@@ -347,6 +350,8 @@ async def test_healthz_and_metrics_fields(harness: Harness) -> None:
     await phone.request({"type": "add_item", "menu_item_id": "no-such-item", "qty": 1})
     placed = await phone.request({"type": "place_order"})
     await phone.wait_type("order_confirmed", order_id=placed["order_id"])
+    await phone.send_raw("{not json")  # refused by the socket itself, before any actor
+    assert (await phone.wait_type("error", code="bad_request"))["code"] == "bad_request"
     during = await metrics(harness)
 
     def delta(name: str, **labels: str) -> float:
@@ -358,7 +363,8 @@ async def test_healthz_and_metrics_fields(harness: Harness) -> None:
     assert delta("tableside_joins_total") == 1
     assert delta("tableside_ws_messages_total", type="AddItem") == 2
     assert delta("tableside_ws_messages_total", type="PlaceOrder") == 1
-    assert delta("tableside_errors_total", code="unknown_item") == 1
+    assert delta("tableside_errors_total", code="unknown_item") == 1  # from the actor
+    assert delta("tableside_errors_total", code="bad_request") == 1  # from the socket
     assert delta("tableside_orders_total", outcome="confirmed") == 1
     assert delta("tableside_broadcasts_total") >= 2
     assert delta("tableside_commit_batch_size_count") >= 2
