@@ -113,7 +113,7 @@ async def test_every_node_cleaning_at_once_closes_each_sitting_once(lh: LoopHarn
     nodes = [dataclasses.replace(services, clock=later),
              dataclasses.replace(services, clock=later, store=other_store)]
     try:
-        reports = await asyncio.gather(*(run_cleanup(n) for n in nodes), run_cleanup(nodes[0]))
+        reports = await asyncio.gather(*(run_cleanup(n) for n in nodes * 4))
     finally:
         await other_store.close()
     assert sum(r.extra["idle_groups_closed"] for r in reports) == 2
