@@ -375,3 +375,25 @@ async def test_healthz_and_metrics_fields(harness: Harness) -> None:
     gauge = ("tableside_ws_connections", ())
     await eventually(lambda: samples(generate_latest(harness.running.services.metrics.registry).decode())[gauge]
                      == before[gauge], what="the connection gauge to go back down")
+
+
+async def test_reset_of_an_occupied_table_ends_its_tokens_at_once(harness: Harness) -> None:
+    sam = await add_staff(harness, StaffRole.SERVER)
+    joined, phone = await harness.member("T003")
+    code, table = await harness.http("POST", "/api/staff/tables/T003/reset", token=sam)
+    assert code == 200 and table["status"] == "vacant" and table["group_id"] is None
+    assert (await phone.wait_type("session_closed"))["reason"] == "table_reset"
+    code, _ = await harness.http("GET", "/api/cart", token=joined["token"])
+    assert code == 401
+    fresh = await harness.join("T003")
+    assert fresh["group_id"] != joined["group_id"]
+    assert (await harness.http("GET", "/api/cart", token=joined["token"]))[0] == 401
+
+
+async def test_login_answers_token_username_and_role(harness: Harness) -> None:
+    await harness.running.services.staff_auth.set_user("kim", StaffRole.KITCHEN, "kitchen-pass-1")
+    code, body = await harness.http("POST", "/api/staff/login", {"username": "kim", "password": "kitchen-pass-1"})
+    assert code == 200 and set(body) == {"token", "username", "role"}
+    assert (body["username"], body["role"]) == ("kim", "kitchen") and body["token"]
+    code, body = await harness.http("POST", "/api/staff/login", {"username": "kim", "password": "wrong-pass"})
+    assert code == 401 and body["error"] == "unauthorized"
