@@ -16,6 +16,7 @@ import tornado.websocket
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tableside import logs
 from tableside.clock import FakeClock
 from tableside.config import Settings
 from tableside.server.app import start_server
@@ -397,3 +398,44 @@ async def test_login_answers_token_username_and_role(harness: Harness) -> None:
     assert (body["username"], body["role"]) == ("kim", "kitchen") and body["token"]
     code, body = await harness.http("POST", "/api/staff/login", {"username": "kim", "password": "wrong-pass"})
     assert code == 401 and body["error"] == "unauthorized"
+
+
+async def test_login_throttle_keys_on_the_peer_address_not_forwarded_headers(harness: Harness) -> None:
+    for i in range(10):
+        code, _ = await harness.http("POST", "/api/staff/login", {"username": "admin", "password": "wrong"},
+                                     headers={"X-Real-IP": f"10.0.0.{i}", "X-Forwarded-For": f"10.0.1.{i}"})
+        assert code == 401
+    code, body = await harness.http("POST", "/api/staff/login", {"username": "admin", "password": ADMIN_PASSWORD},
+                                    headers={"X-Real-IP": "10.9.9.9", "X-Forwarded-For": "10.9.9.9"})
+    assert code == 429 and body["error"] == "rate_limited"  # xheaders off: every request is 127.0.0.1
+
+
+def test_access_log_level_follows_the_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    class Capture:
+        def __getattr__(self, level: str) -> Any:
+            return lambda event, **fields: seen.append((level, {"event": event, **fields}))
+
+    class Request:
+        method, path, query, remote_ip = "GET", "/q/T001/s3cret", "token=abc&since=1", "127.0.0.1"
+
+        def request_time(self) -> float:
+            return 0.01
+
+    class Handler:
+        request = Request()
+
+        def __init__(self, status: int) -> None:
+            self.status = status
+
+        def get_status(self) -> int:
+            return self.status
+
+    monkeypatch.setattr(logs, "access_log", Capture())
+    for status in (200, 302, 404, 429, 500, 503):
+        logs.log_request(Handler(status))  # type: ignore[arg-type]
+    assert [level for level, _ in seen] == ["info", "info", "warning", "warning", "error", "error"]
+    line = seen[0][1]
+    assert line["event"] == "request" and line["path"] == "/q/T001/[redacted]"
+    assert line["query"] == "token=[redacted]&since=1" and line["ip"] == "127.0.0.1"
