@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from tableside.actors.base import Actor, ActorDead, ActorState, StopReason
+from tableside.actors.base import Actor, ActorDead, ActorState, MailboxFull, StopReason
 from tableside.actors.messages import Command, GetCart
 from tableside.actors.table import CLOSE_RELOCATED
-from tableside.protocol import AddItem
+from tableside.protocol import AddItem, GetSnapshot, Ping, PlaceOrder
 from tests.actors import test_table_actor as tta
 from tests.actors.test_table_actor import DummyPosAdapter, connect
+from tests.client import eventually
 
 world = tta.world  # the same in-memory world as the TableActor tests
 
@@ -135,3 +136,53 @@ async def test_a_stale_revision_stops_the_actor_with_storage_conflict(
     assert not old_sink.of_type("ack")  # the stale change was never acknowledged
     assert new_ref.alive
     caplog.clear()
+
+
+async def test_the_mailbox_is_bounded() -> None:
+    probe = Probe()
+    probe._mailbox_limit = 3
+    ref = probe.start()
+    ref.tell("wait")
+    await asyncio.sleep(0)  # the actor is now busy with "wait"
+    for i in range(3):
+        ref.tell(str(i))
+    with pytest.raises(MailboxFull):
+        ref.tell("one too many")
+    probe.gate.set()
+    await eventually(lambda: not probe._mailbox, what="the mailbox to drain")
+    assert await ref.ask("x") == "X"  # room again once the queue drains
+    assert Actor.__init__.__kwdefaults__ == {"mailbox_limit": 10_000}  # the documented bound
+
+
+async def test_while_the_pos_call_runs_beside_it_the_actor_answers(world: Any) -> None:
+    directory = world.make(DummyPosAdapter(3000, 1.0, clock=world.clock))  # the POS answers after 3 s
+    a = await world.join()
+    ref, sink = await connect(directory, a)
+    await ref.ask(Command(a.member_id, sink, AddItem("1", "gyoza", 1, "")))
+    await ref.ask(Command(a.member_id, sink, PlaceOrder("2", None, "")))
+    assert sink.of_type("ack")[-1]["id"] == "2"  # intent committed, POS call in flight
+    await ref.ask(Command(a.member_id, sink, Ping("3")))
+    await ref.ask(Command(a.member_id, sink, GetSnapshot("4")))
+    await ref.ask(Command(a.member_id, sink, AddItem("5", "gyoza", 1, "")))
+    by_id = {m.get("id"): m for m in sink.messages}
+    assert by_id["3"]["type"] == "pong"
+    assert by_id["4"]["cart"]["cart_locked"] is True
+    assert by_id["5"]["type"] == "error" and by_id["5"]["code"] == "cart_locked"
+    assert not sink.of_type("order_confirmed")  # all of that while the POS had not answered
+    await world.clock.advance(3.0)
+    await tta.settle()
+    assert sink.of_type("order_confirmed")
+
+
+async def test_the_cart_holds_at_most_max_cart_lines(world: Any) -> None:
+    directory = world.make(DummyPosAdapter(0, 1.0, clock=world.clock), max_cart_lines=3)
+    a = await world.join()
+    ref, sink = await connect(directory, a)
+    for i, item in enumerate(["gyoza", "karaage", "edamame", "miso"]):
+        await ref.ask(Command(a.member_id, sink, AddItem(f"a{i}", item, 1, "")))
+    by_id = {m.get("id"): m for m in sink.messages}
+    assert [by_id[f"a{i}"]["type"] for i in range(4)] == ["ack", "ack", "ack", "error"]
+    assert "full" in by_id["a3"]["message"]
+    from tableside.actors.table import TableContext
+
+    assert TableContext.__dataclass_fields__["max_cart_lines"].default == 100  # the documented bound
