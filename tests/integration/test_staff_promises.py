@@ -19,10 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tableside import logs
 from tableside.clock import FakeClock
 from tableside.config import Settings
-from tableside.server.app import start_server
+from tableside.server.app import bootstrap_staff, start_server
+from tableside.server.services import KeyedRateLimiter
+from tableside.server.ws import GuestSocket
 from tableside.storage.interface import StaffRole
 from tableside.storage.postgres import PostgresStore
-from tests.client import eventually
+from tableside.web import WEB_DIR
+from tests.client import WsClient, eventually
 from tests.integration.conftest import ADMIN_PASSWORD, Harness
 from tests.integration.test_staff_kitchen import kitchen_screen, order_something
 
@@ -439,3 +442,43 @@ def test_access_log_level_follows_the_status(monkeypatch: pytest.MonkeyPatch) ->
     line = seen[0][1]
     assert line["event"] == "request" and line["path"] == "/q/T001/[redacted]"
     assert line["query"] == "token=[redacted]&since=1" and line["ip"] == "127.0.0.1"
+
+
+async def test_admin_password_from_the_settings_is_applied_on_every_start(harness: Harness) -> None:
+    services = harness.running.services
+    admin = await harness.staff_token()
+    await bootstrap_staff(services, demo=False)  # same password again: sessions kept
+    assert (await harness.http("GET", "/api/staff/board", token=admin))[0] == 200
+    services.settings.admin_password = "a brand new admin password"
+    await bootstrap_staff(services, demo=False)  # a start with a new TABLESIDE_ADMIN_PASSWORD
+    assert (await harness.http("GET", "/api/staff/board", token=admin))[0] == 401
+    assert await harness.staff_token("admin", "a brand new admin password")
+    user = await services.store.get_staff("admin")
+    assert user is not None and user.password_hash.startswith("$argon2id$")  # argon2id hashes
+
+
+def test_the_staff_pages_log_out_button_calls_logout() -> None:
+    script = (WEB_DIR / "staff.js").read_text(encoding="utf-8")
+    handler = script[script.index('$("logout").addEventListener'):]
+    handler = handler[: handler.index("\n});")]
+    assert '"/api/staff/logout", { method: "POST" }' in handler
+
+
+async def test_joins_per_ip_and_guest_sockets_per_node_are_bounded(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = harness.running.services
+    services.join_limiter = KeyedRateLimiter(0.0001, 2)  # joins per client IP: a burst of 2, then refused
+    first = await harness.join("T001")
+    await harness.join("T002")
+    code, body = await harness.http("POST", "/api/join", {"table_id": "T003", "qr": await harness.qr_secret("T003")})
+    assert code == 429 and body["error"] == "rate_limited"
+    phone = await WsClient.connect(harness.ws_base, first["token"])
+    await phone.wait_type("welcome")
+    services.settings.limits.max_connections = GuestSocket.open_count  # the node is full now
+    try:
+        await WsClient.connect(harness.ws_base, first["token"])
+        raise AssertionError("a full node must refuse guest sockets")
+    except tornado.httpclient.HTTPClientError as err:
+        assert err.code == 503
+    caplog.clear()  # the 503's access line is logged at ERROR, as documented
