@@ -482,3 +482,16 @@ async def test_joins_per_ip_and_guest_sockets_per_node_are_bounded(
     except tornado.httpclient.HTTPClientError as err:
         assert err.code == 503
     caplog.clear()  # the 503's access line is logged at ERROR, as documented
+
+
+async def test_kitchen_socket_speaks_both_guest_subprotocols(harness: Harness) -> None:
+    admin = await harness.staff_token()
+    for proto, binary in (("tableside.v1.msgpack", True), ("tableside.v1.json", False)):
+        conn = await tornado.websocket.websocket_connect(f"{harness.ws_base}/ws/kitchen?token={admin}",
+                                                         subprotocols=[proto])
+        assert conn.selected_subprotocol == proto
+        first = await conn.read_message()
+        assert isinstance(first, bytes) == binary
+        screen = WsClient(conn, binary)
+        assert (await screen.request({"type": "ping"}))["type"] == "pong"
+        await screen.close()
