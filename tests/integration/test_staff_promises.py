@@ -248,7 +248,10 @@ async def test_table_admin_create_rename_delete_rotate(harness: Harness) -> None
     assert (table["table_id"], table["name"], table["status"], table["group_id"]) == ("P1", "Patio 1", "vacant", None)
     secret = await harness.qr_secret("P1")
     assert table["join_url"].endswith(f"/q/P1/{secret}")
-    assert secret not in {await harness.qr_secret(t) for t in ("T001", "T002", "T003", "T004")}  # fresh
+    code, _ = await harness.http("POST", "/api/staff/tables", {"table_id": "P2"}, token=mgr)
+    assert code == 201
+    others = {await harness.qr_secret(t) for t in ("T001", "T002", "T003", "T004", "P2")}
+    assert secret not in others and len(secret) >= 16  # fresh: its own, unguessable
     code, body = await harness.http("POST", "/api/staff/tables", {"table_id": "P1"}, token=mgr)
     assert code == 409
     code, table = await harness.http("POST", "/api/staff/tables/P1/rename", {"name": "Patio One"}, token=mgr)
