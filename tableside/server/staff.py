@@ -56,7 +56,8 @@ _kitchen_lock = asyncio.Lock()
 
 
 async def change_kitchen_status(services: Services, order_id: str, requested: str) -> OrderRecord:
-    """Validate and apply a ticket status change, then tell every screen and the table's phones."""
+    """Validate and apply a ticket status change, then tell every screen and the table's phones (setting the
+    current status changes nothing and tells no one)."""
     async with _kitchen_lock:  # two screens bumping one ticket at once see one order of events
         order = await services.store.get_order(order_id)
         if order is None or order.status != OrderStatus.CONFIRMED:
@@ -65,8 +66,9 @@ async def change_kitchen_status(services: Services, order_id: str, requested: st
             status = next_kitchen_status(order.kitchen_status, requested)
         except InvalidKitchenTransition as exc:
             raise ApiError(409, "invalid_transition", str(exc)) from exc
-        if status != order.kitchen_status:
-            order = await services.store.set_kitchen_status(order_id, status)
+        if status == order.kitchen_status:
+            return order  # a no-op: nothing changed, so nothing to tell anyone
+        order = await services.store.set_kitchen_status(order_id, status)
     services.kitchen.broadcast(order.restaurant_id, sm.order_status(order.order_id, order.kitchen_status))
     services.directory.tell_if_active(order.group_id, KitchenStatusChanged(order.order_id, order.kitchen_status))
     return order
