@@ -19,7 +19,7 @@ import tornado.httpclient
 from tableside.actors.base import StopReason
 from tableside.auth import token_hash
 from tableside.clock import FakeClock
-from tableside.config import Settings
+from tableside.config import HttpSettings, LimitSettings, Settings, TokenSettings
 from tableside.pos.simulator import SimulatorConfig, SimulatorState
 from tableside.server.app import start_server
 from tableside.server.ws import GuestSocket
@@ -73,6 +73,17 @@ async def cart_of(h: Harness, token: str) -> dict[str, Any]:
     code, cart = await h.http("GET", "/api/cart", token=token)
     assert code == 200, cart
     return dict(cart)
+
+
+def test_the_documented_defaults() -> None:
+    """The numbers docs/protocol.md states: the code's defaults, and the settings as loaded (the shipped
+    config.yaml when run from the repository)."""
+    for limits, http, tokens in ((LimitSettings(), HttpSettings(), TokenSettings()),
+                                 (Settings().limits, Settings().http, Settings().tokens)):
+        assert (limits.messages_per_second, limits.burst) == (20, 50)
+        assert (limits.max_members_per_group, limits.max_cart_lines, limits.max_frame_bytes) == (50, 100, 65536)
+        assert (limits.join_per_minute_per_ip, limits.join_per_minute_per_table) == (600, 120)
+        assert http.max_websockets_per_token == 5 and tokens.ttl_hours == 12
 
 
 # -- tokens -------------------------------------------------------------------------------------------
@@ -137,6 +148,8 @@ async def test_rate_limit_default_burst_and_rate_then_fifty_refused_in_a_row_clo
     await asyncio.wait_for(phone.closed.wait(), t(5))
     assert phone.close_code == 1008
     assert refused() == 100
+    assert len(phone.of_type("pong")) == 50 + 20 + 1
+    assert not [m for m in phone.messages if m.get("id") in ("over", "second20") or "abuse" in str(m.get("id"))]
     assert (await cart_of(clocked, joined["token"]))["items"] == []  # the refused add_item changed nothing
 
 
