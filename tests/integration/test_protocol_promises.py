@@ -26,6 +26,7 @@ from tableside.server.ws import GuestSocket
 from tableside.storage.postgres import PostgresStore
 from tests.client import WsClient, eventually, t
 from tests.integration.conftest import ADMIN_PASSWORD, Harness
+from tests.integration.test_staff_hardening import oversized_bodies_are_413
 
 
 class ClockedHarness(Harness):
@@ -304,7 +305,7 @@ async def test_a_full_node_refuses_the_handshake_503_overloaded(
     await ok.wait_type("welcome")
 
 
-async def test_a_full_mailbox_answers_rate_limited_and_changes_nothing(harness: Harness) -> None:
+async def test_a_full_mailbox_answers_rate_limited_keeps_the_socket_and_changes_nothing(harness: Harness) -> None:
     joined, phone = await harness.member("T001")
     actor = harness.running.services.directory._actors[joined["group_id"]]
     limit = actor._mailbox_limit
@@ -313,6 +314,11 @@ async def test_a_full_mailbox_answers_rate_limited_and_changes_nothing(harness: 
         err = await phone.request({"type": "add_item", "menu_item_id": "miso", "qty": 1})
         assert err["type"] == "error" and err["code"] == "rate_limited"
         assert not phone.closed.is_set()
+        # A new socket whose table cannot take its connection: internal, then 1011.
+        tab = await WsClient.connect(harness.ws_base, joined["token"])
+        await asyncio.wait_for(tab.closed.wait(), t(5))
+        assert [(m["type"], m["code"], "id" in m) for m in tab.messages] == [("error", "internal", False)]
+        assert tab.close_code == 1011
     finally:
         actor._mailbox_limit = limit
     assert (await phone.request({"type": "get_snapshot"}))["cart"]["items"] == []
@@ -350,6 +356,10 @@ async def test_leave_keeps_the_cart_lines_and_http_leave_clears_the_cookie(harne
     assert left.code == 200
     assert json.loads(left.body) == {"left": True, "table_id": "T002", "group_id": info.group_id,
                                      "member_id": info.member_id}
+    code, body = await harness.http("POST", "/api/leave", token=b_join["token"])
+    assert (code, body["error"]) == (401, "unauthorized")  # leaving again over HTTP: the token is gone
+    # Like every endpoint: a body over 16 KiB is 413 too_large, refused before auth.
+    await oversized_bodies_are_413(harness, "/api/leave", b_join["token"])  # type: ignore[arg-type]
     cleared = left.headers["Set-Cookie"]
     assert cleared.startswith("tableside_token=") and ("Max-Age=0" in cleared or "expires=" in cleared.lower())
     assert cookie_token(left) in ("", '""')
