@@ -1,5 +1,6 @@
 """Promises of docs/protocol.md kept by the table actor (issue 9): the cart line cap, a token that expired
-before the member's first connection, and what does (not) use up the resend window. Uses the ``world``
+before the member's first connection, what does (not) use up the resend window, ``update_item`` to 0 and
+``session_closed`` after the sitting closed. Uses the ``world``
 fixture of test_table_actor (in-memory store, fake clock, no network)."""
 
 from __future__ import annotations
@@ -7,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from tableside.actors.cart import ACKED_PER_MEMBER
-from tableside.actors.messages import Command, Connect, GetCart
+from tableside.actors.messages import CloseSession, Command, Connect, GetCart
 from tableside.actors.table import TableContext
 from tableside.pos.dummy import DummyPosAdapter
-from tableside.protocol import AddItem, GetSnapshot, Ping, RemoveItem
+from tableside.protocol import AddItem, GetSnapshot, Ping, PlaceOrder, RemoveItem, UpdateItem
 from tests.actors import test_table_actor as base
 from tests.actors.test_table_actor import FakeSink, connect
 
@@ -81,3 +82,19 @@ async def test_the_window_is_per_member_and_long_ids_are_compared_exactly(world:
     assert second["revision"] == first["revision"] + 1
     assert await ref.ask(Command(a.member_id, sink_a, AddItem(long_a, "gyoza", 1, ""))) == first
     assert len((await ref.ask(GetCart()))["items"]) == 4
+
+
+async def test_update_item_to_zero_removes_the_line_and_a_closed_sitting_answers_session_closed(world: Any) -> None:
+    directory = world.make(DummyPosAdapter(0, 1.0, clock=world.clock))
+    a = await world.join()
+    ref, sink = await connect(directory, a)
+    await ref.ask(Command(a.member_id, sink, AddItem("add", "miso", 1, "")))
+    line_id = (await ref.ask(GetCart()))["items"][0]["line_id"]
+    assert (await ref.ask(Command(a.member_id, sink, UpdateItem("zero", line_id, 0))))["type"] == "ack"
+    assert (await ref.ask(GetCart()))["items"] == []
+    await ref.ask(Command(a.member_id, sink, AddItem("again", "miso", 1, "")))
+    await world.store.checkout_table("T001", world.clock.now())
+    ref.tell(CloseSession("checked_out"))
+    late = ref.ask(Command(a.member_id, None, PlaceOrder("late-po", None, "")))
+    answer = await late
+    assert answer["type"] == "error" and answer["code"] == "session_closed" and answer["id"] == "late-po"

@@ -76,6 +76,23 @@ async def cart_of(h: Harness, token: str) -> dict[str, Any]:
     return dict(cart)
 
 
+@pytest.mark.parametrize(("env", "value", "read"), [
+    ("TABLESIDE_TOKENS__TTL_HOURS", "1", lambda s: s.tokens.ttl_hours),
+    ("TABLESIDE_LIMITS__MAX_MEMBERS_PER_GROUP", "7", lambda s: s.limits.max_members_per_group),
+    ("TABLESIDE_LIMITS__JOIN_PER_MINUTE_PER_TABLE", "7", lambda s: s.limits.join_per_minute_per_table),
+    ("TABLESIDE_LIMITS__MESSAGES_PER_SECOND", "7", lambda s: s.limits.messages_per_second),
+    ("TABLESIDE_LIMITS__BURST", "7", lambda s: s.limits.burst),
+    ("TABLESIDE_HTTP__MAX_WEBSOCKETS_PER_TOKEN", "7", lambda s: s.http.max_websockets_per_token),
+    ("TABLESIDE_HTTP__MAX_CONNECTIONS_PER_IP", "7", lambda s: s.http.max_connections_per_ip),
+    ("TABLESIDE_ALLOWED_ORIGINS", '["https://app.example"]', lambda s: s.allowed_origins),
+])
+def test_the_documented_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, read: Any
+) -> None:
+    monkeypatch.setenv(env, value)
+    assert read(Settings()) == (json.loads(value) if value.startswith("[") else float(value))
+
+
 def test_the_documented_defaults() -> None:
     """The numbers docs/protocol.md states: the code's defaults, and the settings as loaded (the shipped
     config.yaml when run from the repository)."""
@@ -314,6 +331,8 @@ async def test_a_full_mailbox_answers_rate_limited_keeps_the_socket_and_changes_
         err = await phone.request({"type": "add_item", "menu_item_id": "miso", "qty": 1})
         assert err["type"] == "error" and err["code"] == "rate_limited"
         assert not phone.closed.is_set()
+        # A ping is answered without touching the table.
+        assert (await phone.request({"type": "ping"}))["type"] == "pong"
         # A new socket whose table cannot take its connection: internal, then 1011.
         tab = await WsClient.connect(harness.ws_base, joined["token"])
         await asyncio.wait_for(tab.closed.wait(), t(5))
@@ -412,6 +431,13 @@ async def test_guest_endpoints_answer_the_documented_bodies(harness: Harness) ->
     metrics = await tornado.httpclient.AsyncHTTPClient().fetch(f"{harness.base}/metrics")
     assert metrics.headers["Content-Type"].startswith("text/plain") and b"# TYPE " in metrics.body
     await phone.close()
+
+
+async def test_api_join_does_not_use_the_guest_cookie(harness: Harness) -> None:
+    token = cookie_token(await qr_open(harness, "T001"))
+    code, body = await harness.http("POST", "/api/join", {"table_id": "T001", "qr": await harness.qr_secret("T001")},
+                                    headers={"Cookie": f"tableside_token={token}"})
+    assert code == 201 and body["token"] != token  # a new member: the HttpOnly cookie never reaches a body
 
 
 async def test_join_errors_carry_their_code_strings(harness: Harness) -> None:
