@@ -46,7 +46,7 @@ SLOW_CONSUMER_BYTES = 4 << 20  # unsent bytes per connection before it is droppe
 # Room above that budget for tornado's own control frames (a pong, a close; at most 127 bytes each).
 CONTROL_HEADROOM_BYTES = 4 << 10
 CLOSE_TOO_BIG = 1009
-# Past this many rate-limited frames in a row the client is abusive, not bursty: close.
+# This many rate-limited frames in a row (docs/protocol.md: 50) and the client is abusive, not bursty: close.
 RATE_STRIKES_BEFORE_CLOSE = 50
 
 
@@ -118,6 +118,14 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         # Browsers always send Origin: only pages served by us (or configured origins) may connect.
         return origin_allowed(origin, self.request.headers.get("Host"), self.services.settings.allowed_origins)
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Tornado refuses a foreign Origin with a plain-text 403; HTTP errors here are JSON (protocol.md).
+        origin = self.request.headers.get("Origin") or self.request.headers.get("Sec-Websocket-Origin")
+        if origin is not None and not self.check_origin(origin):
+            self.refuse(403, "forbidden", "cross-origin websockets are not allowed")
+            return
+        await super().get(*args, **kwargs)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         for proto in subprotocols:
@@ -262,7 +270,7 @@ class GuestSocket(SocketBase):
             self._strikes += 1
             self.services.metrics.errors.labels(code="rate_limited").inc()
             self.send_message(sm.error(None, ErrorCode.RATE_LIMITED, "slow down"))
-            if self._strikes > RATE_STRIKES_BEFORE_CLOSE:
+            if self._strikes >= RATE_STRIKES_BEFORE_CLOSE:
                 self.close(CLOSE_POLICY, "rate limit")
             return
         self._strikes = 0
