@@ -44,3 +44,8 @@ class TokenBucket:
             self._tokens = max(self._tokens - cost, 0.0)
             return True
         return False
+
+    def wait_s(self, cost: float = 1.0) -> float:
+        """Seconds from the last ``allow`` call until ``cost`` tokens are there (0 when they are now):
+        what a refused caller is told to wait (HTTP ``Retry-After``)."""
+        return max(cost - self._tokens, 0.0) / self.rate

@@ -74,8 +74,12 @@ def join_view(token: str, member: JoinResult | TokenInfo) -> dict[str, Any]:
 
 def check_ip_join_rate(handler: BaseHandler) -> None:
     limit = handler.services.settings.limits.join_per_minute_per_ip
-    if not handler.services.join_limiter.allow(handler.client_ip(), handler.services.clock.monotonic()):
-        raise ApiError(429, "rate_limited", f"too many joins from this address (limit {limit} per minute)")
+    limiter, ip = handler.services.join_limiter, handler.client_ip()
+    if not limiter.allow(ip, handler.services.clock.monotonic()):
+        raise ApiError(
+            429, "rate_limited", f"too many joins from this address (limit {limit} per minute)",
+            headers={"Retry-After": str(limiter.retry_after(ip))},
+        )
 
 
 async def join_or_raise(handler: BaseHandler, table_id: str, qr: str) -> tuple[str, JoinResult]:
@@ -84,7 +88,8 @@ async def join_or_raise(handler: BaseHandler, table_id: str, qr: str) -> tuple[s
     if not services.table_join_allowed(table_id, qr):
         limit = services.settings.limits.join_per_minute_per_table
         raise ApiError(
-            429, "rate_limited", f"too many joins at this table (limit {limit} per minute); try again in a minute"
+            429, "rate_limited", f"too many joins at this table (limit {limit} per minute); try again in a minute",
+            headers={"Retry-After": str(services.table_join_retry_after(table_id, qr))},
         )
     try:
         return await services.join(table_id, qr)
@@ -118,6 +123,8 @@ class QrJoinHandler(BaseHandler):
             token, result = await join_or_raise(self, table_id, qr)
         except ApiError as err:
             self.set_status(err.status_code)
+            for name, value in err.headers.items():
+                self.set_header(name, value)
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(closed_page(err.message))
             return

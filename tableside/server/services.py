@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,11 @@ class KeyedRateLimiter:
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
         return bucket.allow(now)
 
+    def retry_after(self, key: str) -> int:
+        """Whole seconds a refused ``key`` should wait before its next try (HTTP ``Retry-After``)."""
+        bucket = self._buckets.get(key)
+        return max(math.ceil(bucket.wait_s()), 1) if bucket is not None else 1
+
 
 @dataclass(slots=True)
 class Services:
@@ -74,7 +80,15 @@ class Services:
         (refused anyway) cannot use up the budget of the guests actually sitting at the table."""
         limiter = self.table_join_limiter
         assert limiter is not None
-        return limiter.allow(f"{table_id}\n{qr}", self.clock.monotonic())
+        return limiter.allow(self._table_key(table_id, qr), self.clock.monotonic())
+
+    def table_join_retry_after(self, table_id: str, qr: str) -> int:
+        assert self.table_join_limiter is not None
+        return self.table_join_limiter.retry_after(self._table_key(table_id, qr))
+
+    @staticmethod
+    def _table_key(table_id: str, qr: str) -> str:
+        return f"{table_id}\n{qr}"
 
     async def join(self, table_id: str, qr: str) -> tuple[str, JoinResult]:
         """A new member of the table's group, or GroupFull when it already has

@@ -97,6 +97,7 @@ async def test_joins_are_rate_limited_per_table(harness: Harness) -> None:
     assert "at this table" in body["message"] and "2 per minute" in body["message"]
     resp = await qr_open(harness, "T003")
     assert resp.code == 429 and "at this table" in resp.body.decode()
+    assert 1 <= int(resp.headers["Retry-After"]) <= 30  # a token every 30 s at 2 per minute
     # Another table is not affected, nor does a wrong secret use up this table's budget.
     await harness.join("T004")
     code, body = await harness.http("POST", "/api/join", {"table_id": "T003", "qr": "wrong"})

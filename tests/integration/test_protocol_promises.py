@@ -494,6 +494,13 @@ async def test_joins_per_address_are_rate_limited_and_the_message_names_the_limi
         assert "this address" in body["message"] and "2 per minute" in body["message"]
         resp = await qr_open(h, "T002")
         assert resp.code == 429 and "this address" in resp.body.decode()
+        # The wait is known (a token every 30 s at 2 per minute): Retry-After says it, on the page too.
+        assert resp.headers["Retry-After"] == "30"
+        raw = await tornado.httpclient.AsyncHTTPClient().fetch(
+            f"{h.base}/api/join", method="POST", raise_error=False,
+            body=json.dumps({"table_id": "T001", "qr": await h.qr_secret("T001")}),
+        )
+        assert raw.code == 429 and raw.headers["Retry-After"] == "30"
     finally:
         await running.stop()
 

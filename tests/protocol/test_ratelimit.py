@@ -60,3 +60,13 @@ def test_on_schedule_events_survive_float_drift() -> None:
 def test_invalid_parameters(rate: float, burst: int) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate=rate, burst=burst)
+
+
+def test_wait_s_is_the_time_until_the_next_token() -> None:
+    bucket = TokenBucket(rate=2.0, burst=1)
+    assert bucket.wait_s() == 0.0  # a full bucket: no wait
+    assert bucket.allow(10.0)
+    assert bucket.wait_s() == 0.5  # empty: one token at 2/s
+    assert not bucket.allow(10.2)
+    assert abs(bucket.wait_s() - 0.3) < 1e-9  # 0.4 tokens refilled by 10.2
+    assert bucket.wait_s(cost=3.0) > bucket.wait_s()
