@@ -90,7 +90,9 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         fields["query"] = redact_query(request.query)
     if status < 400:
         access_log.info("request", **fields)
-    elif status < 500:
+    elif status < 500 or status == 503:
+        # 4xx is the client's doing; 503 is deliberate load shedding (the node is full). Neither is a
+        # server fault an operator is paged for; other 5xx are.
         access_log.warning("request", **fields)
     else:
         access_log.error("request", **fields)

@@ -314,8 +314,8 @@ async def test_a_full_node_refuses_the_handshake_503_overloaded(
     limits.max_connections = 1  # the count is process-wide; this test's open socket alone reaches it
     assert await handshake_refusal(harness.ws_base, joined["token"]) == (
         503, {"error": "overloaded", "message": "too many connections"})
-    assert [r.levelname for r in caplog.records if "status=503" in r.getMessage()] == ["ERROR"]
-    caplog.clear()  # the access line of the expected 503
+    # Load shedding is logged, but not as a server fault.
+    assert [r.levelname for r in caplog.records if "status=503" in r.getMessage()] == ["WARNING"]
     open_now = GuestSocket.open_count
     await phone.close()
     await eventually(lambda: GuestSocket.open_count < open_now, what="the socket closed")
