@@ -331,8 +331,10 @@ def test_a_user_under_distributed_attack_allows_three_failures_per_ip() -> None:
     # ... and the user from an address that has not been failing is never refused.
     assert t.begin("kitchen", "10.0.0.7", 2.0) == 0.0
     t.succeeded("kitchen", "10.0.0.7", 2.0)
-    # Other usernames from the attacking addresses are judged by their own counts.
+    # Other usernames are judged by their own counts, from the attacking addresses or elsewhere: bob is
+    # not under attack, so his limit per address stays 10.
     assert t.begin("bob", "7.0.0.5", 2.0) == 0.0
+    fail(t, "bob", "9.9.9.9", 2.0, times=4)
     # Once the attack's failures have aged out, three failures per address are allowed again.
     assert t.retry_after("kitchen", "7.0.0.5", 301.0) == 0.0
 
