@@ -181,6 +181,14 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def answered(*futs: asyncio.Future[None]) -> list[Any]:
+    """The waiters' outcomes, once the loop has settled; every one must have been answered by then (a
+    waiter left hanging fails here at once instead of at the test timeout)."""
+    await settle()
+    assert all(f.done() for f in futs), "a waiter was never answered"
+    return list(await asyncio.gather(*futs, return_exceptions=True))
+
+
 def scripted(max_batch: int = 1000, **kw: Any) -> tuple[GroupCommitter, ScriptedStore]:
     st = ScriptedStore()
     return GroupCommitter(st, max_batch, **kw), st  # type: ignore[arg-type]
@@ -196,7 +204,7 @@ async def test_default_batch_cap_is_1000_and_max_batch_1_is_allowed() -> None:
     assert [len(b) for b in st.batches] == [1, 1000, 500]  # two more transactions may start at once
     for i in range(3):
         st.ok(i)
-    await asyncio.gather(first, *rest)
+    assert await answered(first, *rest) == [None] * 1501
     assert (c.batches, c.writes, c.failed_batches) == (3, 1501, 0)
     await c.stop()
     one, st1 = scripted(max_batch=1)
@@ -206,7 +214,7 @@ async def test_default_batch_cap_is_1000_and_max_batch_1_is_allowed() -> None:
     assert st1.batches == [["g0"], ["g1"], ["g2"]]
     for i in range(3):
         st1.ok(i)
-    await asyncio.gather(*futs)
+    assert await answered(*futs) == [None] * len(futs)
     await one.stop()
     with pytest.raises(ValueError, match="max_batch"):
         GroupCommitter(MemoryStore(), max_batch=0)
@@ -227,7 +235,7 @@ async def test_at_most_in_flight_transactions_at_once(in_flight: int | None) -> 
     for i in range(1, 10):
         await settle()
         st.ok(i)
-    await asyncio.gather(*futs)
+    assert await answered(*futs) == [None] * len(futs)
     assert st.most_open == limit
     assert [b[0] for b in st.batches] == [f"g{i}" for i in range(10)]  # first come, first committed
     await c.stop()
@@ -241,7 +249,7 @@ async def test_each_waiter_gets_its_own_result_in_order() -> None:
     await settle()
     assert st.batches == [["g0", "g1", "g2", "g3"]]
     st.answers[0].set_result([None, stale, None, None])
-    results = await asyncio.gather(*futs, return_exceptions=True)
+    results = await answered(*futs)
     assert results == [None, stale, None, None]
     assert (c.batches, c.writes, c.failed_batches) == (1, 4, 0)
     await c.stop()
@@ -255,7 +263,7 @@ async def test_a_caller_cancelled_after_its_write_was_taken_leaves_the_others_al
     assert st.batches == [["g0", "g1", "g2"]]  # already taken: it will be written
     futs[0].cancel()
     st.answers[0].set_result([None, None, StaleWrite("g2")])
-    results = await asyncio.gather(*futs, return_exceptions=True)
+    results = await answered(*futs)
     assert isinstance(results[0], asyncio.CancelledError)
     assert results[1] is None and isinstance(results[2], StaleWrite)
     await c.stop()
@@ -272,14 +280,14 @@ async def test_a_failed_transaction_fails_every_waiter_of_that_batch_only() -> N
     down = ConnectionError("db down")
     st.answers[0].set_exception(down)
     st.answers[1].set_exception(OSError("again"))
-    results = await asyncio.gather(*a, *b, return_exceptions=True)
+    results = await answered(*a, *b)
     assert results[:3] == [down, down, down]
     assert all(isinstance(r, OSError) and str(r) == "again" for r in results[3:])
     assert (c.batches, c.writes, c.failed_batches) == (2, 5, 2)
     later = asyncio.ensure_future(c.commit(w("c0", 1, 0)))  # the drainer lives on
     await settle()
     st.ok(2)
-    await later
+    assert await answered(later) == [None]
     assert c.failed_batches == 2
     await c.stop()
 
@@ -290,7 +298,7 @@ async def test_a_store_answering_the_wrong_number_of_results_fails_the_batch() -
     futs = [asyncio.ensure_future(c.commit(w(f"g{i}", 1, 0))) for i in range(3)]
     await settle()
     st.answers[0].set_result([None, None])
-    results = await asyncio.gather(*futs, return_exceptions=True)
+    results = await answered(*futs)
     for r in results:
         assert isinstance(r, RuntimeError) and "2 results for 3 writes" in str(r)
     assert c.failed_batches == 1
@@ -308,9 +316,9 @@ async def test_observe_gets_batch_size_and_duration(monkeypatch: pytest.MonkeyPa
     second = asyncio.ensure_future(c.commit(w("b0", 1, 0)))
     await settle()
     st.ok(0)
-    await asyncio.gather(*first)
+    assert await answered(*first) == [None] * 3
     st.ok(1)
-    await second
+    assert await answered(second) == [None]
     assert seen == [(3, 0.5), (1, 1.0)]
     await c.stop()
 
@@ -324,10 +332,10 @@ async def test_stop_waits_for_transactions_in_flight() -> None:
     stopping = asyncio.ensure_future(c.stop())
     await settle()
     assert not stopping.done()  # the batch has not been answered yet
-    with pytest.raises(CommitterStopped, match="stopped"):
-        await c.commit(w("late", 1, 0))
+    (late,) = await answered(asyncio.ensure_future(c.commit(w("late", 1, 0))))
+    assert isinstance(late, CommitterStopped) and "stopped" in str(late)
     st.ok(0)
-    await stopping
+    await answered(stopping)
     assert fut.done() and fut.result() is None
     assert st.batches == [["g0"]]
 
@@ -344,8 +352,7 @@ async def test_stop_survives_a_transaction_cancelled_under_it() -> None:
     st.answers[0].cancel()
     await settle()
     assert fut.cancelled()
-    await stopping
-    assert stopping.exception() is None
+    assert await answered(stopping) == [None]
 
 
 async def test_after_a_batch_of_only_cancelled_writes_the_drainer_goes_on() -> None:
@@ -358,30 +365,32 @@ async def test_after_a_batch_of_only_cancelled_writes_the_drainer_goes_on() -> N
     st.ok(0)
     for d in doomed:
         d.cancel()
-    await first
-    await settle()
+    assert await answered(first) == [None]
     later = asyncio.ensure_future(c.commit(w("g1", 1, 0)))
     await settle()
     assert st.batches == [["g0"], ["g1"]]  # the cancelled writes never reached the store
     st.ok(1)
-    await later
+    assert await answered(later) == [None]
     await c.stop()
 
 
 async def test_restart_after_stop() -> None:
     c, st = scripted()
-    await c.stop()  # never started: nothing to do
-    c.start()
-    c.start()  # already running: the same drainer
-    fut = asyncio.ensure_future(c.commit(w("g0", 1, 0)))
+    fut = asyncio.ensure_future(c.commit(w("g0", 1, 0)))  # the first commit starts the drainer
     await settle()
+    assert st.batches == [["g0"]]
+    c.start()  # already running: the same drainer
     st.ok(0)
-    await fut
+    assert await answered(fut) == [None]
     await c.stop()
-    c.start()
+    (refused,) = await answered(asyncio.ensure_future(c.commit(w("g1", 1, 0))))
+    assert isinstance(refused, CommitterStopped)
+    c.start()  # started again: takes writes again
     fut = asyncio.ensure_future(c.commit(w("g1", 1, 0)))
     await settle()
     st.ok(1)
-    await fut
+    assert await answered(fut) == [None]
     await c.stop()
     assert st.batches == [["g0"], ["g1"]]
+    never = GroupCommitter(ScriptedStore())  # type: ignore[arg-type]
+    await never.stop()  # never started: nothing to wait for
