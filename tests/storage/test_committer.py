@@ -189,9 +189,10 @@ async def answered(*futs: asyncio.Future[None]) -> list[Any]:
     return list(await asyncio.gather(*futs, return_exceptions=True))
 
 
-def scripted(max_batch: int = 1000, **kw: Any) -> tuple[GroupCommitter, ScriptedStore]:
+def scripted(**kw: Any) -> tuple[GroupCommitter, ScriptedStore]:
+    """A committer on a ScriptedStore, with the defaults except what ``kw`` sets."""
     st = ScriptedStore()
-    return GroupCommitter(st, max_batch, **kw), st  # type: ignore[arg-type]
+    return GroupCommitter(st, **kw), st  # type: ignore[arg-type]
 
 
 async def test_default_batch_cap_is_1000_and_max_batch_1_is_allowed() -> None:
