@@ -345,6 +345,9 @@ def test_three_failures_alone_do_not_refuse_a_user_not_under_attack() -> None:
     assert t.begin("alice", "6.6.6.6", 0.0) == 0.0  # the 4th: alice has 4 failures in all, fewer than 5
     assert t.begin("alice", "6.6.6.6", 0.0) == 0.0  # the 5th makes her under attack
     assert t.begin("alice", "6.6.6.6", 0.0) == 300.0
+    # She stays under attack until the last of those failures leaves the window, to the last moment.
+    assert t.retry_after("alice", "6.6.6.6", 299.5) == 0.5
+    assert t.retry_after("alice", "6.6.6.6", 300.0) == 0.0
 
 
 def test_an_attempt_counts_as_failed_until_it_succeeds() -> None:
