@@ -7,7 +7,6 @@ are argon2id hashes (argon2-cffi)."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from collections import deque
 from typing import Any
@@ -34,10 +33,6 @@ def new_id(prefix: str) -> str:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 class StaffAuth:

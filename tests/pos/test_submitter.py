@@ -36,6 +36,7 @@ class ScriptedAdapter:
         self.submit_times: list[float] = []
         self.lookup_times: list[float] = []
         self.keys: list[str] = []
+        self.timeouts: list[float] = []  # what each call was told about its time budget
         self.cancelled = 0
 
     async def _answer(self, step: Any) -> Any:
@@ -52,12 +53,14 @@ class ScriptedAdapter:
     async def submit(self, order: PosOrder, timeout: float) -> PosOutcome:
         self.submit_times.append(self.clock.monotonic())
         self.keys.append(order.order_id)
+        self.timeouts.append(timeout)
         result: PosOutcome = await self._answer(self.submits.pop(0))
         return result
 
     async def lookup(self, order_id: str, timeout: float) -> LookupResult:
         self.lookup_times.append(self.clock.monotonic())
         self.keys.append(order_id)
+        self.timeouts.append(timeout)
         result: LookupResult = await self._answer(
             self.lookups.pop(0) if self.lookups else LookupResult(found=False)
         )
@@ -231,3 +234,150 @@ async def test_cancelling_the_submitter_cancels_the_attempt(clock: FakeClock, ma
         await task
     await settle()
     assert adapter.cancelled == 1
+
+
+# -- the event log and the reasons: what an operator sees of each attempt ----------------------------------
+
+
+def events(log: ListLog, key: str = "ord-1") -> list[tuple[str, dict[str, Any]]]:
+    """The events with the fields every one of them carries checked and taken off."""
+    out = []
+    for name, kw in log.events:
+        kw = dict(kw)
+        assert kw.pop("order_id") == key and kw.pop("adapter") == "scripted", (name, kw)
+        out.append((name, kw))
+    return out
+
+
+async def test_events_when_resume_finds_the_ticket(clock: FakeClock, make_order: Any) -> None:
+    log = ListLog()
+    adapter = ScriptedAdapter(clock, [], [LookupResult(found=True, ticket_id="T7")])
+    await drive(clock, submit_exactly_once(adapter, make_order(), POLICY, clock, resume=True, log=log))
+    assert events(log) == [
+        ("pos.lookup", {"phase": "resume", "found": True, "reason": ""}),
+        ("pos.accepted", {"ticket_id": "T7", "via": "lookup", "attempts": 0}),
+    ]
+
+
+async def test_events_when_resume_finds_nothing_and_submits(clock: FakeClock, make_order: Any) -> None:
+    log = ListLog()
+    adapter = ScriptedAdapter(clock, [Accepted("T3")], [LookupResult(found=False, reason="no such key")])
+    await drive(clock, submit_exactly_once(adapter, make_order(), POLICY, clock, resume=True, log=log))
+    assert events(log) == [
+        ("pos.lookup", {"phase": "resume", "found": False, "reason": "no such key"}),
+        ("pos.submit", {"attempt": 1, "outcome": "Accepted", "ticket_id": "T3"}),
+        ("pos.accepted", {"ticket_id": "T3", "via": "submit", "attempts": 1}),
+    ]
+
+
+async def test_events_when_every_attempt_is_unknown(clock: FakeClock, make_order: Any) -> None:
+    log = ListLog()
+    failed = LookupResult(found=None, reason="HTTP 502")
+    adapter = ScriptedAdapter(clock, [Unknown(f"HTTP 50{i}") for i in range(4)], [failed] * 3)
+    outcome = await drive(clock, submit_exactly_once(adapter, make_order(), POLICY, clock, log=log))
+    assert outcome == Unknown("HTTP 503")  # the last attempt's reason
+    expected: list[tuple[str, dict[str, Any]]] = [
+        ("pos.submit", {"attempt": 1, "outcome": "Unknown", "reason": "HTTP 500"}),
+    ]
+    for retry, delay in ((1, 2.0), (2, 4.0), (3, 8.0)):
+        expected += [
+            ("pos.backoff", {"retry": retry, "delay_s": delay}),
+            ("pos.lookup", {"phase": "retry", "retry": retry, "found": None, "reason": "HTTP 502"}),
+            ("pos.submit", {"attempt": retry + 1, "outcome": "Unknown", "reason": f"HTTP 50{retry}"}),
+        ]
+    expected.append(("pos.unknown", {"reason": "HTTP 503", "attempts": 4}))
+    assert events(log) == expected
+
+
+async def test_events_when_a_retry_lookup_finds_the_ticket(clock: FakeClock, make_order: Any) -> None:
+    log = ListLog()
+    adapter = ScriptedAdapter(
+        clock, [UNKNOWN, UNKNOWN], [LookupResult(found=False), LookupResult(found=True, ticket_id="T9")]
+    )
+    outcome = await drive(clock, submit_exactly_once(adapter, make_order(), POLICY, clock, log=log))
+    assert outcome == Accepted("T9")
+    assert events(log)[-2:] == [
+        ("pos.lookup", {"phase": "retry", "retry": 2, "found": True, "reason": ""}),
+        ("pos.accepted", {"ticket_id": "T9", "via": "lookup", "attempts": 2}),
+    ]
+    assert len(adapter.submit_times) == 2
+
+
+@pytest.mark.parametrize("unknowns", [0, 1])
+async def test_events_when_rejected(clock: FakeClock, make_order: Any, unknowns: int) -> None:
+    log = ListLog()
+    adapter = ScriptedAdapter(clock, [UNKNOWN] * unknowns + [Rejected("sold out")])
+    outcome = await drive(clock, submit_exactly_once(adapter, make_order(), POLICY, clock, log=log))
+    assert outcome == Rejected("sold out")
+    assert events(log)[-2:] == [
+        ("pos.submit", {"attempt": unknowns + 1, "outcome": "Rejected", "reason": "sold out"}),
+        ("pos.rejected", {"reason": "sold out", "attempts": unknowns + 1}),
+    ]
+
+
+async def test_every_call_gets_the_policy_timeout(clock: FakeClock, make_order: Any) -> None:
+    adapter = ScriptedAdapter(clock, [UNKNOWN, Accepted("T1")], [LookupResult(found=False)])
+    policy = RetryPolicy(timeout_s=3.5, max_retries=1, backoff_s=1.0)
+    assert await drive(clock, submit_exactly_once(adapter, make_order(), policy, clock)) == Accepted("T1")
+    assert adapter.timeouts == [3.5, 3.5, 3.5]  # submit, lookup, submit: the adapter's own budget
+
+
+async def test_default_policy_is_10s_timeout_3_retries_2s_backoff(clock: FakeClock, make_order: Any) -> None:
+    hang = ScriptedAdapter(clock, [HANG] * 4, [HANG] * 3)
+    outcome = await drive(clock, submit_exactly_once(hang, make_order(), RetryPolicy(), clock))
+    assert outcome == Unknown("timed out after 10.0s")
+    # submit 10 s, then per retry: backoff, lookup 10 s, submit 10 s.
+    assert hang.submit_times == [0.0, 22.0, 46.0, 74.0]
+    assert hang.lookup_times == [12.0, 36.0, 64.0]
+    assert hang.cancelled == 7
+
+
+async def test_unknown_reasons_say_what_happened(clock: FakeClock, make_order: Any) -> None:
+    log = ListLog()
+    policy = RetryPolicy(timeout_s=5.0, max_retries=2, backoff_s=1.0)
+    adapter = ScriptedAdapter(
+        clock,
+        [ConnectionResetError("peer reset"), HANG, RuntimeError("adapter bug")],
+        [OSError("dns failure"), HANG],
+    )
+    outcome = await drive(clock, submit_exactly_once(adapter, make_order(), policy, clock, log=log))
+    assert outcome == Unknown("submit raised RuntimeError: adapter bug")
+    reasons = [kw["reason"] for name, kw in events(log) if name in ("pos.submit", "pos.lookup")]
+    assert reasons == [
+        "submit raised ConnectionResetError: peer reset",
+        "lookup raised OSError: dns failure",
+        "timed out after 5.0s",
+        "lookup timed out after 5.0s",
+        "submit raised RuntimeError: adapter bug",
+    ]
+
+
+async def test_found_without_ticket_id_is_logged_as_a_failed_lookup(clock: FakeClock, make_order: Any) -> None:
+    log = ListLog()
+    adapter = ScriptedAdapter(clock, [UNKNOWN, Accepted("T10")], [LookupResult(found=True, ticket_id=None)])
+    await drive(clock, submit_exactly_once(adapter, make_order(), POLICY, clock, log=log))
+    lookup = [kw for name, kw in events(log) if name == "pos.lookup"]
+    assert lookup == [{"phase": "retry", "retry": 1, "found": None,
+                       "reason": "lookup found the key but returned no ticket id"}]
+
+
+async def test_not_found_with_a_ticket_id_is_not_trusted(clock: FakeClock, make_order: Any) -> None:
+    # Only found=True with a ticket id confirms the order; a stray ticket id alone does not.
+    adapter = ScriptedAdapter(clock, [UNKNOWN, Accepted("T12")], [LookupResult(found=False, ticket_id="T0")])
+    assert await drive(clock, submit_exactly_once(adapter, make_order(), POLICY, clock)) == Accepted("T12")
+    resumed = ScriptedAdapter(clock, [Accepted("T13")], [LookupResult(found=None, ticket_id="T0")])
+    outcome = await drive(clock, submit_exactly_once(resumed, make_order(), POLICY, clock, resume=True))
+    assert outcome == Accepted("T13")
+
+
+async def test_unknown_outcome_is_resumable_without_a_second_ticket(clock: FakeClock, make_order: Any) -> None:
+    """The intent whose outcome stayed unknown is resumed later (crash recovery, a guest's retry) with the
+    same key: it looks first and confirms the ticket the last unknown attempt did create."""
+    policy = RetryPolicy(timeout_s=10.0, max_retries=1, backoff_s=2.0)
+    adapter = ScriptedAdapter(clock, [UNKNOWN, UNKNOWN], [LookupResult(found=False)])
+    first = await drive(clock, submit_exactly_once(adapter, make_order("key-7"), policy, clock))
+    assert isinstance(first, Unknown)
+    adapter.lookups = [LookupResult(found=True, ticket_id="T42")]  # the last attempt did land
+    resumed = await drive(clock, submit_exactly_once(adapter, make_order("key-7"), policy, clock, resume=True))
+    assert resumed == Accepted("T42")
+    assert len(adapter.submit_times) == 2 and set(adapter.keys) == {"key-7"}
