@@ -292,7 +292,7 @@ async def test_batchable_messages_are_handed_over_together_up_to_max_batch_in_or
 async def test_a_failing_batch_reports_the_error_to_every_asker_in_it() -> None:
     actor = Batcher()
     actor.keep_running = True
-    ref = actor.start()
+    actor.start()
     asks = await queue_behind_a_busy_actor(actor, ["b1", "fail-b", "b3", "n"])
     actor.gate.set()
     await settle()
