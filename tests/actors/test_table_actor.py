@@ -96,15 +96,15 @@ async def world() -> Any:
     w.confirmed = []  # type: ignore[attr-defined]
 
     def make(pos: Any, **ctx_options: Any) -> ActorDirectory:
+        ctx_options.setdefault("commit", committer.commit)
+        ctx_options.setdefault("retry", RetryPolicy(10.0, 3, 2.0))
+        ctx_options.setdefault("idle_seconds", 60)
         ctx = TableContext(
             store=store,
-            commit=committer.commit,
             menu=menu,
             pos=pos,
-            retry=RetryPolicy(10.0, 3, 2.0),
             clock=clock,
             on_order_confirmed=w.confirmed.append,  # type: ignore[attr-defined]
-            idle_seconds=60,
             **ctx_options,
         )
         return ActorDirectory(ctx)
