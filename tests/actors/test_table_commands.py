@@ -21,7 +21,7 @@ from tableside.actors.messages import (
 )
 from tableside.actors.order_numbers import OrderNumbers
 from tableside.pos.interface import Accepted, LookupResult, PosOrder, PosOutcome, Rejected, Unknown
-from tableside.protocol import AddItem, GetSnapshot, Ping, PlaceOrder, RemoveItem, UpdateItem
+from tableside.protocol import AddItem, GetSnapshot, Leave, Ping, PlaceOrder, RemoveItem, UpdateItem
 from tableside.storage.interface import GroupWrite, MenuItem, OrderStatus, Restaurant
 from tests.actors import test_table_actor as base
 from tests.actors.test_actor_base import stopped
@@ -198,6 +198,45 @@ async def test_members_online_joins_and_departures(world: Any) -> None:
     assert sink_a.of_type("member_joined")[-1]["member_id"] == b.member_id
 
 
+async def test_leave_is_committed_closes_only_that_members_sockets_and_the_last_one_out_starts_the_idle_timer(
+    world: Any,
+) -> None:
+    directory = world.make(dummy(world), idle_seconds=30)
+    a, b = await world.join(), await world.join()
+    ref, sink_a = await connect(directory, a)
+    _, sink_b = await connect(directory, b)
+    left = await ref.ask(Command(b.member_id, sink_b, Leave("bye")))
+    stored = await world.store.load_group(a.group_id)
+    assert left == {"type": "ack", "id": "bye", "revision": stored.revision}
+    assert [m for m, _ in stored.state["members"]] == [a.member_id]
+    assert sink_b.closed is not None and sink_a.closed is None
+    assert sink_a.of_type("member_left")[-1]["member_id"] == b.member_id
+    again = await ref.ask(Command(b.member_id, None, Leave("bye-again")))
+    assert again == {"type": "ack", "id": "bye-again", "revision": stored.revision}  # nothing changed
+    assert (await world.store.load_group(a.group_id)).revision == stored.revision
+    await world.clock.advance(31)
+    assert ref.alive  # a is still connected
+    await ref.ask(Command(a.member_id, sink_a, Leave(None)))
+    assert sink_a.closed is not None and not sink_a.of_type("ack")
+    await world.clock.advance(29)
+    assert ref.alive
+    await world.clock.advance(2)
+    assert await stopped(ref) == StopReason.IDLE
+
+
+async def test_a_revoked_token_is_refused_at_the_first_connection_with_1008(world: Any) -> None:
+    directory = world.make(dummy(world))
+    a, b = await world.join(), await world.join()
+    ref, sink_a = await connect(directory, a)
+    await world.store.revoke_member(b.group_id, b.member_id)
+    sink = FakeSink()
+    assert await ref.ask(Connect(b.member_id, sink)) is False
+    assert sink.of_type("error")[-1]["code"] == "unauthorized" and sink.closed is not None
+    assert sink.closed[0] == 1008
+    assert not sink_a.of_type("member_joined")
+    assert (await ref.ask(GetTableInfo()))["members_online"] == 1
+
+
 # -- place_order -----------------------------------------------------------------------------------------
 
 
@@ -267,6 +306,7 @@ async def test_place_order_commits_the_intent_then_the_outcome(world: Any) -> No
     assert after["items"] == [] and not after["cart_locked"] and after["order_processing_status"] == "confirmed"
     assert after["revision"] == revision + 2 and after["pending_order_id"] is None
     assert world.confirmed == [1]
+    assert (await world.store.load_group(a.group_id)).state["last_order_id"] == "ORD-1-1"
     # A new line after a confirmed order: the cart is idle again.
     await ref.ask(add(a, sink_a, "3", "miso"))
     assert (await ref.ask(GetCart()))["order_processing_status"] == "idle"
@@ -351,12 +391,14 @@ async def test_a_refused_order_unlocks_the_lines_for_a_retry_with_a_new_order(wo
     assert [line["state"] for line in cart["items"]] == ["pending"]
     record = await world.store.get_order(first["order_id"])
     assert record is not None and record.status == OrderStatus.FAILED and record.error == "card declined"
+    assert (await world.store.load_group(a.group_id)).state["last_error"] == "card declined"  # kept with the group
     assert sink.of_type("cart_updated")[-1]["cart"] == cart
     # Adding a line after a failure makes the cart idle again; the retry is a new order.
     await ref.ask(add(a, sink, "3", "gyoza"))
     assert (await ref.ask(GetCart()))["order_processing_status"] == "idle"
     second = await ref.ask(Command(a.member_id, sink, PlaceOrder("4", None, "")))
     assert second["order_id"] != first["order_id"]
+    assert (await world.store.load_group(a.group_id)).state["last_error"] is None  # a new attempt
     await settle()
     assert sink.of_type("order_confirmed")[-1]["order_id"] == second["order_id"]
     assert [o.total for o in pos.orders] == [700, 700 + 680]
@@ -379,7 +421,8 @@ async def test_an_unresolved_order_stays_locked_and_a_retry_resumes_it(world: An
     assert cart["cart_locked"] and cart["order_processing_status"] == "failed"
     assert (await ref.ask(add(a, sink_a, "3", "miso")))["code"] == "cart_locked"
     # The unresolved intent is stored: a restart resumes it too.
-    assert (await world.store.load_group(a.group_id)).state["pending"]["unresolved"] is True
+    stored = (await world.store.load_group(a.group_id)).state
+    assert stored["pending"]["unresolved"] is True and stored["last_error"] == "timeout"
     revision = cart["revision"]
     resumed = await ref.ask(Command(b.member_id, sink_b, PlaceOrder("4", None, "")))
     assert resumed == {"type": "ack", "id": "4", "revision": revision + 1, "order_id": placed["order_id"]}
@@ -392,6 +435,44 @@ async def test_an_unresolved_order_stays_locked_and_a_retry_resumes_it(world: An
     assert sink_a.of_type("order_confirmed")[-1]["order_id"] == placed["order_id"]
     assert len(pos.tickets) == 1 and {o.order_id for o in pos.orders} == {placed["order_id"]}
     assert (await ref.ask(Command(b.member_id, sink_b, PlaceOrder("4", None, "")))) == resumed  # a resend
+
+
+async def test_after_a_restart_an_unresolved_order_is_resumed_once(world: Any) -> None:
+    """A restart resumes the open intent by itself; a guest's retry meanwhile finds it in progress and does
+    not start a second POS call."""
+    directory = world.make(RecordingPos([Unknown("timeout")] * 4))
+    a = await world.join()
+    ref, sink = await connect(directory, a)
+    await ref.ask(add(a, sink, "1", "miso"))
+    placed = await ref.ask(Command(a.member_id, sink, PlaceOrder("2", None, "")))
+    for _ in range(4):
+        await world.clock.advance(10)
+        await settle()
+    assert sink.of_type("order_failed")[-1]["error"] == "pos_unreachable"
+    await directory.stop_all()
+
+    class SlowLookup(RecordingPos):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.lookups = 0
+            self.gate = asyncio.Event()
+
+        async def lookup(self, order_id: str, timeout: float) -> LookupResult:
+            self.lookups += 1
+            await self.gate.wait()
+            return await super().lookup(order_id, timeout)
+
+    pos = SlowLookup()
+    directory = world.make(pos)
+    ref, sink = await connect(directory, a)
+    await settle()
+    assert pos.lookups == 1  # the restart resumed it: lookup first
+    retry = await ref.ask(Command(a.member_id, sink, PlaceOrder("3", None, "")))
+    assert retry["code"] == "order_in_progress"
+    pos.gate.set()
+    await settle()
+    assert sink.of_type("order_confirmed")[-1]["order_id"] == placed["order_id"]
+    assert pos.lookups == 1 and [o.order_id for o in pos.orders] == [placed["order_id"]]
 
 
 async def test_a_pos_adapter_bug_still_settles_the_order(world: Any) -> None:
