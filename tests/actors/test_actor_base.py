@@ -95,10 +95,15 @@ async def stopped(ref: ActorRef[Any]) -> StopReason | None:
     return waiter.result()
 
 
-def expect_error_logs(caplog: pytest.LogCaptureFixture, *events: str) -> None:
-    """Assert the ERROR records are exactly ``events``, then clear them: they were expected."""
+def expect_error_logs(caplog: pytest.LogCaptureFixture, *events: str, **fields: str) -> None:
+    """Assert the ERROR records are exactly ``events`` and that each names what failed (every ``fields``
+    key=value, e.g. the actor and the error), then clear them: they were expected."""
     errors = [r.getMessage() for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
-    assert len(errors) == len(events) and all(f"event='{e}'" in m for e, m in zip(events, errors, strict=True)), errors
+    assert len(errors) == len(events), errors
+    for event, line in zip(events, errors, strict=True):
+        assert line.startswith(f"event='{event}' "), errors
+        for key, value in fields.items():
+            assert f" {key}={value!r}" in line or f" {key}={value} " in line, (key, value, line)
     caplog.clear()
 
 
@@ -183,7 +188,7 @@ async def test_failure_stops_with_failed_and_queued_asks_get_actor_dead(caplog: 
         queued.result()
     assert dead.value.reason == StopReason.FAILED
     assert actor.handled == ["fail-1"] and actor.stopped_with == [StopReason.FAILED]
-    expect_error_logs(caplog, "actor_failed")
+    expect_error_logs(caplog, "actor_failed", actor="rec", error=repr(Boom("fail-1")), message="str")
 
 
 async def test_on_failure_returning_none_keeps_the_actor_and_its_other_messages_going() -> None:
@@ -214,7 +219,7 @@ async def test_start_failure_stops_with_start_failed_and_fails_waiting_asks(capl
     assert dead.value.reason == StopReason.START_FAILED and "nostart" in str(dead.value)
     assert actor.handled == [] and actor.stopped_with == [StopReason.START_FAILED]
     assert actor.state is ActorState.STOPPED and not ref.alive
-    expect_error_logs(caplog, "actor_start_failed")
+    expect_error_logs(caplog, "actor_start_failed", actor="nostart", error=repr(Boom("cannot start")))
 
 
 async def test_failing_teardown_still_stops_and_fails_waiting_asks(caplog: pytest.LogCaptureFixture) -> None:
@@ -231,7 +236,7 @@ async def test_failing_teardown_still_stops_and_fails_waiting_asks(caplog: pytes
     assert actor.state is ActorState.STOPPED
     with pytest.raises(ActorDead):
         behind.result()
-    expect_error_logs(caplog, "actor_stop_failed")
+    expect_error_logs(caplog, "actor_stop_failed", actor="rec", error=repr(Boom("teardown")))
 
 
 async def test_a_cancelled_actor_task_stops_as_shutdown_and_fails_queued_asks() -> None:

@@ -68,7 +68,7 @@ async def test_a_stale_write_stops_the_actor_with_storage_conflict(world: Any, c
     assert [line["menu_item_id"] for line in snap.state["lines"]] == ["miso"]
     # The members reconnect to the owner, which has the committed cart.
     assert [i["menu_item_id"] for i in (await ref_there.ask(GetCart()))["items"]] == ["miso"]
-    expect_error_logs(caplog, "actor_failed")
+    expect_error_logs(caplog, "actor_failed", actor=f"table:{a.table_id}:{a.group_id}", message="Command")
 
 
 async def test_an_unexpected_error_stops_the_actor_with_failed_and_drops_uncommitted_state(
@@ -99,7 +99,7 @@ async def test_an_unexpected_error_stops_the_actor_with_failed_and_drops_uncommi
     assert ref2 is not ref and [i["menu_item_id"] for i in sink2.of_type("welcome")[0]["cart"]["items"]] == ["miso"]
     again = await ref2.ask(Command(a.member_id, sink2, AddItem("lost", "gyoza", 1, "")))
     assert again["type"] == "ack"  # never acknowledged, so a resend is a new operation
-    expect_error_logs(caplog, "table_actor_error", "actor_failed")
+    expect_error_logs(caplog, "table_actor_error", "actor_failed", error=repr(RuntimeError("disk on fire")), message="Command")
 
 
 async def test_a_failed_activation_stops_with_start_failed_and_the_next_one_starts_afresh(
@@ -125,7 +125,7 @@ async def test_a_failed_activation_stops_with_start_failed_and_the_next_one_star
     assert dead.value.reason == StopReason.START_FAILED
     assert await stopped(ref) == StopReason.START_FAILED
     assert sink.messages == [] and directory.find(a.group_id) is None and directory.active_count == 0
-    expect_error_logs(caplog, "actor_start_failed")
+    expect_error_logs(caplog, "actor_start_failed", actor=f"table:{a.table_id}:{a.group_id}")
     ref2, sink2 = await connect(directory, a)
     assert ref2.alive and sink2.of_type("welcome")
 
