@@ -54,11 +54,11 @@ async def test_an_orders_life_and_the_actors_life_are_in_the_log(world: Any, cap
         await settle()
     await ref.ask(Command(b.member_id, sink_b, PlaceOrder("3", None, "")))  # resumes; the POS accepts now
     await settle()
-    await ref.ask(Command(b.member_id, sink_b, Leave("4")))
     await ref.ask(Disconnect(a.member_id, sink_a))
     await world.clock.advance(61)  # a's token expired: a newcomer at the full list makes room
     c = await world.join(max_members=2)
     await connect(directory, c)
+    await ref.ask(Command(b.member_id, sink_b, Leave("4")))
     await directory.stop_all()
     assert await ref.wait_stopped() == StopReason.SHUTDOWN
 
