@@ -59,7 +59,7 @@ async def test_a_stale_write_stops_the_actor_with_storage_conflict(world: Any, c
     with pytest.raises(ActorDead) as dead:
         await queued
     assert dead.value.reason == StopReason.STORAGE_CONFLICT
-    assert sink_here.closed is not None and sink_here.closed[0] == CLOSE_RELOCATED
+    assert sink_here.closed == (CLOSE_RELOCATED, "reconnect")
     assert not sink_here.of_type("ack")  # the refused change was never acknowledged nor broadcast
     assert all(m["cart"]["items"] == [] for m in sink_here.of_type("cart_updated"))
     assert here.find(a.group_id) is None and here.active_count == 0
@@ -89,7 +89,7 @@ async def test_an_unexpected_error_stops_the_actor_with_failed_and_drops_uncommi
     with pytest.raises(RuntimeError):
         await ref.ask(Command(a.member_id, sink, AddItem("lost", "gyoza", 1, "")))
     assert await stopped(ref) == StopReason.FAILED
-    assert sink.closed is not None and sink.closed[0] == CLOSE_RELOCATED
+    assert sink.closed == (CLOSE_RELOCATED, "reconnect")
     assert [m["id"] for m in sink.of_type("ack")] == ["kept"]
     with pytest.raises(ActorDead):
         await ref.ask(GetCart())
@@ -137,9 +137,30 @@ async def test_shutdown_tells_members_to_reconnect(world: Any) -> None:
     _, sink_b = await connect(directory, b)
     await directory.stop_all()
     assert await ref.wait_stopped() == StopReason.SHUTDOWN
-    assert sink_a.closed is not None and sink_a.closed[0] == CLOSE_RELOCATED
-    assert sink_b.closed is not None and sink_b.closed[0] == CLOSE_RELOCATED
+    assert sink_a.closed == (CLOSE_RELOCATED, "reconnect")
+    assert sink_b.closed == (CLOSE_RELOCATED, "reconnect")
     assert not sink_a.of_type("session_closed")  # the sitting goes on; they reconnect
+
+
+async def test_a_stopped_actor_leaves_its_pos_call_to_the_next_activation(world: Any) -> None:
+    """The intent is durable: on stop the POS call in flight is cancelled, and the next activation resumes it
+    by key, so two activations never talk to the POS about one order at once."""
+    pos = GatedPos()
+    directory = world.make(pos)
+    a = await world.join()
+    ref, sink = await connect(directory, a)
+    await ref.ask(Command(a.member_id, sink, AddItem("1", "miso", 1, "")))
+    placed = await ref.ask(Command(a.member_id, sink, PlaceOrder("2", None, "")))
+    await settle()
+    assert len(pos.orders) == 1
+    await directory.stop_all()
+    pos.gate.set()
+    await settle()
+    assert pos.submits == 0 and pos.tickets == {}  # the old call never went on
+    ref2, sink2 = await connect(directory, a)
+    await settle()
+    assert sink2.of_type("order_confirmed")[-1]["order_id"] == placed["order_id"]
+    assert list(pos.tickets) == [placed["order_id"]]
 
 
 async def test_closing_the_session_with_an_order_in_flight_waits_for_the_pos_then_stops(world: Any) -> None:
@@ -156,7 +177,7 @@ async def test_closing_the_session_with_an_order_in_flight_waits_for_the_pos_the
     await ref.ask(CloseSession("table_reset"))
     for sink in (sink_a, sink_b):
         assert sink.of_type("session_closed") == [{"type": "session_closed", "reason": "table_reset"}]
-        assert sink.closed is not None and sink.closed[0] == CLOSE_SESSION_ENDED
+        assert sink.closed == (CLOSE_SESSION_ENDED, "session closed")
     assert ref.alive  # stays until the POS answers so the order settles
     closed = await ref.ask(Command(a.member_id, None, AddItem("3", "miso", 1, "")))
     assert closed["code"] == "session_closed"
@@ -179,7 +200,7 @@ async def test_closing_the_session_of_an_idle_cart_stops_at_once(world: Any) -> 
     await world.store.checkout_table(a.table_id, world.clock.now())
     ref.tell(CloseSession("checked_out"))
     assert await stopped(ref) == StopReason.SESSION_CLOSED
-    assert sink.closed is not None and sink.closed[0] == CLOSE_SESSION_ENDED
+    assert sink.closed == (CLOSE_SESSION_ENDED, "session closed")
 
 
 @pytest.mark.parametrize("how", ["checked_out", "reset", "removed", "new_sitting"])
@@ -203,7 +224,7 @@ async def test_an_activation_after_the_sitting_ended_refuses_members(world: Any,
     sink = FakeSink()
     assert await ref2.ask(Connect(a.member_id, sink)) is False
     assert sink.of_type("session_closed") == [{"type": "session_closed", "reason": "checked_out"}]
-    assert sink.closed is not None and sink.closed[0] == CLOSE_SESSION_ENDED
+    assert sink.closed == (CLOSE_SESSION_ENDED, "session closed")
     assert (await ref2.ask(Command(a.member_id, None, AddItem("x", "miso", 1, ""))))["code"] == "session_closed"
 
 
