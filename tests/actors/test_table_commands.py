@@ -582,3 +582,25 @@ async def test_the_directory_hands_out_one_live_actor_per_group(world: Any) -> N
     await directory.stop_all(StopReason.SHUTDOWN)
     assert not ref.alive and not again.alive and directory.active_count == 0
     assert await ref.wait_stopped() == StopReason.SHUTDOWN
+
+
+async def test_the_directory_lets_go_of_stopped_actors(world: Any) -> None:
+    """A long-running node activates thousands of groups: a stopped actor must not stay in memory."""
+    import gc
+
+    from tableside.actors.table import TableActor
+
+    def actors_of(group_id: str) -> list[TableActor]:
+        gc.collect()
+        return [o for o in gc.get_objects() if isinstance(o, TableActor) and o.group_id == group_id]
+
+    directory = world.make(dummy(world))
+    a = await world.join()
+    ref = directory.ref_for(a.group_id, a.table_id, a.restaurant_id)
+    await ref.ask(GetCart())
+    assert len(actors_of(a.group_id)) == 1
+    await directory.stop_all()
+    assert await ref.wait_stopped() == StopReason.SHUTDOWN
+    del ref
+    await settle()
+    assert actors_of(a.group_id) == []
