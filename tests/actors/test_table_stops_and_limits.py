@@ -179,13 +179,11 @@ async def test_closing_the_session_with_an_order_in_flight_waits_for_the_pos_the
         assert sink.of_type("session_closed") == [{"type": "session_closed", "reason": "table_reset"}]
         assert sink.closed == (CLOSE_SESSION_ENDED, "session closed")
     assert ref.alive  # stays until the POS answers so the order settles
-    closed = await ref.ask(Command(a.member_id, None, AddItem("3", "miso", 1, "")))
-    assert closed["code"] == "session_closed"
-    closed = await ref.ask(Command(b.member_id, None, PlaceOrder("4", None, "")))
-    assert closed["code"] == "session_closed"
-    closed = await ref.ask(Command(b.member_id, None, Leave("5")))
-    assert closed["code"] == "session_closed"
-    assert (await ref.ask(Command(b.member_id, None, RemoveItem("6", "L1"))))["code"] == "session_closed"
+    late = [AddItem("3", "miso", 1, ""), PlaceOrder("4", None, ""), Leave("5"), RemoveItem("6", "L1")]
+    for message in late:
+        closed = await ref.ask(Command(b.member_id, None, message))
+        assert closed["type"] == "error" and closed["code"] == "session_closed"
+        assert closed["id"] == message.request_id and isinstance(closed["message"], str) and closed["message"]
     pos.gate.set()
     assert await stopped(ref) == StopReason.SESSION_CLOSED
     order = await world.store.get_order(placed["order_id"])
