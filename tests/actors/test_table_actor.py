@@ -37,7 +37,10 @@ class FakeSink:
     def send(self, frame: OutboundFrame) -> None:
         import json
 
-        self.messages.append(json.loads(frame.encoded(self.codec)))
+        message = json.loads(frame.encoded(self.codec))
+        if message["type"] == "error":  # docs/protocol.md: every error says what went wrong
+            assert isinstance(message.get("message"), str) and message["message"], message
+        self.messages.append(message)
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
