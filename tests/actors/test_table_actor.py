@@ -38,7 +38,8 @@ class FakeSink:
         import json
 
         message = json.loads(frame.encoded(self.codec))
-        if message["type"] == "error":  # docs/protocol.md: every error says what went wrong
+        if message["type"] in ("error", "cart_locked", "order_confirmed", "order_failed"):
+            # docs/protocol.md: these carry a message for the guest
             assert isinstance(message.get("message"), str) and message["message"], message
         self.messages.append(message)
 
