@@ -377,3 +377,37 @@ async def test_a_resent_request_is_answered_from_the_window_without_a_second_com
     count = len(writes)
     assert await ref.ask(Command(a.member_id, sink, AddItem("x", "miso", 1, ""))) == first
     assert len(writes) == count
+
+
+async def test_an_idle_check_that_raced_a_reconnect_does_not_stop_the_table(world: Any) -> None:
+    """The idle timer fired while the actor was busy and a member's reconnect was already queued: the check
+    finds someone connected and lets go; the idle period starts again at the next departure."""
+    gate = asyncio.Event()
+    gate.set()
+
+    async def commit(write: GroupWrite) -> None:
+        await gate.wait()
+        await world.committer.commit(write)
+
+    directory = world.make(dummy(world), commit=commit, idle_seconds=30)
+    a = await world.join()
+    ref, sink = await connect(directory, a)
+    await ref.ask(Disconnect(a.member_id, sink))
+    await world.clock.advance(10)
+    gate.clear()
+    ref.tell(Command(a.member_id, None, AddItem("slow", "miso", 1, "")))  # the actor waits for its commit
+    await settle()
+    back = FakeSink()
+    reconnect = asyncio.ensure_future(ref.ask(Connect(a.member_id, back)))
+    await settle()
+    await world.clock.advance(21)  # the idle check is queued behind the reconnect
+    gate.set()
+    await settle()
+    assert reconnect.result() is True and ref.alive
+    await world.clock.advance(100)
+    assert ref.alive  # connected: never idle
+    await ref.ask(Disconnect(a.member_id, back))
+    await world.clock.advance(29)
+    assert ref.alive
+    await world.clock.advance(2)
+    assert await stopped(ref) == StopReason.IDLE
