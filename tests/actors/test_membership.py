@@ -47,7 +47,7 @@ async def test_leave_revokes_the_token_frees_the_place_and_tells_the_others(worl
     late = await ref.ask(Command(b.member_id, None, AddItem("late", "miso", 1, "")))
     assert late["type"] == "error" and late["code"] == "forbidden"
     late = await ref.ask(Command(b.member_id, None, PlaceOrder("late-po", None, "")))
-    assert late["type"] == "error" and late["code"] == "forbidden"
+    assert late["type"] == "error" and late["code"] == "forbidden" and late["id"] == "late-po" and late["message"]
     assert (await ref.ask(GetCart()))["items"] == []
     # A third tab whose handshake raced the leave is not let back in (the store says: not live).
     sink_b3 = FakeSink()

@@ -324,6 +324,7 @@ async def test_the_intent_is_durable_before_the_pos_hears_of_it(world: Any) -> N
     record = await world.store.get_order("ORD-1-1")
     assert record is not None and record.status == OrderStatus.PROCESSING
     snap = await world.store.load_group(a.group_id)
+    assert (snap.group_id, snap.table_id, snap.restaurant_id) == (a.group_id, a.table_id, a.restaurant_id)
     assert snap.state["pending"]["order_id"] == "ORD-1-1"
     assert {line["state"] for line in snap.state["lines"]} == {"locked"}
     # While the POS works the table keeps answering: pings, snapshots, refused edits.
