@@ -45,7 +45,7 @@ async def test_leave_revokes_the_token_frees_the_place_and_tells_the_others(worl
 
     # A frame of the departed member still on its way changes nothing.
     late = await ref.ask(Command(b.member_id, None, AddItem("late", "miso", 1, "")))
-    assert late["type"] == "error" and late["code"] == "forbidden"
+    assert late["type"] == "error" and late["code"] == "forbidden" and late["id"] == "late" and late["message"]
     late = await ref.ask(Command(b.member_id, None, PlaceOrder("late-po", None, "")))
     assert late["type"] == "error" and late["code"] == "forbidden" and late["id"] == "late-po" and late["message"]
     assert (await ref.ask(GetCart()))["items"] == []
