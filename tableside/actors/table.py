@@ -347,12 +347,10 @@ class TableActor(Actor[TableMessage]):
         return answer
 
     def _require_unlocked(self) -> None:
-        if self._state.locked:
+        pending = self._state.pending  # the cart is locked exactly while an order is pending
+        if pending is not None:
             raise CommandRejected(
-                ErrorCode.CART_LOCKED,
-                f"Order being processed by {self._state.member_name(self._state.pending.placed_by)}"
-                if self._state.pending
-                else "cart is locked",
+                ErrorCode.CART_LOCKED, f"Order being processed by {self._state.member_name(pending.placed_by)}"
             )
 
     def _add_item(self, member_id: str, msg: AddItem) -> None:

@@ -43,11 +43,13 @@ async def test_leave_revokes_the_token_frees_the_place_and_tells_the_others(worl
     members = sink_c.of_type("welcome")[0]["members"]
     assert [(m["member_id"], m["name"]) for m in members] == [(a.member_id, "Guest 1"), (c.member_id, "Guest 3")]
 
-    # A frame of the departed member still on its way changes nothing.
+    # A frame of the departed member still on its way changes nothing (nothing written, nothing broadcast).
+    updates = len(sink_a.of_type("cart_updated"))
     late = await ref.ask(Command(b.member_id, None, AddItem("late", "miso", 1, "")))
-    assert late["type"] == "error" and late["code"] == "forbidden"
+    assert len(sink_a.of_type("cart_updated")) == updates
+    assert late["type"] == "error" and late["code"] == "forbidden" and late["id"] == "late" and late["message"]
     late = await ref.ask(Command(b.member_id, None, PlaceOrder("late-po", None, "")))
-    assert late["type"] == "error" and late["code"] == "forbidden"
+    assert late["type"] == "error" and late["code"] == "forbidden" and late["id"] == "late-po" and late["message"]
     assert (await ref.ask(GetCart()))["items"] == []
     # A third tab whose handshake raced the leave is not let back in (the store says: not live).
     sink_b3 = FakeSink()

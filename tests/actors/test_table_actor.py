@@ -37,7 +37,11 @@ class FakeSink:
     def send(self, frame: OutboundFrame) -> None:
         import json
 
-        self.messages.append(json.loads(frame.encoded(self.codec)))
+        message = json.loads(frame.encoded(self.codec))
+        if message["type"] in ("error", "cart_locked", "order_confirmed", "order_failed"):
+            # docs/protocol.md: these carry a message for the guest
+            assert isinstance(message.get("message"), str) and message["message"], message
+        self.messages.append(message)
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -96,15 +100,15 @@ async def world() -> Any:
     w.confirmed = []  # type: ignore[attr-defined]
 
     def make(pos: Any, **ctx_options: Any) -> ActorDirectory:
+        ctx_options.setdefault("commit", committer.commit)
+        ctx_options.setdefault("retry", RetryPolicy(10.0, 3, 2.0))
+        ctx_options.setdefault("idle_seconds", 60)
         ctx = TableContext(
             store=store,
-            commit=committer.commit,
             menu=menu,
             pos=pos,
-            retry=RetryPolicy(10.0, 3, 2.0),
             clock=clock,
             on_order_confirmed=w.confirmed.append,  # type: ignore[attr-defined]
-            idle_seconds=60,
             **ctx_options,
         )
         return ActorDirectory(ctx)
