@@ -119,3 +119,107 @@ def test_ack_extras_cannot_override_envelope() -> None:
         ack("r", 1, type="evil")
     with pytest.raises(ValueError):
         ack("r", 1, id="evil")
+
+
+# The wire contract of docs/protocol.md ("Server → client") and docs/staff-kitchen-api.md (kitchen screens):
+# every builder puts each argument under its documented key, unchanged.
+EXPECTED: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    (
+        welcome("m1", "t1", "g1", MEMBERS, CART),
+        {
+            "type": "welcome",
+            "member_id": "m1",
+            "table_id": "t1",
+            "group_id": "g1",
+            "members": MEMBERS,
+            "cart": CART,
+        },
+    ),
+    (ack("r1", 5), {"type": "ack", "id": "r1", "revision": 5}),
+    (ack(None, 0), {"type": "ack", "revision": 0}),
+    (ack("r2", 4, order_id="ORD-1-7"), {"type": "ack", "id": "r2", "revision": 4, "order_id": "ORD-1-7"}),
+    (ack("k1", 17, status="ready"), {"type": "ack", "id": "k1", "revision": 17, "status": "ready"}),
+    (
+        error("r1", ErrorCode.UNKNOWN_ITEM, "no such item"),
+        {"type": "error", "id": "r1", "code": "unknown_item", "message": "no such item"},
+    ),
+    (error(None, "internal", "oops"), {"type": "error", "code": "internal", "message": "oops"}),
+    (pong("r1"), {"type": "pong", "id": "r1"}),
+    (pong(None), {"type": "pong"}),
+    (snapshot("r1", CART), {"type": "snapshot", "id": "r1", "cart": CART}),
+    (snapshot(None, CART), {"type": "snapshot", "cart": CART}),
+    (cart_updated(CART), {"type": "cart_updated", "cart": CART}),
+    (member_joined("m2", MEMBERS), {"type": "member_joined", "member_id": "m2", "members": MEMBERS}),
+    (member_left("m2", MEMBERS[:1]), {"type": "member_left", "member_id": "m2", "members": MEMBERS[:1]}),
+    (
+        cart_locked("m1", "o1", "Order being processed by Guest 1", "2026-11-24T18:30:00.123Z"),
+        {
+            "type": "cart_locked",
+            "locked_by_member": "m1",
+            "order_id": "o1",
+            "message": "Order being processed by Guest 1",
+            "timestamp": "2026-11-24T18:30:00.123Z",
+        },
+    ),
+    (
+        order_confirmed("o1", 7, "Order placed successfully!", 1360, ITEMS),
+        {
+            "type": "order_confirmed",
+            "order_id": "o1",
+            "order_number": 7,
+            "message": "Order placed successfully!",
+            "total": 1360,
+            "items": ITEMS,
+        },
+    ),
+    (
+        order_failed("o1", "pos_unreachable", "Try again", True),
+        {
+            "type": "order_failed",
+            "order_id": "o1",
+            "error": "pos_unreachable",
+            "message": "Try again",
+            "allow_retry": True,
+        },
+    ),
+    (
+        order_failed("o2", "pos_refused", "Refused", False),
+        {
+            "type": "order_failed",
+            "order_id": "o2",
+            "error": "pos_refused",
+            "message": "Refused",
+            "allow_retry": False,
+        },
+    ),
+    (session_closed("checked_out"), {"type": "session_closed", "reason": "checked_out"}),
+    (order_status("o1", "preparing"), {"type": "order_status", "order_id": "o1", "status": "preparing"}),
+    (
+        kitchen_snapshot([{"order_id": "o1"}], 17),
+        {"type": "kitchen_snapshot", "tickets": [{"order_id": "o1"}], "cursor": 17},
+    ),
+    (kitchen_snapshot([], None), {"type": "kitchen_snapshot", "tickets": [], "cursor": None}),
+    (
+        order_placed("o1", 42, "t1", ITEMS, "no nuts", 1700000000.5, 17),
+        {
+            "type": "order_placed",
+            "order_id": "o1",
+            "order_number": 42,
+            "table_id": "t1",
+            "items": ITEMS,
+            "special_instructions": "no nuts",
+            "placed_at": 1700000000.5,
+            "seq": 17,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "message, expected", EXPECTED, ids=[f"{e[1]['type']}-{i}" for i, e in enumerate(EXPECTED)]
+)
+def test_values_are_the_arguments_under_the_documented_keys(
+    message: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    assert message == expected
+    assert list(message)[0] == "type"
