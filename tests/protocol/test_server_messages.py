@@ -119,9 +119,9 @@ def test_error_values() -> None:
 
 
 def test_ack_extras_cannot_override_envelope() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^ack extras may not override 'type' or 'id'$"):
         ack("r", 1, type="evil")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^ack extras may not override 'type' or 'id'$"):
         ack("r", 1, id="evil")
 
 
