@@ -292,3 +292,9 @@ def test_optional_strings_may_be_empty() -> None:
     assert msg == parse_client_message(ADD, LIMITS)
     place = parse_client_message({**PLACE, "special_instructions": "", "total": 0}, LIMITS)
     assert place == parse_client_message({**PLACE, "total": 0}, LIMITS)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_objects_nested_exactly_to_the_depth_limit_are_accepted(codec: JsonCodec | MsgpackCodec) -> None:
+    value = {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}  # 8 levels, counting the outer object
+    assert codec.decode(codec.encode(value)) == value
