@@ -178,7 +178,8 @@ class JsonCodec:
 
     @staticmethod
     def _parse_constant(text: str) -> Any:
-        raise _Reject(f"{clip(text, 16)} is not valid JSON")
+        # The json module calls this only for its non-standard constants NaN, Infinity and -Infinity.
+        raise _Reject(f"{text} is not valid JSON")
 
     def _utf8_size_exceeds(self, frame: str) -> bool:
         limit = self.limits.max_frame_bytes

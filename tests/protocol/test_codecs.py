@@ -190,3 +190,68 @@ def test_limits_validation() -> None:
     with pytest.raises(ValueError):
         Limits(max_depth=0)
     assert Limits(max_qty=10).max_qty == 10
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_non_finite_constants_are_refused(constant: str) -> None:
+    # Python's json module accepts these non-standard constants; the protocol does not (docs: "NaN").
+    for frame in (f'{{"type":"place_order","id":"r","total":{constant}}}', constant, f"[1,{constant}]"):
+        with pytest.raises(ProtocolError) as info:
+            JSON.decode(frame)
+        assert info.value.code is ErrorCode.BAD_REQUEST and not info.value.fatal
+        assert info.value.message == f"{constant} is not valid JSON"
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1.5e400"])
+def test_json_numbers_overflowing_to_infinity_are_refused(number: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        JSON.decode(f'{{"type":"ping","x":{number}}}')
+    assert info.value.code is ErrorCode.BAD_REQUEST
+    assert info.value.message == "a number is out of range"
+
+
+def test_json_finite_floats_are_kept_exactly() -> None:
+    assert JSON.decode('{"a":1.5,"b":-0.25,"c":1e300,"d":0.0}') == {
+        "a": 1.5,
+        "b": -0.25,
+        "c": 1e300,
+        "d": 0.0,
+    }
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_msgpack_non_finite_floats_are_refused(value: float) -> None:
+    with pytest.raises(ProtocolError) as info:
+        MSGPACK.decode(msgpack.packb({"type": "ping", "id": "r", "x": value}))
+    assert info.value.code is ErrorCode.BAD_REQUEST
+    assert info.value.request_id == "r"
+    assert info.value.message == "non-finite numbers (NaN, Infinity) are not allowed"
+
+
+@pytest.mark.parametrize("subprotocol", [None, "bogus", JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL])
+def test_codec_for_subprotocol_applies_the_given_limits(subprotocol: str | None) -> None:
+    limits = Limits(max_string_chars=3)
+    codec = codec_for_subprotocol(subprotocol, limits)
+    assert codec.limits is limits  # type: ignore[attr-defined]
+    frame = codec.encode({"s": "abcd"})
+    if subprotocol == MSGPACK_SUBPROTOCOL:
+        assert codec.subprotocol == MSGPACK_SUBPROTOCOL and codec.binary and isinstance(frame, bytes)
+    else:  # no subprotocol, or one we do not speak: JSON, the default
+        assert codec.subprotocol == JSON_SUBPROTOCOL and not codec.binary and isinstance(frame, str)
+    assert _code(codec, frame) is ErrorCode.BAD_REQUEST
+
+
+@pytest.mark.parametrize("subprotocol", [None, JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL])
+def test_codec_for_subprotocol_defaults_to_the_default_limits(subprotocol: str | None) -> None:
+    codec = codec_for_subprotocol(subprotocol)
+    assert codec.limits == Limits()  # type: ignore[attr-defined]
+    assert codec.decode(codec.encode({"s": "s" * 4096})) == {"s": "s" * 4096}
+    assert _code(codec, codec.encode({"s": "s" * 4097})) is ErrorCode.BAD_REQUEST
+
+
+def test_select_subprotocol_follows_the_client_preference() -> None:
+    assert select_subprotocol([JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL]) == JSON_SUBPROTOCOL
+    assert select_subprotocol([MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL]) == MSGPACK_SUBPROTOCOL
+    assert select_subprotocol(["tableside.v2.json", JSON_SUBPROTOCOL]) == JSON_SUBPROTOCOL
+    assert select_subprotocol([]) is None
+    assert select_subprotocol(["tableside.v1", "json"]) is None

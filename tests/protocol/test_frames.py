@@ -85,3 +85,18 @@ def test_wire_frame_is_a_valid_unmasked_websocket_frame_built_once() -> None:
     assert text[0] == 0x81 and text[2:].decode() == frame.encoded(JsonCodec(Limits()))
     assert frame.wire(JsonCodec(Limits())) is text
     assert frame.wire(MsgpackCodec(Limits()))[0] == 0x82
+
+
+def test_wire_frame_uses_the_minimal_length_encoding() -> None:
+    # RFC 6455 5.2: "the minimal number of bytes MUST be used to encode the length".
+    from tableside.protocol.frames import websocket_frame
+
+    for size, header in (
+        (0, b"\x81\x00"),
+        (125, b"\x81\x7d"),
+        (126, b"\x81\x7e\x00\x7e"),
+        (65535, b"\x81\x7e\xff\xff"),
+        (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+    ):
+        payload = b"y" * size
+        assert websocket_frame(payload, binary=False) == header + payload

@@ -70,3 +70,33 @@ def test_wait_s_is_the_time_until_the_next_token() -> None:
     assert not bucket.allow(10.2)
     assert abs(bucket.wait_s() - 0.3) < 1e-9  # 0.4 tokens refilled by 10.2
     assert bucket.wait_s(cost=3.0) > bucket.wait_s()
+
+def test_smallest_valid_parameters() -> None:
+    # Any positive rate (also below one token a second) and a burst of one are valid.
+    bucket = TokenBucket(rate=0.5, burst=1)
+    assert (bucket.rate, bucket.burst, bucket.tokens) == (0.5, 1, 1.0)
+    assert bucket.allow(0.0)
+    assert bucket.tokens == 0.0
+    assert not bucket.allow(1.0)  # half a token
+    assert bucket.allow(2.0)
+
+
+@pytest.mark.parametrize(
+    "rate, burst, message",
+    [(0.0, 1, "rate must be > 0"), (float("nan"), 1, "rate must be > 0"), (1.0, 0, "burst must be >= 1")],
+)
+def test_invalid_parameters_are_named(rate: float, burst: int, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        TokenBucket(rate=rate, burst=burst)
+    assert str(info.value) == message
+
+
+def test_tokens_left_after_each_call() -> None:
+    bucket = TokenBucket(rate=4.0, burst=2)
+    assert bucket.tokens == 2.0  # a new bucket is full
+    assert bucket.allow(10.0)
+    assert bucket.tokens == 1.0
+    assert bucket.allow(10.0, cost=0.5)
+    assert bucket.tokens == 0.5
+    assert bucket.allow(10.125)  # +0.5 token
+    assert bucket.tokens == 0.0
