@@ -7,14 +7,14 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import tornado.httpclient
 import tornado.httpserver
 from tornado.netutil import bind_sockets
 
-from tableside.clock import SystemClock
+from tableside.clock import Clock, SystemClock
 from tableside.config import Settings
 from tableside.pos.http import HttpPosAdapter
 from tableside.pos.simulator import SimulatorConfig, SimulatorState, make_app
@@ -86,6 +86,24 @@ class Harness:
         client = await WsClient.connect(self.ws_base, joined["token"], msgpack_codec=msgpack_codec)
         await client.wait_type("welcome")
         return joined, client
+
+
+H = TypeVar("H", bound=Harness)
+
+
+async def start_on_clock(
+    database_url: str, clock: Clock, *, tables: int = 2, cls: type[H] = Harness, **settings: Any  # type: ignore[assignment]
+) -> H:
+    """A demo server on a fresh copy of the test database, on ``clock`` (usually a ``FakeClock``), with
+    ``settings`` over the defaults; the dummy POS unless ``pos`` says otherwise. Stop with
+    ``h.running.stop()``."""
+    config = Settings(port=0, database_url=database_url, admin_password=ADMIN_PASSWORD,
+                      demo={"tables": tables}, **settings)  # type: ignore[arg-type]
+    store = await PostgresStore.connect(database_url)
+    await store.truncate_all()
+    running, _ = await start_server(config, store, demo=True, clock=clock)
+    return cls(running, SimulatorState(SimulatorConfig()), f"http://127.0.0.1:{running.port}",
+               f"ws://127.0.0.1:{running.port}")
 
 
 @pytest.fixture

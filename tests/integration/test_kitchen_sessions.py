@@ -16,15 +16,12 @@ import tornado.websocket
 
 from tableside.auth import StaffAuth
 from tableside.clock import FakeClock
-from tableside.config import Settings
-from tableside.pos.simulator import SimulatorConfig, SimulatorState
-from tableside.server.app import start_server
 from tableside.server.kitchen import KitchenHub
 from tableside.storage.interface import StaffRole, StaffUser
 from tableside.storage.memory import MemoryStore
 from tableside.storage.postgres import PostgresStore
 from tests.client import WsClient, t
-from tests.integration.conftest import ADMIN_PASSWORD, Harness
+from tests.integration.conftest import Harness, start_on_clock
 
 KITCHEN_PASSWORD = "kitchen-pass-1"
 RECHECK_S = 15.0
@@ -38,14 +35,10 @@ class ClockHarness(Harness):
 @pytest.fixture
 async def ch(database_url: str, tmp_path: Path) -> AsyncIterator[ClockHarness]:
     clock = FakeClock()
-    settings = Settings(port=0, database_url=database_url, admin_password=ADMIN_PASSWORD, data_dir=tmp_path,
-                        demo={"tables": 2}, tokens={"staff_recheck_s": RECHECK_S})  # type: ignore[arg-type]
-    store = await PostgresStore.connect(database_url)
-    await store.truncate_all()
-    running, _ = await start_server(settings, store, demo=True, clock=clock)
+    h = await start_on_clock(database_url, clock, cls=ClockHarness, data_dir=tmp_path,
+                             tokens={"staff_recheck_s": RECHECK_S})
+    running = h.running
     await running.services.staff_auth.set_user("kitchen", StaffRole.KITCHEN, KITCHEN_PASSWORD)
-    h = ClockHarness(running, SimulatorState(SimulatorConfig()), f"http://127.0.0.1:{running.port}",
-                     f"ws://127.0.0.1:{running.port}")
     h.clock = clock
     h.database_url = database_url
     yield h

@@ -20,12 +20,9 @@ from tableside.actors.base import StopReason
 from tableside.auth import token_hash
 from tableside.clock import FakeClock
 from tableside.config import HttpSettings, LimitSettings, Settings, TokenSettings
-from tableside.pos.simulator import SimulatorConfig, SimulatorState
-from tableside.server.app import start_server
 from tableside.server.ws import GuestSocket
-from tableside.storage.postgres import PostgresStore
 from tests.client import WsClient, eventually, t
-from tests.integration.conftest import ADMIN_PASSWORD, Harness
+from tests.integration.conftest import Harness, start_on_clock
 from tests.integration.test_staff_hardening import oversized_bodies_are_413
 
 
@@ -37,14 +34,9 @@ class ClockedHarness(Harness):
 async def clocked(database_url: str) -> AsyncIterator[ClockedHarness]:
     clock = FakeClock()
     # Default limits and token lifetime (the documented ones); no cleanup run or idle close in between.
-    settings = Settings(port=0, database_url=database_url, admin_password=ADMIN_PASSWORD,
-                        demo={"tables": 2}, cleanup_interval_s=10**9,  # type: ignore[arg-type]
-                        idle_actor_seconds=10**9)
-    store = await PostgresStore.connect(database_url)
-    await store.truncate_all()
-    running, _ = await start_server(settings, store, demo=True, clock=clock)
-    h = ClockedHarness(running, SimulatorState(SimulatorConfig()), f"http://127.0.0.1:{running.port}",
-                       f"ws://127.0.0.1:{running.port}")
+    h = await start_on_clock(database_url, clock, cls=ClockedHarness, cleanup_interval_s=10**9,
+                             idle_actor_seconds=10**9)
+    running = h.running
     h.clock = clock
     yield h
     await running.stop()
@@ -479,13 +471,8 @@ async def test_origins_listed_in_allowed_origins_may_open_the_websocket(harness:
 
 
 async def test_joins_per_address_are_rate_limited_and_the_message_names_the_limit(database_url: str) -> None:
-    settings = Settings(port=0, database_url=database_url, admin_password=ADMIN_PASSWORD,
-                        demo={"tables": 2}, limits={"join_per_minute_per_ip": 2})  # type: ignore[arg-type]
-    store = await PostgresStore.connect(database_url)
-    await store.truncate_all()
-    running, _ = await start_server(settings, store, demo=True, clock=FakeClock())
-    h = Harness(running, SimulatorState(SimulatorConfig()), f"http://127.0.0.1:{running.port}",
-                f"ws://127.0.0.1:{running.port}")
+    h = await start_on_clock(database_url, FakeClock(), limits={"join_per_minute_per_ip": 2})
+    running = h.running
     try:
         await h.join("T001")
         await h.join("T002")  # per address, whatever the table

@@ -18,18 +18,15 @@ import structlog
 import tornado.httpclient
 import tornado.httpserver
 import tornado.websocket
+from tornado.netutil import bind_sockets
 
 from tableside import logs
 from tableside.auth import LoginThrottle
 from tableside.clock import FakeClock
-from tableside.config import Settings
-from tableside.pos.simulator import SimulatorConfig, SimulatorState
-from tableside.server.app import make_app, start_server
+from tableside.server.app import make_app
 from tableside.storage.interface import StaffRole, StaffUser
-from tableside.storage.postgres import PostgresStore
 from tests.client import WsClient
-from tests.integration.conftest import ADMIN_PASSWORD, Harness
-from tests.procs import free_port
+from tests.integration.conftest import ADMIN_PASSWORD, Harness, start_on_clock
 
 KITCHEN_PASSWORD = "kitchen-pass-1"
 
@@ -45,17 +42,15 @@ class ClockHarness(Harness):
 @pytest.fixture
 async def ch(database_url: str) -> AsyncIterator[ClockHarness]:
     clock = FakeClock()
-    settings = Settings(port=0, database_url=database_url, admin_password=ADMIN_PASSWORD,
-                        demo={"tables": 2})  # type: ignore[arg-type]
-    store = await PostgresStore.connect(database_url)
-    await store.truncate_all()
-    running, _ = await start_server(settings, store, demo=True, clock=clock)
+    h = await start_on_clock(database_url, clock, cls=ClockHarness)
+    running = h.running
     await running.services.staff_auth.set_user("kitchen", StaffRole.KITCHEN, KITCHEN_PASSWORD)
+    # The same app behind a "proxy" that trusts X-Real-IP, so tests can speak from several addresses.
     proxied = tornado.httpserver.HTTPServer(make_app(running.services), xheaders=True)
-    port = free_port()
-    proxied.listen(port, "127.0.0.1")
-    h = ClockHarness(running, SimulatorState(SimulatorConfig()), f"http://127.0.0.1:{port}",
-                     f"ws://127.0.0.1:{port}")
+    sockets = bind_sockets(0, "127.0.0.1")  # port 0: bound here, never picked and released
+    proxied.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    h.base, h.ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     h.clock = clock
     yield h
     proxied.stop()

@@ -19,15 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tableside import logs
 from tableside.clock import FakeClock
-from tableside.config import Settings
-from tableside.server.app import bootstrap_staff, start_server
+from tableside.server.app import bootstrap_staff
 from tableside.server.services import KeyedRateLimiter
 from tableside.server.ws import GuestSocket
 from tableside.storage.interface import StaffRole
-from tableside.storage.postgres import PostgresStore
 from tableside.web import WEB_DIR
 from tests.client import WsClient, eventually, t
-from tests.integration.conftest import ADMIN_PASSWORD, Harness
+from tests.integration.conftest import ADMIN_PASSWORD, Harness, start_on_clock
 from tests.integration.test_staff_kitchen import kitchen_screen, order_something
 
 
@@ -181,13 +179,9 @@ async def test_each_endpoint_admits_its_roles_and_refuses_others_with_forbidden(
 @pytest.fixture
 async def fake_clock_harness(database_url: str) -> AsyncIterator[tuple[Harness, FakeClock]]:
     clock = FakeClock()
-    settings = Settings(port=0, database_url=database_url, admin_password=ADMIN_PASSWORD,
-                        demo={"tables": 2})  # type: ignore[arg-type]
-    store = await PostgresStore.connect(database_url)
-    await store.truncate_all()
-    running, _ = await start_server(settings, store, demo=True, clock=clock)
+    h = await start_on_clock(database_url, clock)
+    running = h.running
     running.services.keepalive.timeout_s = 1e9  # hours pass on the fake clock; the sockets are alive
-    h = Harness(running, None, f"http://127.0.0.1:{running.port}", f"ws://127.0.0.1:{running.port}")  # type: ignore[arg-type]
     yield h, clock
     await running.stop()
 
