@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,14 +25,6 @@ from typing import IO, Any
 from tests.client import t
 
 _LISTENING = re.compile(r"listening on http://[^\s/]+:(\d+)")
-
-
-def free_port() -> int:
-    """Pick a port and release it. Racy (another process may take it before it is used): prefer binding
-    port 0 and reading the port back. Kept for tests that have not moved yet."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OutputReader:

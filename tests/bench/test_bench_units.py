@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import tornado.httpserver
 from aiohttp import web
+from tornado.netutil import bind_sockets
 
 from bench import hist, proto
 from bench.addrs import (
     NotLoopbackError,
-    free_port,
     require_loopback_url,
     source_addresses,
     usable_source_addresses,
@@ -135,10 +135,11 @@ async def _exercise(member: Member) -> dict[str, Any]:
 
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
 async def test_raw_baseline_nodelay_and_source_address(codec: proto.Codec) -> None:
-    port = free_port()
     app = raw_server.make_app(nodelay=True)
     server = tornado.httpserver.HTTPServer(app)
-    server.listen(port, address="127.0.0.1")
+    sockets = bind_sockets(0, "127.0.0.1")  # port 0: bound here, never picked and released
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
     try:
         table = Table("t1", None)
         m = Member(table, 0, Endpoint("raw", f"http://127.0.0.1:{port}"), codec, "127.0.0.3", None)
@@ -162,11 +163,11 @@ async def test_raw_baseline_nodelay_and_source_address(codec: proto.Codec) -> No
 
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
 async def test_socketio_baseline_room_broadcast(codec: proto.Codec) -> None:
-    port = free_port()
     runner = web.AppRunner(socketio_server.make_app(codec), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
+    port = runner.addresses[0][1]  # bound by the server itself
     try:
         table = Table("t9", None)
         ep = Endpoint("socketio", f"http://127.0.0.1:{port}")
