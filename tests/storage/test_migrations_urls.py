@@ -95,17 +95,22 @@ def test_plain_url_round_trip() -> None:
     assert to_plain_url("postgres://u@/db?host=/run/pg").startswith("postgresql://u@/db?host=")
 
 
-def test_local_cluster_has_unix_socket() -> None:
-    assert os.path.exists("/var/run/postgresql/.s.PGSQL.5432"), "expected the local cluster's socket"
-
-
 async def test_store_over_unix_socket(pg_url: str) -> None:
-    dbname = pg_url.rsplit("/", 1)[1]
-    socket_url = f"postgresql://postgres@/{dbname}?host=/var/run/postgresql"
+    # The server says where its socket is (no hard-coded directory): the same database over it.
+    conn = await asyncpg.connect(to_plain_url(pg_url))
+    try:
+        socket_dirs = await conn.fetchval("SHOW unix_socket_directories")
+        port = await conn.fetchval("SHOW port")
+    finally:
+        await conn.close()
+    socket_dir = socket_dirs.split(",")[0].strip()
+    assert socket_dir and os.path.exists(f"{socket_dir}/.s.PGSQL.{port}"), socket_dirs
+    dbname = pg_url.rsplit("/", 1)[1].split("?", 1)[0]
+    socket_url = f"postgresql://postgres@/{dbname}?host={socket_dir}&port={port}"
     store = await PostgresStore.connect(socket_url)
     try:
-        async with store.engine.connect() as conn:
-            addr = (await conn.execute(text("SELECT inet_client_addr()"))).scalar()
+        async with store.engine.connect() as conn2:
+            addr = (await conn2.execute(text("SELECT inet_client_addr()"))).scalar()
         assert addr is None  # NULL client address == a unix-domain connection
         await store.upsert_restaurant(Restaurant(7, "socket"))
         assert await store.get_restaurant(7) == Restaurant(7, "socket")
