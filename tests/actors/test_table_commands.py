@@ -493,6 +493,9 @@ async def test_a_pos_adapter_bug_still_settles_the_order(world: Any) -> None:
     failed = sink.of_type("order_failed")[-1]
     assert failed["order_id"] == placed["order_id"] and failed["error"] == "pos_unreachable"
     assert (await ref.ask(GetCart()))["cart_locked"]
+    # What went wrong is kept with the group for staff and the logs, not an empty reason.
+    stored = (await world.store.load_group(a.group_id)).state
+    assert stored["last_error"].startswith("adapter error: ") and stored["pending"]["unresolved"] is True
 
 
 async def test_a_late_pos_answer_for_another_order_changes_nothing(world: Any) -> None:

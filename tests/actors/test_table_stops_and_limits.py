@@ -165,7 +165,13 @@ async def test_a_stopped_actor_leaves_its_pos_call_to_the_next_activation(world:
 
 async def test_closing_the_session_with_an_order_in_flight_waits_for_the_pos_then_stops(world: Any) -> None:
     pos = GatedPos()
-    directory = world.make(pos)
+    writes: list[object] = []
+
+    async def counting_commit(write: Any) -> None:
+        writes.append(write)
+        await world.committer.commit(write)
+
+    directory = world.make(pos, commit=counting_commit)
     a, b = await world.join(), await world.join()
     ref, sink_a = await connect(directory, a)
     _, sink_b = await connect(directory, b)
@@ -180,10 +186,13 @@ async def test_closing_the_session_with_an_order_in_flight_waits_for_the_pos_the
         assert sink.closed == (CLOSE_SESSION_ENDED, "session closed")
     assert ref.alive  # stays until the POS answers so the order settles
     late = [AddItem("3", "miso", 1, ""), PlaceOrder("4", None, ""), Leave("5"), RemoveItem("6", "L1")]
+    written = len(writes)
     for message in late:
         closed = await ref.ask(Command(b.member_id, None, message))
         assert closed["type"] == "error" and closed["code"] == "session_closed"
         assert closed["id"] == message.request_id and isinstance(closed["message"], str) and closed["message"]
+    await settle()
+    assert len(writes) == written  # a refused command changes nothing, so nothing is written
     pos.gate.set()
     assert await stopped(ref) == StopReason.SESSION_CLOSED
     order = await world.store.get_order(placed["order_id"])
