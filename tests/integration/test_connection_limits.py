@@ -144,6 +144,16 @@ class _FlakyListeningSocket(socket.socket):
             raise OSError(errno.EMFILE, "Too many open files")
         return super().accept()
 
+    @classmethod
+    def listening(cls, failures: int = 0, backlog: int = 16) -> _FlakyListeningSocket:
+        """Bound to a free loopback port by the kernel (port 0), listening, non-blocking."""
+        sock = cls(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(backlog)
+        sock.setblocking(False)
+        sock.failures = failures
+        return sock
+
 
 class _RecordingServer:
     max_buffer_size = None
@@ -163,11 +173,7 @@ def _paused_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 async def test_accept_backs_off_when_out_of_descriptors_and_resumes(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     server = _RecordingServer()
-    listen = _FlakyListeningSocket(socket.AF_INET, socket.SOCK_STREAM)
-    listen.bind(("127.0.0.1", 0))
-    listen.listen(16)
-    listen.setblocking(False)
-    listen.failures = 2
+    listen = _FlakyListeningSocket.listening(failures=2)
     metrics = Metrics()
     listener = Listener(server, HttpSettings(accept_backoff_s=1.0), clock, metrics=metrics)  # type: ignore[arg-type]
     listener._take_spare = lambda: None  # type: ignore[method-assign]  # no spare: the pause alone is under test
@@ -199,10 +205,7 @@ async def test_accept_backs_off_when_out_of_descriptors_and_resumes(caplog: pyte
 async def test_the_spare_descriptor_serves_a_trusted_client_and_refuses_others() -> None:
     clock = FakeClock()
     server = _RecordingServer()
-    listen = _FlakyListeningSocket(socket.AF_INET, socket.SOCK_STREAM)
-    listen.bind(("127.0.0.1", 0))
-    listen.listen(16)
-    listen.setblocking(False)
+    listen = _FlakyListeningSocket.listening()
     listener = Listener(server, HttpSettings(accept_backoff_s=1.0), clock)  # type: ignore[arg-type]
     assert listener._spare is not None
     listen.failures = 1  # the first accept fails; the spare is given up and the second one succeeds
@@ -227,10 +230,7 @@ async def test_the_spare_descriptor_serves_a_trusted_client_and_refuses_others()
 
 async def test_caps_per_ip_and_in_total_spare_trusted_clients() -> None:
     server = _RecordingServer()
-    listen = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listen.bind(("127.0.0.1", 0))
-    listen.listen(64)
-    listen.setblocking(False)
+    listen = _FlakyListeningSocket.listening(backlog=64)  # never fails: a plain listening socket
     settings = HttpSettings(max_connections_per_ip=2, reserve_fds=16)
     metrics = Metrics()
     listener = Listener(server, settings, FakeClock(), fd_limit=16 + 3, metrics=metrics)  # type: ignore[arg-type]
