@@ -191,9 +191,8 @@ async def build_services(
         directory=directory,
         limits=limits,
         restaurant_id=rid,
-        join_limiter=KeyedRateLimiter(
-            settings.limits.join_per_minute_per_ip / 60.0, settings.limits.join_per_minute_per_ip
-        ),
+        join_limiter=KeyedRateLimiter.per_minute(settings.limits.join_per_minute_per_ip),
+        table_join_limiter=KeyedRateLimiter.per_minute(settings.limits.join_per_minute_per_table),
     )
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import tornado.web
 
 from tableside.auth import token_hash
 from tableside.logs import RedactedRequestLogging
+from tableside.protocol.codecs import string_problem
 from tableside.server.services import Services
 from tableside.storage.interface import StaffRole, StaffSession, TokenInfo
 
@@ -20,8 +20,6 @@ MAX_JSON_DEPTH = 32
 # A body over MAX_JSON_BODY is answered 413 at once and the rest of it read and dropped (never buffered),
 # so the client gets to read the answer; past this many bytes tornado just closes the connection.
 MAX_DISCARDED_BODY = 64 << 20
-# Postgres text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8.
-_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 class ApiError(tornado.web.HTTPError):
@@ -45,7 +43,8 @@ def check_json(value: Any) -> None:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            if _BAD_CHARS.search(item):
+            # The websocket protocol's rule (Postgres text cannot hold NUL either).
+            if string_problem(item) is not None:
                 raise ApiError(400, "bad_request", "strings may not contain NUL or unpaired surrogates")
             continue
         if not isinstance(item, (dict, list)):

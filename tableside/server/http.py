@@ -122,11 +122,7 @@ class QrJoinHandler(BaseHandler):
                 return
             token, result = await join_or_raise(self, table_id, qr)
         except ApiError as err:
-            self.set_status(err.status_code)
-            for name, value in err.headers.items():
-                self.set_header(name, value)
-            self.set_header("Content-Type", "text/html; charset=utf-8")
-            self.finish(closed_page(err.message))
+            finish_error_page(self, err)
             return
         self.set_cookie(
             GUEST_COOKIE,
@@ -157,6 +153,16 @@ GUEST_HINT = (
     "A member of staff can help: they can open the table for you or show you the right QR code. "
     "At another table? Scan the QR code on that table."
 )
+
+
+def finish_error_page(handler: BaseHandler, err: ApiError, message: str | None = None, **page: Any) -> None:
+    """Answer ``err`` (its status and headers) as a page for a person, not JSON: for links opened in a
+    browser (a scanned QR code, a bookmark). ``page``: ``closed_page``'s title, hint and links."""
+    handler.set_status(err.status_code)
+    for name, value in err.headers.items():
+        handler.set_header(name, value)
+    handler.set_header("Content-Type", "text/html; charset=utf-8")
+    handler.finish(closed_page(message or err.message, **page))
 
 
 def closed_page(

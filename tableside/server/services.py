@@ -42,6 +42,11 @@ class KeyedRateLimiter:
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
         return bucket.allow(now)
 
+    @classmethod
+    def per_minute(cls, limit: int) -> KeyedRateLimiter:
+        """``limit`` events a minute per key, all of them available at once."""
+        return cls(limit / 60.0, limit)
+
     def retry_after(self, key: str) -> int:
         """Whole seconds a refused ``key`` should wait before its next try (HTTP ``Retry-After``)."""
         bucket = self._buckets.get(key)
@@ -61,29 +66,20 @@ class Services:
     directory: ActorDirectory
     limits: Limits
     restaurant_id: int
+    join_limiter: KeyedRateLimiter  # new members per client IP (limits.join_per_minute_per_ip)
+    table_join_limiter: KeyedRateLimiter  # new members per table (limits.join_per_minute_per_table)
     keepalive: KeepAlive = field(default_factory=KeepAlive)
     metrics: Metrics = METRICS
-    join_limiter: KeyedRateLimiter = field(default_factory=lambda: KeyedRateLimiter(10.0, 600))
     # Failed logins per IP and per (username, IP); see LoginThrottle. Never locks the account itself.
     staff_login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    # New members per table (limits.join_per_minute_per_table); built from settings when not given.
-    table_join_limiter: KeyedRateLimiter | None = None
-
-    def __post_init__(self) -> None:
-        if self.table_join_limiter is None:
-            per_minute = self.settings.limits.join_per_minute_per_table
-            self.table_join_limiter = KeyedRateLimiter(per_minute / 60.0, per_minute)
 
     # -- table lifecycle (seed 000) ------------------------------------------------------------------
     def table_join_allowed(self, table_id: str, qr: str) -> bool:
         """The per-table join rate. Keyed by table *and* QR secret, so requests with a wrong secret
         (refused anyway) cannot use up the budget of the guests actually sitting at the table."""
-        limiter = self.table_join_limiter
-        assert limiter is not None
-        return limiter.allow(self._table_key(table_id, qr), self.clock.monotonic())
+        return self.table_join_limiter.allow(self._table_key(table_id, qr), self.clock.monotonic())
 
     def table_join_retry_after(self, table_id: str, qr: str) -> int:
-        assert self.table_join_limiter is not None
         return self.table_join_limiter.retry_after(self._table_key(table_id, qr))
 
     @staticmethod

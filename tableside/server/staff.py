@@ -25,7 +25,7 @@ from tableside.protocol import (
     server_messages as sm,
 )
 from tableside.server.base import STAFF_COOKIE, ApiError, BaseHandler, bearer_token
-from tableside.server.http import StaffTablesHandler, table_view
+from tableside.server.http import StaffTablesHandler, finish_error_page, table_view
 from tableside.server.kitchen import ticket_view
 from tableside.server.services import Services
 from tableside.server.ws import SocketBase
@@ -46,13 +46,13 @@ MENU_EDITORS = (StaffRole.MANAGER, StaffRole.KITCHEN)
 ANY_STAFF = (StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN)
 # Who may print QR codes, and so see a table's join URL (it carries the QR secret). Admin always may.
 QR_PRINTERS = (StaffRole.MANAGER, StaffRole.SERVER)
+TABLE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+_kitchen_lock = asyncio.Lock()
 
 
 def may_print_qr(session: StaffSession) -> bool:
     return session.role in QR_PRINTERS or session.role == StaffRole.ADMIN
-TABLE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-
-_kitchen_lock = asyncio.Lock()
 
 
 async def change_kitchen_status(services: Services, order_id: str, requested: str) -> OrderRecord:
@@ -238,19 +238,16 @@ class QrSheetHandler(BaseHandler):
             # do. API clients (no text/html in Accept) keep the JSON error.
             if "text/html" not in self.request.headers.get("Accept", ""):
                 raise
-            from tableside.server.http import closed_page
-            self.set_status(err.status_code)
-            self.set_header("Content-Type", "text/html; charset=utf-8")
             what = "This link has expired or is not valid" if token else "The QR sheet is for staff only"
             if err.status_code == 403:
                 what = "Your staff role cannot print the QR sheet (it needs manager or server)"
-            self.finish(
-                closed_page(
-                    f"{what}.",
-                    title="Staff login needed",
-                    hint="Log in on the staff console, then open the QR sheet with the “QR sheet” button there.",
-                    links=[("/staff", "Log in on the staff console")],
-                )
+            finish_error_page(
+                self,
+                err,
+                f"{what}.",
+                title="Staff login needed",
+                hint="Log in on the staff console, then open the QR sheet with the “QR sheet” button there.",
+                links=[("/staff", "Log in on the staff console")],
             )
             return
         tables = await self.services.store.list_tables(self.services.restaurant_id)
