@@ -54,7 +54,7 @@ class StaffAuth:
         admin password from the settings on every start) keeps the sessions."""
         before = await self._store.get_staff(username)
         await self._store.upsert_staff(StaffUser(username, role, self.hash_password(password)))
-        if before is not None and before.role == role and before.active and self._matches(before, password):
+        if before is not None and before.role == role and before.active and self.password_matches(before, password):
             return 0
         return await self._store.delete_staff_sessions_for_user(username)
 
@@ -66,7 +66,8 @@ class StaffAuth:
         """End one session (no error when it is unknown, expired or already ended)."""
         await self._store.delete_staff_session(token_hash(token))
 
-    def _matches(self, user: StaffUser, password: str) -> bool:
+    def password_matches(self, user: StaffUser, password: str) -> bool:
+        """Whether ``password`` is ``user``'s (one argon2 verify: call it off the event loop when it can wait)."""
         try:
             return self._hasher.verify(user.password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -147,6 +147,12 @@ class StartupError(Exception):
     The message is one line, meant for stderr without a traceback."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _env_name(loc: tuple[int | str, ...]) -> str:
     return "TABLESIDE_" + "__".join(str(part) for part in loc).upper()
 
@@ -179,5 +185,4 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from exc
     except (OSError, yaml.YAMLError) as exc:  # an unreadable or malformed YAML file
-        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        raise ConfigError(f"cannot read the configuration file: {first}") from exc
+        raise ConfigError(f"cannot read the configuration file: {first_line(exc)}") from exc

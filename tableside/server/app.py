@@ -11,8 +11,6 @@ import structlog
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tableside.actors.directory import ActorDirectory
@@ -173,7 +171,7 @@ async def build_services(
     kitchen = KitchenHub(store, clock=clock)
     if background is not None:
         background.start("kitchen-pump", kitchen.run)
-        background.start("kitchen-sessions", lambda: kitchen.session_loop(clock, settings.tokens.staff_recheck_s))
+        background.start("kitchen-sessions", lambda: kitchen.session_loop(settings.tokens.staff_recheck_s))
     else:
         kitchen.start()
     ctx = build_table_context(settings, store, committer, menu, pos, clock, kitchen)
@@ -234,19 +232,12 @@ async def bootstrap_staff(services: Services, *, demo: bool) -> dict[str, str]:
         if username in created:
             continue
         user = await store.get_staff(username)
-        if user is None or not user.active or not await asyncio.to_thread(_password_matches, user.password_hash, pw):
+        if user is None or not user.active or not await asyncio.to_thread(services.staff_auth.password_matches, user, pw):
             del kept[username]  # changed (or removed) since: never show a stale password
     kept.update(created)
     if kept or path.exists():
         await asyncio.to_thread(write_logins, path, kept)
     return created
-
-
-def _password_matches(password_hash: str, password: str) -> bool:
-    try:
-        return bool(PasswordHasher().verify(password_hash, password))
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 async def start_server(

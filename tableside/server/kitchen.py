@@ -70,7 +70,7 @@ class KitchenHub:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     on_status: Callable[[OrderRecord], None] | None = None
-    clock: Clock = field(default_factory=SystemClock)  # paces retries after a failed delivery
+    clock: Clock = field(default_factory=SystemClock)  # paces delivery retries and session re-checks
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run())
@@ -128,12 +128,12 @@ class KitchenHub:
                 closed += self.end_sessions({session}, "expired" if now >= expires_at else "revoked")
         return closed
 
-    async def session_loop(self, clock: Clock, interval_s: float) -> None:
-        """Every ``interval_s`` on ``clock``: ``check_sessions``. Runs supervised beside the pump."""
+    async def session_loop(self, interval_s: float) -> None:
+        """Every ``interval_s`` on the hub's clock: ``check_sessions``. Runs supervised beside the pump."""
         while True:
-            await clock.sleep(interval_s)
+            await self.clock.sleep(interval_s)
             try:
-                await self.check_sessions(clock.now())
+                await self.check_sessions(self.clock.now())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # e.g. the database is away: the next interval tries again

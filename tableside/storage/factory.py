@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from tableside.config import ConfigError, StartupError
+from tableside.config import ConfigError, StartupError, first_line
 from tableside.storage.embedded import pgdata_dir, start_embedded_postgres
 from tableside.storage.interface import Store
 from tableside.storage.migrate import upgrade_to_head
@@ -16,11 +16,6 @@ from tableside.storage.postgres import PostgresStore
 from tableside.storage.urls import to_plain_url
 
 CONNECT_TIMEOUT_S = 10.0
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def shown_url(url: str) -> str:
