@@ -9,7 +9,6 @@ previous revision intact.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tableside.storage.embedded import quiet_library_logs
 from tableside.storage.urls import to_async_url
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ MIGRATION_LOCK_KEY = 0x74626C73
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
     """An Alembic Config built in code (no alembic.ini), for ``connection`` or ``url``."""
-    _quiet_alembic()  # before alembic's modules load: they log their plugin setup at import
+    quiet_library_logs("alembic")  # before alembic's modules load: they log their plugin setup at import
     from alembic.config import Config
 
     cfg = Config()
@@ -46,18 +46,11 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return cfg
 
 
-def _quiet_alembic() -> None:
-    """Alembic narrates at INFO ("setup plugin ...", "Context impl ...", "Running upgrade ..."); keep that
-    at debug level unless the root logger is at DEBUG. No alembic.ini, so no fileConfig either."""
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
 def _upgrade_on(connection: Connection) -> None:
-    _quiet_alembic()  # before alembic's modules load: they log their plugin setup at import
+    config = alembic_config(connection=connection)  # first: it quiets alembic before its modules load
     from alembic import command
 
-    command.upgrade(alembic_config(connection=connection), "head")
+    command.upgrade(config, "head")
 
 
 async def upgrade_to_head(url: str) -> None:
@@ -90,9 +83,10 @@ async def downgrade_to(url: str, revision: str) -> None:
     """Migrate the database at ``url`` down to ``revision`` (operators rolling back; migration tests)."""
 
     def run(connection: Connection) -> None:
+        config = alembic_config(connection=connection)  # first: it quiets alembic before its modules load
         from alembic import command
 
-        command.downgrade(alembic_config(connection=connection), revision)
+        command.downgrade(config, revision)
 
     await _run_locked(url, run)
 
