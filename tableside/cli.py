@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="seed the demo restaurant and staff users")
     serve.add_argument("--port", type=int, help="listen port (also TABLESIDE_PORT; default 8080)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--node-id", help="this node's id in a cluster (also TABLESIDE_NODE_ID; default hostname-pid)")
+    serve.add_argument(
+        "--redis-url", help="Redis for leases, routing and pub/sub between nodes (also TABLESIDE_REDIS_URL)"
+    )
     migrate = sub.add_parser("migrate", help="bring the database schema to the latest migration")
     _common(migrate)
     sub.add_parser("pos-sim", help="run the standalone POS simulator", add_help=False)
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             database_url=getattr(args, "database_url", None),
             port=getattr(args, "port", None),
             host=getattr(args, "host", None),
+            node_id=getattr(args, "node_id", None),
+            redis_url=getattr(args, "redis_url", None),
         )
     except ConfigError as exc:
         return _fail(str(exc), 2)
@@ -146,7 +152,7 @@ def _check_port(settings: Settings) -> None:
     if settings.port == 0:
         return
     try:
-        sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host)
+        sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host, reuse_port=settings.reuse_port)
     except OSError as exc:
         raise StartupError(_listen_error(settings, exc)) from exc
     for sock in sockets:

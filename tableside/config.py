@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -86,6 +87,30 @@ class TokenSettings(BaseModel):
     staff_recheck_s: float = Field(30.0, gt=0)
 
 
+class ClusterSettings(BaseModel):
+    """Several nodes through Redis (docs/cluster.md). Env names are ``TABLESIDE_CLUSTER__<FIELD>``."""
+
+    # The routing lease of a table group's owner lives this long in Redis unless renewed. A dead owner's
+    # groups move after at most this (sooner when its Redis connection is seen gone).
+    lease_ttl_s: float = Field(5.0, gt=0)
+    # How often an owner renews its leases (and a forwarding node re-checks who owns its groups).
+    renew_interval_s: float = Field(1.0, gt=0)
+    # A request forwarded to another node (HTTP cart read, leave, board row) waits this long for its answer.
+    forward_timeout_s: float = Field(2.0, gt=0)
+    # One Redis command waits this long; past it Redis counts as down for that request.
+    redis_timeout_s: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> ClusterSettings:
+        if self.renew_interval_s * 2 > self.lease_ttl_s:
+            raise ValueError("renew_interval_s must be at most half of lease_ttl_s")
+        return self
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TABLESIDE_",
@@ -110,6 +135,13 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     pos: PosSettings = Field(default_factory=PosSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    # This process's name in a cluster (TABLESIDE_NODE_ID; default hostname-pid).
+    node_id: str = Field(default_factory=default_node_id, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    # Redis for leases, routing and pub/sub (TABLESIDE_REDIS_URL); None: one node on its own, no Redis.
+    redis_url: str | None = None
+    # Bind the listen port with SO_REUSEPORT (set for the node processes of `serve --workers N`).
+    reuse_port: bool = False
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @classmethod
     def settings_customise_sources(

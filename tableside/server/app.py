@@ -266,7 +266,9 @@ async def start_server(
         idle_timeout_s=limits.idle_timeout_s,
         body_timeout=limits.body_timeout_s,
     )
-    sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host, backlog=4096)
+    sockets = tornado.netutil.bind_sockets(
+        settings.port, address=settings.host, backlog=4096, reuse_port=settings.reuse_port
+    )
     # Our accept loop instead of server.add_sockets: connection caps and a back-off on EMFILE.
     listener = Listener(server, limits, clock, metrics=services.metrics)
     listener.add_sockets(sockets)
