@@ -19,6 +19,10 @@ class MenuCatalog:
         self._items = items
         self._refresh_unavailable()
 
+    async def reload(self) -> None:
+        """Read the menu again (another node changed it)."""
+        await self.load(sorted({item.restaurant_id for item in self._items.values()}))
+
     def _refresh_unavailable(self) -> None:
         self._unavailable = frozenset(i for i, item in self._items.items() if not item.available)
 

@@ -16,6 +16,27 @@ class Metrics:
         self.duplicate_requests = Counter(
             "tableside_duplicate_requests_total", "Resent request ids answered from memory", registry=r
         )
+        # Cluster (docs/cluster.md).
+        self.fenced_writes = Counter(
+            "tableside_fenced_writes_total",
+            "Writes of a stale owner refused because a newer activation took the group's epoch",
+            registry=r,
+        )
+        self.forwarded = Counter(
+            "tableside_forwarded_messages_total", "Inter-node messages sent, by kind", ["kind"], registry=r
+        )
+        self.relayed_frames = Counter(
+            "tableside_relayed_frames_total", "Frames from an owner relayed to this node's sockets", registry=r
+        )
+        self.relay_gaps = Counter(
+            "tableside_relay_gaps_total", "Gaps seen in an owner's relayed stream (a resync was asked)", registry=r
+        )
+        self.leases_lost = Counter(
+            "tableside_leases_lost_total", "Groups deactivated because their lease went to another node", registry=r
+        )
+        self.takeovers = Counter(
+            "tableside_lease_takeovers_total", "Leases taken from a node whose inbox had no subscriber", registry=r
+        )
         self.broadcasts = Counter("tableside_broadcasts_total", "Group broadcasts (encoded once each)", registry=r)
         self.orders = Counter("tableside_orders_total", "Orders settled", ["outcome"], registry=r)
         self.place_order_seconds = Histogram(

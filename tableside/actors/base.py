@@ -32,7 +32,8 @@ class StopReason(StrEnum):
     IDLE = "idle"  # nobody connected and nothing in flight for a while
     SESSION_CLOSED = "session_closed"  # staff checked the table out / reset it
     SHUTDOWN = "shutdown"  # the process is stopping
-    STORAGE_CONFLICT = "storage_conflict"  # another activation wrote a newer snapshot
+    STORAGE_CONFLICT = "storage_conflict"  # another activation wrote a newer snapshot (or took the epoch)
+    RELOCATED = "relocated"  # the routing lease went to another node: its members reconnect there
     FAILED = "failed"  # an unexpected error in a hook
     START_FAILED = "start_failed"
 

@@ -75,6 +75,24 @@ class IdleCheck:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class SendCart:
+    """Send these connections the whole cart again (``cart_updated``): a forwarding node saw a gap in
+    what it relayed and must not show a wrong cart."""
+
+    connection_ids: tuple[int, ...]
+
+
 TableMessage = (
-    Connect | Disconnect | Command | PosResult | CloseSession | GetCart | GetTableInfo | MenuChanged | KitchenStatusChanged | IdleCheck
+    Connect
+    | Disconnect
+    | Command
+    | PosResult
+    | CloseSession
+    | GetCart
+    | GetTableInfo
+    | MenuChanged
+    | KitchenStatusChanged
+    | IdleCheck
+    | SendCart
 )

@@ -29,9 +29,9 @@ from tableside.actors.messages import (
     MemberSink,
     MenuChanged,
     PosResult,
+    SendCart,
     TableMessage,
 )
-from tableside.actors.order_numbers import OrderNumbers
 from tableside.clock import Clock
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS
@@ -52,6 +52,7 @@ from tableside.protocol import (
     server_messages as sm,
 )
 from tableside.storage.interface import (
+    FencedWrite,
     GroupSnapshot,
     GroupWrite,
     OrderRecord,
@@ -88,7 +89,7 @@ class TableContext:
     retry: RetryPolicy
     clock: Clock
     on_order_confirmed: Callable[[int], None]  # restaurant_id: wake kitchen feeds
-    order_numbers: OrderNumbers | None = None  # None: one store round trip per order
+    node_id: str = "local"  # recorded with each activation (group_state.owner_node)
     idle_seconds: float = 300.0
     max_cart_lines: int = 100
     max_members: int = 50
@@ -103,6 +104,7 @@ class TableActor(Actor[TableMessage]):
         self._ctx = ctx
         self._state = GroupState()
         self._stored_revision = 0
+        self._epoch = 0  # taken at activation; every write is conditional on it (fencing)
         self._closed = False
         self._sinks: dict[int, tuple[str, MemberSink]] = {}  # connection_id -> (member_id, sink)
         self._pos_task: asyncio.Task[None] | None = None
@@ -111,7 +113,13 @@ class TableActor(Actor[TableMessage]):
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def on_start(self) -> None:
-        snap = await self._ctx.store.load_group(self.group_id)
+        # Activation takes the next epoch in Postgres: from here on, writes of any earlier activation of
+        # this group (a paused or partitioned node) are refused, and ours until the next activation.
+        activation = await self._ctx.store.activate_group(
+            self.group_id, self.table_id, self.restaurant_id, self._ctx.node_id
+        )
+        self._epoch = activation.epoch
+        snap = activation.snapshot
         if snap is not None:
             self._state = GroupState.from_snapshot(snap.revision, snap.state)
         self._stored_revision = self._state.revision
@@ -126,7 +134,7 @@ class TableActor(Actor[TableMessage]):
             self._launch_pos(self._state.pending, resume=True)
         self._schedule_idle_check()
         METRICS.active_actors.inc()
-        self._log.info("actor_started", revision=self._state.revision, closed=self._closed)
+        self._log.info("actor_started", revision=self._state.revision, closed=self._closed, epoch=self._epoch)
 
     async def on_stop(self, reason: StopReason) -> None:
         METRICS.active_actors.dec()
@@ -135,13 +143,18 @@ class TableActor(Actor[TableMessage]):
         if self._pos_task and not self._pos_task.done():
             # The intent is durable; whoever activates the group next resumes it by key.
             self._pos_task.cancel()
-        if reason in (StopReason.STORAGE_CONFLICT, StopReason.FAILED, StopReason.SHUTDOWN):
+        if reason in (StopReason.STORAGE_CONFLICT, StopReason.FAILED, StopReason.SHUTDOWN, StopReason.RELOCATED):
             for _, sink in list(self._sinks.values()):
                 sink.close(CLOSE_RELOCATED, "reconnect")
         self._sinks.clear()
         self._log.info("actor_stopped", reason=reason.value)
 
     async def on_failure(self, message: TableMessage, exc: Exception) -> StopReason | None:
+        if isinstance(exc, FencedWrite):
+            # A newer activation (another node) owns the group: deactivate at once, members reconnect.
+            METRICS.fenced_writes.inc()
+            self._log.warning("write_fenced", error=str(exc), epoch=self._epoch)
+            return StopReason.STORAGE_CONFLICT
         if isinstance(exc, StaleWrite):
             return StopReason.STORAGE_CONFLICT
         self._log.error("table_actor_error", error=repr(exc), message=type(message).__name__)
@@ -173,6 +186,12 @@ class TableActor(Actor[TableMessage]):
                 self._broadcast(sm.order_status(message.order_id, message.status))
             case IdleCheck():
                 self._on_idle_check()
+            case SendCart():
+                frame = OutboundFrame(sm.cart_updated(self._cart()))
+                for conn_id in message.connection_ids:
+                    entry = self._sinks.get(conn_id)
+                    if entry is not None:
+                        entry[1].send(frame)
         return None
 
     # -- membership -----------------------------------------------------------------------------------
@@ -416,16 +435,13 @@ class TableActor(Actor[TableMessage]):
         if msg.total is not None and msg.total != total:
             raise CommandRejected(ErrorCode.TOTAL_MISMATCH, f"the cart total is {total}, not {msg.total}")
 
-        numbers = self._ctx.order_numbers
-        number = (
-            await numbers.next(self.restaurant_id)
-            if numbers is not None
-            else await self._ctx.store.next_order_number(self.restaurant_id)
-        )
         now = self._ctx.clock.now()
+        # The number is taken by the store inside the intent's commit (``number_order``), so numbers of a
+        # restaurant increase in the order intents commit, across nodes, and a refused or failed commit
+        # consumes none. Until then the pending order has no id.
         pending = PendingOrder(
-            order_id=f"ORD-{self.restaurant_id}-{number}",
-            order_number=number,
+            order_id="",
+            order_number=0,
             placed_by=cmd.member_id,
             special_instructions=msg.special_instructions,
             total=total,
@@ -436,11 +452,21 @@ class TableActor(Actor[TableMessage]):
         self._state.pending = pending
         self._state.status = ProcessingStatus.PROCESSING
         self._state.last_error = None
-        order = self._order_record(pending, OrderStatus.PROCESSING)
-        answer = sm.ack(rid, self._state.revision + 1, order_id=pending.order_id)
+        revision = self._bump()
+        answers: list[dict[str, Any]] = []
+
+        def number_order(number: int) -> tuple[dict[str, Any], OrderRecord]:
+            pending.order_id = f"ORD-{self.restaurant_id}-{number}"
+            pending.order_number = number
+            answer = sm.ack(rid, revision, order_id=pending.order_id)
+            self._state.remember(cmd.member_id, rid, answer)
+            answers.append(answer)
+            return self._state.to_snapshot(), self._order_record(pending, OrderStatus.PROCESSING)
+
         # The intent (order row, status processing, idempotency key = order id) is durable before the POS
         # hears of it: a crash from here on is recovered by asking the POS about this key.
-        await self._commit(cmd.member_id, rid, answer, order=order)
+        await self._write(number_order=number_order)
+        answer = answers[0]
         METRICS.place_order_seconds.observe(time.perf_counter() - started)
         self._log.info("order_intent", order_id=pending.order_id, member_id=cmd.member_id, total=total)
         reply = self._reply(cmd, answer)
@@ -639,8 +665,14 @@ class TableActor(Actor[TableMessage]):
         self._state.last_updated = self._ctx.clock.now()
         return self._state.revision
 
-    async def _write(self, *, order: OrderRecord | None = None) -> None:
-        """Commit the current state (and an order row) with the stored revision as the expected ETag."""
+    async def _write(
+        self,
+        *,
+        order: OrderRecord | None = None,
+        number_order: Callable[[int], tuple[dict[str, Any], OrderRecord]] | None = None,
+    ) -> None:
+        """Commit the current state (and an order row) with the stored revision as the expected ETag and
+        this activation's epoch as the fence."""
         snapshot = GroupSnapshot(
             group_id=self.group_id,
             table_id=self.table_id,
@@ -648,7 +680,15 @@ class TableActor(Actor[TableMessage]):
             revision=self._state.revision,
             state=self._state.to_snapshot(),
         )
-        await self._ctx.commit(GroupWrite(snapshot=snapshot, expected_revision=self._stored_revision, order=order))
+        await self._ctx.commit(
+            GroupWrite(
+                snapshot=snapshot,
+                expected_revision=self._stored_revision,
+                order=order,
+                epoch=self._epoch,
+                number_order=number_order,
+            )
+        )
         self._stored_revision = self._state.revision
 
     async def _commit(

@@ -16,6 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tableside.actors.directory import ActorDirectory
 from tableside.auth import StaffAuth
 from tableside.clock import Clock, SystemClock
+from tableside.cluster.bus import Bus
+from tableside.cluster.redis_bus import RedisBus
+from tableside.cluster.router import ClusterHooks, ClusterRouter, LocalRouter
 from tableside.config import Settings
 from tableside.demo import demo_logins_path, read_logins, seed_demo, write_logins
 from tableside.logs import log_request
@@ -133,7 +136,7 @@ class RunningServer:
         self.listener.stop()
         self.http_server.stop()
         await self.background.stop()  # keep-alive, cleanup, kitchen pump
-        await self.services.directory.stop_all()
+        await self.services.router.stop()  # actors (members get the relocation code), leases, bus
         await self.services.kitchen.stop()
         await self.services.committer.stop()
         await self.services.pos.close()
@@ -148,9 +151,11 @@ async def build_services(
     clock: Clock | None = None,
     pos: PosAdapter | None = None,
     background: BackgroundTasks | None = None,
+    bus: Bus | None = None,
 ) -> Services:
-    """``background``: where the long-lived loops (kitchen pump) run supervised; without it they run as
-    bare tasks (tests that build services alone)."""
+    """``background``: where the long-lived loops (kitchen pump, cluster leases) run supervised; without it
+    they run as bare tasks (tests that build services alone). ``bus``: the cluster bus; by default Redis at
+    ``settings.redis_url``, and none (one node on its own) when that is not set."""
     clock = clock or SystemClock()
     rid = settings.demo.restaurant_id
     def observe(size: int, seconds: float) -> None:
@@ -177,6 +182,24 @@ async def build_services(
     ctx = build_table_context(settings, store, committer, menu, pos, clock, kitchen)
     directory = ActorDirectory(ctx)
     limits = Limits(max_frame_bytes=settings.limits.max_frame_bytes)
+    hooks = ClusterHooks(
+        menu_changed=lambda _ids: menu.reload(),
+        kitchen_wake=kitchen.notify,
+        kitchen_message=kitchen.broadcast,
+        sessions_ended=lambda sessions, reason: _ended(kitchen, sessions, reason),
+    )
+    if bus is None and settings.redis_url:
+        bus = RedisBus(settings.redis_url, clock, timeout_s=settings.cluster.redis_timeout_s)
+    router: LocalRouter | ClusterRouter
+    if bus is None:
+        router = LocalRouter(settings.node_id, directory, hooks)
+    else:
+        router = ClusterRouter(settings.node_id, directory, bus, store, clock, settings.cluster, hooks, limits)
+        if background is not None:
+            for name, loop in router.background_loops().items():
+                background.start(name, loop)
+    ctx.on_order_confirmed = router.order_confirmed  # wakes kitchen feeds here and on every other node
+    await router.start()
     return Services(
         settings=settings,
         store=store,
@@ -187,6 +210,7 @@ async def build_services(
         staff_auth=StaffAuth(store, settings.tokens.staff_ttl_hours * 3600),
         kitchen=kitchen,
         directory=directory,
+        router=router,
         limits=limits,
         restaurant_id=rid,
         join_limiter=KeyedRateLimiter.per_minute(settings.limits.join_per_minute_per_ip),
@@ -194,12 +218,16 @@ async def build_services(
     )
 
 
+def _ended(kitchen: KitchenHub, sessions: set[str], reason: str) -> None:
+    kitchen.end_sessions(sessions, reason)
+
+
 async def reconcile_open_orders(services: Services) -> int:
     """Orders left ``processing`` by a crash: activate their groups; activation resumes the POS call by
     key (lookup first), and the outcome reaches the group like any other."""
     orders = await services.store.list_orders_by_status(OrderStatus.PROCESSING)
     for order in orders:
-        services.directory.ref_for(order.group_id, order.table_id, order.restaurant_id)
+        await services.router.claim(order.group_id, order.table_id, order.restaurant_id)
     if orders:
         log.info("reconciling_orders", count=len(orders), order_ids=[o.order_id for o in orders[:20]])
     return len(orders)

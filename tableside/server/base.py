@@ -10,7 +10,7 @@ import tornado.web
 from tableside.auth import token_hash
 from tableside.logs import RedactedRequestLogging
 from tableside.protocol.codecs import string_problem
-from tableside.server.services import Services
+from tableside.server.services import Services, ServiceUnavailable
 from tableside.storage.interface import StaffRole, StaffSession, TokenInfo
 
 GUEST_COOKIE = "tableside_token"
@@ -108,6 +108,9 @@ class BaseHandler(RedactedRequestLogging):
             body = {"error": exc.code, "message": exc.message}
             for name, value in exc.headers.items():
                 self.set_header(name, value)
+        elif isinstance(exc, ServiceUnavailable):
+            body = {"error": "unavailable", "message": exc.message}
+            self.set_header("Retry-After", "1")
         elif status_code == 404:
             body = {"error": "not_found", "message": "not found"}
         elif status_code == 405:

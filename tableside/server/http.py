@@ -40,7 +40,16 @@ def order_view(order: Any) -> dict[str, Any]:
 
 class HealthHandler(BaseHandler):
     async def get(self) -> None:
-        self.send_json({"status": "ok", "active_tables": self.services.directory.active_count})
+        router = self.services.router
+        self.send_json(
+            {
+                "status": "ok",
+                "node_id": router.node_id,
+                "actors": router.actors,
+                "redis": router.redis_status,
+                "active_tables": router.actors,
+            }
+        )
 
 
 class JoinHandler(BaseHandler):
@@ -215,8 +224,7 @@ class MenuHandler(BaseHandler):
 class CartHandler(BaseHandler):
     async def get(self) -> None:
         info = await self.require_guest()
-        ref = self.services.directory.ref_for(info.group_id, info.table_id, info.restaurant_id)
-        cart = await ref.ask(GetCart())
+        cart = await self.services.ask_group(info, GetCart())
         self.send_json(cart)
 
 

@@ -21,7 +21,7 @@ async def run_cleanup(services: Services) -> CleanupReport:
     cutoff = now - services.settings.group_idle_hours * 3600
     closed = await services.store.close_idle_groups(cutoff, now)
     for _table_id, group_id in closed:
-        services.directory.tell_if_active(group_id, CloseSession("expired"))
+        await services.router.tell_group(group_id, CloseSession("expired"))
     report.extra["idle_groups_closed"] = len(closed)
     log.info(
         "cleanup",

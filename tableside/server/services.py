@@ -7,12 +7,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+import tornado.web
+
+from tableside.actors.base import ActorDead
 from tableside.actors.directory import ActorDirectory
-from tableside.actors.messages import CloseSession, Command, MenuChanged
-from tableside.actors.order_numbers import OrderNumbers
+from tableside.actors.messages import CloseSession, Command, TableMessage
 from tableside.actors.table import TableContext
 from tableside.auth import LoginThrottle, StaffAuth, new_id, new_token, token_hash
 from tableside.clock import Clock
+from tableside.cluster.router import Router, RoutingUnavailable
 from tableside.config import Settings
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS, Metrics
@@ -23,6 +27,17 @@ from tableside.server.keepalive import KeepAlive
 from tableside.server.kitchen import KitchenHub
 from tableside.storage.committer import GroupCommitter
 from tableside.storage.interface import JoinResult, MenuItem, Store, Table, TableStatus, TokenInfo
+
+log = structlog.get_logger("tableside.server")
+
+
+class ServiceUnavailable(tornado.web.HTTPError):
+    """A request that needs a table group which cannot be reached now (cluster routing down, the owner
+    gone): HTTP 503 ``unavailable`` with ``Retry-After``; the client retries."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503)
+        self.message = message
 
 
 @dataclass(slots=True)
@@ -63,7 +78,8 @@ class Services:
     clock: Clock
     staff_auth: StaffAuth
     kitchen: KitchenHub
-    directory: ActorDirectory
+    directory: ActorDirectory  # this node's actors
+    router: Router  # any group, here or on its owner node
     limits: Limits
     restaurant_id: int
     join_limiter: KeyedRateLimiter  # new members per client IP (limits.join_per_minute_per_ip)
@@ -121,9 +137,17 @@ class Services:
     async def leave(self, info: TokenInfo) -> dict[str, Any]:
         """The member leaves the group for good (the ``leave`` message, sent by the table actor): their
         tokens are revoked and their place is free. Returns the actor's answer (``ack`` or ``error``)."""
-        ref = self.directory.ref_for(info.group_id, info.table_id, info.restaurant_id)
-        answer: dict[str, Any] = await ref.ask(Command(info.member_id, None, Leave(None)))
+        answer: dict[str, Any] = await self.ask_group(info, Command(info.member_id, None, Leave(None)))
         return answer
+
+    async def ask_group(self, info: TokenInfo, message: TableMessage) -> Any:
+        """Ask the member's group actor, wherever it runs. A group that cannot be reached now (Redis down,
+        the owner gone) is a 503 the client may retry, never a hang."""
+        try:
+            ref = await self.router.ref_for(info.group_id, info.table_id, info.restaurant_id)
+            return await ref.ask(message)
+        except (RoutingUnavailable, ActorDead) as exc:
+            raise ServiceUnavailable(str(exc)) from exc
 
     async def resolve_guest(self, token: str | None) -> TokenInfo | None:
         if not token or len(token) > 128:
@@ -133,19 +157,27 @@ class Services:
     async def checkout(self, table_id: str) -> Table:
         table = await self.store.checkout_table(table_id, self.clock.now())
         if table.current_group_id:
-            self.directory.tell_if_active(table.current_group_id, CloseSession("checked_out"))
+            await self._close_group(table.current_group_id, "checked_out")
         return table
+
+    async def _close_group(self, group_id: str, reason: str) -> None:
+        # The tokens are gone already (the store's checkout/reset), so nobody can rejoin; this closes the
+        # open sockets at once, on whichever node owns the group.
+        try:
+            await self.router.tell_group(group_id, CloseSession(reason))
+        except RoutingUnavailable:
+            log.warning("close_not_delivered", group_id=group_id, reason=reason)
 
     async def reset(self, table_id: str) -> Table:
         before = await self.store.get_table(table_id)
         table = await self.store.reset_table(table_id, self.clock.now())
         if before is not None and before.current_group_id:
-            self.directory.tell_if_active(before.current_group_id, CloseSession("table_reset"))
+            await self._close_group(before.current_group_id, "table_reset")
         return table
 
     async def set_availability(self, menu_item_id: str, available: bool) -> MenuItem:
         item = await self.menu.set_availability(menu_item_id, available)
-        self.directory.broadcast_to_all(MenuChanged((menu_item_id,)))
+        self.router.menu_changed((menu_item_id,))
         return item
 
     def join_url(self, table: Table) -> str:
@@ -169,7 +201,7 @@ def build_table_context(
         retry=RetryPolicy(settings.pos.timeout_s, settings.pos.max_retries, settings.pos.backoff_s),
         clock=clock,
         on_order_confirmed=kitchen.notify,
-        order_numbers=OrderNumbers(store),
+        node_id=settings.node_id,
         idle_seconds=settings.idle_actor_seconds,
         max_cart_lines=settings.limits.max_cart_lines,
         max_members=settings.limits.max_members_per_group,

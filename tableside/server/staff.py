@@ -11,9 +11,10 @@ from typing import Any
 import segno
 
 from tableside.actors.cart import GroupState
-from tableside.actors.messages import GetTableInfo, KitchenStatusChanged
+from tableside.actors.messages import KitchenStatusChanged
 from tableside.actors.table import CLOSE_SESSION_ENDED
 from tableside.auth import new_qr_secret, token_hash
+from tableside.cluster.router import RoutingUnavailable
 from tableside.kitchen_flow import InvalidKitchenTransition, next_kitchen_status
 from tableside.protocol import (
     ErrorCode,
@@ -69,8 +70,11 @@ async def change_kitchen_status(services: Services, order_id: str, requested: st
         if status == order.kitchen_status:
             return order  # a no-op: nothing changed, so nothing to tell anyone
         order = await services.store.set_kitchen_status(order_id, status)
-    services.kitchen.broadcast(order.restaurant_id, sm.order_status(order.order_id, order.kitchen_status))
-    services.directory.tell_if_active(order.group_id, KitchenStatusChanged(order.order_id, order.kitchen_status))
+    services.router.kitchen_message(order.restaurant_id, sm.order_status(order.order_id, order.kitchen_status))
+    try:
+        await services.router.tell_group(order.group_id, KitchenStatusChanged(order.order_id, order.kitchen_status))
+    except RoutingUnavailable:
+        pass  # the status is stored and on every kitchen screen; the guests see it on their next reconnect
     return order
 
 
@@ -82,7 +86,7 @@ class StaffLogoutHandler(BaseHandler):
         if token and len(token) <= 128:
             await self.services.staff_auth.logout(token)
             # Kitchen screens opened with this token close now (4001 after session_closed "logged_out").
-            self.services.kitchen.end_sessions({token_hash(token)}, "logged_out")
+            self.services.router.sessions_ended({token_hash(token)}, "logged_out")
         self.clear_cookie(STAFF_COOKIE, path="/")
         self.set_status(204)
         self.finish()
@@ -98,13 +102,15 @@ class BoardHandler(BaseHandler):
 
     async def _row(self, table: Table, with_join_url: bool) -> dict[str, Any]:
         row = table_view(self, table, with_join_url=with_join_url)
-        row.update(members_online=0, cart_total=0, pending_order_id=None, order_processing_status="idle")
+        row.update(
+            members_online=0, cart_total=0, pending_order_id=None, order_processing_status="idle", owner_node=None
+        )
         gid = table.current_group_id
         if table.status != TableStatus.OCCUPIED or gid is None:
             return row
-        ref = self.services.directory.find(gid)
-        if ref is not None:
-            info = await ref.ask(GetTableInfo())
+        owner, info = await self.services.router.table_info(gid)
+        row["owner_node"] = owner
+        if info is not None:
             cart = info["cart"]
             row["members_online"] = info["members_online"]
         else:

@@ -16,8 +16,9 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from tableside.actors.base import ActorDead, ActorRef, MailboxFull
-from tableside.actors.messages import Command, Connect, Disconnect, TableMessage
+from tableside.actors.base import ActorDead, MailboxFull
+from tableside.actors.messages import Command, Connect, Disconnect
+from tableside.cluster.router import GroupRef, RoutingUnavailable
 from tableside.logs import RedactedRequestLogging
 from tableside.protocol import (
     SUBPROTOCOLS,
@@ -216,7 +217,7 @@ def _swallow_closed(fut: Any) -> None:
 
 class GuestSocket(SocketBase):
     token_info: TokenInfo
-    ref: ActorRef[TableMessage] | None = None
+    ref: GroupRef | None = None
     open_count = 0  # process-wide, bounds connections (limits.max_connections)
     per_member: dict[str, int] = {}  # process-wide, like open_count: open sockets per member (token)
 
@@ -233,7 +234,15 @@ class GuestSocket(SocketBase):
         if GuestSocket.per_member.get(member, 0) >= self.services.settings.http.max_websockets_per_token:
             self.refuse(429, "too_many_connections", "too many open connections for this guest")
             return
+        try:
+            # Here or on the group's owner node (forwarded); decided before the upgrade so that "cannot
+            # route now" is a plain HTTP 503 the client retries.
+            ref = await self.services.router.ref_for(info.group_id, info.table_id, info.restaurant_id)
+        except RoutingUnavailable as exc:
+            self.refuse(503, "unavailable", str(exc))
+            return
         self.token_info = info
+        self._route = ref
         # Counted from here (no await since the check) until the socket is gone: get() returns only
         # when the upgrade failed or the connection ended.
         GuestSocket.per_member[member] = GuestSocket.per_member.get(member, 0) + 1
@@ -256,7 +265,7 @@ class GuestSocket(SocketBase):
         self.services.metrics.connections.inc()
         GuestSocket.open_count += 1
         info = self.token_info
-        self.ref = self.services.directory.ref_for(info.group_id, info.table_id, info.restaurant_id)
+        self.ref = self._route
         try:
             await self.ref.ask(Connect(info.member_id, self))
         except (ActorDead, MailboxFull):

@@ -1,0 +1,84 @@
+"""Messages between nodes: plain dicts with a kind ``k``, msgpack-encoded. Pure (no I/O).
+
+To an owner's inbox: ``connect``, ``disconnect``, ``cmd`` (a member's message, or an HTTP ask with ``q``),
+``get`` (cart / table info), ``tell`` (close the sitting, kitchen status), ``resync`` (send a forwarding
+node's members the whole cart again). To a forwarding node: ``out`` (frames and closes for its sockets, in
+order, numbered per stream so a gap is seen) and ``reply``. On the broadcast channel: ``menu``,
+``kitchen`` (wake the feeds), ``kitchen_msg`` (a message for every kitchen screen), ``end_sessions`` and
+``gone`` (a node left: forget its sockets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+CONNECT = "connect"
+DISCONNECT = "disconnect"
+CMD = "cmd"
+GET = "get"
+TELL = "tell"
+RESYNC = "resync"
+OUT = "out"
+REPLY = "reply"
+MENU = "menu"
+KITCHEN = "kitchen"
+KITCHEN_MSG = "kitchen_msg"
+END_SESSIONS = "end_sessions"
+GONE = "gone"
+
+KINDS = frozenset({CONNECT, DISCONNECT, CMD, GET, TELL, RESYNC, OUT, REPLY, MENU, KITCHEN, KITCHEN_MSG, END_SESSIONS, GONE})
+
+# Items of an ``out`` message: send a frame to connections, or close connections.
+FRAME = "f"
+CLOSE = "x"
+
+BROADCAST_CHANNEL = "ts:all"
+
+
+def inbox(node_id: str) -> str:
+    return f"ts:node:{node_id}"
+
+
+def lease_key(group_id: str) -> str:
+    return f"ts:lease:{group_id}"
+
+
+class BadWireMessage(ValueError):
+    pass
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    out: bytes = msgpack.packb(message, use_bin_type=True)
+    return out
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """One inter-node message; ``BadWireMessage`` for anything that is not one (the inbox loop logs and
+    goes on: a bad message never stops a node)."""
+    try:
+        message = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # noqa: BLE001 - msgpack raises several types
+        raise BadWireMessage(f"undecodable cluster message: {exc!r}") from exc
+    if not isinstance(message, dict) or message.get("k") not in KINDS:
+        raise BadWireMessage("not a cluster message")
+    return message
+
+
+def group_outbox(items: list[tuple[str, Any, int]]) -> list[list[Any]]:
+    """Fold ``(kind, payload, connection)`` entries, in order, into ``out`` items: consecutive sends of the
+    same frame become one item listing every connection (the frame is encoded once per node, not once per
+    member). ``payload`` is the frame's message dict for sends and ``(code, reason)`` for closes."""
+    grouped: list[list[Any]] = []
+    last_payload: Any = None
+    for kind, payload, conn in items:
+        if grouped and kind == FRAME and grouped[-1][0] == FRAME and payload is last_payload:
+            grouped[-1][2].append(conn)
+            continue
+        if kind == FRAME:
+            grouped.append([FRAME, payload, [conn]])
+        else:
+            code, reason = payload
+            grouped.append([CLOSE, [code, reason], [conn]])
+        last_payload = payload
+    return grouped
