@@ -2,8 +2,10 @@
 
 from tableside.storage.committer import CommitterStopped, GroupCommitter
 from tableside.storage.interface import (
+    Activation,
     BadQrSecret,
     CleanupReport,
+    FencedWrite,
     GroupFull,
     GroupSnapshot,
     GroupWrite,
@@ -33,9 +35,11 @@ from tableside.storage.memory import MemoryStore
 from tableside.storage.postgres import PostgresStore
 
 __all__ = [
+    "Activation",
     "BadQrSecret",
     "CleanupReport",
     "CommitterStopped",
+    "FencedWrite",
     "GroupCommitter",
     "GroupFull",
     "GroupSnapshot",

@@ -7,7 +7,7 @@ All timestamps are epoch seconds (float) from the injected clock; money is integ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -64,6 +64,20 @@ class InvalidTransition(StorageError):
 
 class StaleWrite(StorageError):
     """A group snapshot write whose expected revision is not the stored one (another activation wrote)."""
+
+
+class FencedWrite(StaleWrite):
+    """A group write refused because its epoch is not the stored one: the group was activated again
+    (on this or another node) after the writer's activation, so the writer no longer owns it. A
+    ``StaleWrite``, so code that handles stale writes handles this too."""
+
+    def __init__(self, group_id: str, write_epoch: int, stored_epoch: int) -> None:
+        super().__init__(
+            f"group {group_id}: write epoch {write_epoch} is fenced off, the stored epoch is {stored_epoch}"
+        )
+        self.group_id = group_id
+        self.write_epoch = write_epoch
+        self.stored_epoch = stored_epoch
 
 
 class InvalidWrite(StorageError):
@@ -163,15 +177,37 @@ class OrderRecord:
 
 
 @dataclass(slots=True)
+class Activation:
+    """What ``Store.activate_group`` returns: the group's new epoch (every write of this activation must
+    carry it) and its stored snapshot (None when nothing was ever written)."""
+
+    epoch: int
+    snapshot: GroupSnapshot | None
+
+
+@dataclass(slots=True)
 class GroupWrite:
     """One actor's durable step: the new snapshot plus, optionally, an order row to insert or update.
 
     ``expected_revision`` is the revision the actor last read or wrote (0 for a group never written).
-    The write applies atomically, or not at all with ``StaleWrite`` when the stored revision differs."""
+    ``epoch`` is the one ``activate_group`` returned to the writer (0: a group never activated). The write
+    applies atomically, or not at all: with ``FencedWrite`` when the stored epoch differs (a newer
+    activation owns the group), else with ``StaleWrite`` when the stored revision differs. A write that
+    creates the group's row stores its epoch.
+
+    ``number_order`` (an order intent): the store takes the restaurant's next order number ``n`` inside the
+    write's transaction, only once the write is known to apply (group row locked, epoch and revision
+    checked), and writes ``number_order(n)`` = ``(state, order)`` instead of ``snapshot.state`` / ``order``.
+    So per restaurant numbers increase in commit order across every process, and a refused or rolled-back
+    write consumes no number (no gaps). It must be pure and synchronous; it is not called for a refused
+    write, and if it raises (or returns non-JSON data) the write is refused with ``InvalidWrite`` and the
+    number is not consumed."""
 
     snapshot: GroupSnapshot
     expected_revision: int
     order: OrderRecord | None = None
+    epoch: int = 0
+    number_order: Callable[[int], tuple[dict[str, Any], OrderRecord]] | None = None
 
 
 @dataclass(slots=True)
@@ -261,10 +297,22 @@ class Store(Protocol):
         Returns ``(table_id, group_id)`` of the groups closed by this call."""
 
     # -- group state -----------------------------------------------------------------------------
-    async def load_group(self, group_id: str) -> GroupSnapshot | None: ...
+    async def activate_group(self, group_id: str, table_id: str, restaurant_id: int, node_id: str) -> Activation:
+        """Take ownership of a group: atomically increment its epoch (creating the row with revision 0,
+        state ``{}`` and epoch 1 when there is none), record ``node_id`` as its owner, and return the new
+        epoch with the stored snapshot (None when the revision is 0: nothing was ever written). Serialised
+        with writes of the group: a write of the previous epoch either committed before (and is in the
+        returned snapshot) or is refused with FencedWrite."""
+
+    async def load_group(self, group_id: str) -> GroupSnapshot | None:
+        """The stored snapshot; None for an unknown group or one only activated (revision 0)."""
+
     async def commit_writes(self, writes: Sequence[GroupWrite]) -> list[StorageError | None]:
         """Apply many actors' writes in one transaction (group commit). Each write is all-or-nothing
-        on its own; the result has one entry per write: None when applied, StaleWrite when refused."""
+        on its own; the result has one entry per write: None when applied, FencedWrite (wrong epoch) or
+        StaleWrite (wrong revision) when refused, InvalidWrite for non-JSON data, RestaurantNotFound for a
+        numbered write of an unknown restaurant. Writes are applied in submission order; numbered writes
+        of one restaurant in one batch get consecutive numbers in that order."""
 
     # -- orders ------------------------------------------------------------------------------------
     async def next_order_number(self, restaurant_id: int, count: int = 1) -> int:

@@ -16,8 +16,10 @@ from typing import Any
 
 from tableside.storage.codec import encode_write
 from tableside.storage.interface import (
+    Activation,
     BadQrSecret,
     CleanupReport,
+    FencedWrite,
     GroupFull,
     GroupSnapshot,
     GroupWrite,
@@ -44,6 +46,10 @@ from tableside.storage.interface import (
 )
 
 
+def _stale_message(w: GroupWrite) -> str:
+    return f"group {w.snapshot.group_id}: stored revision is not {w.expected_revision}"
+
+
 @dataclass(slots=True)
 class _Token:
     table_id: str
@@ -68,7 +74,10 @@ class MemoryStore:
         self._tables: dict[str, Table] = {}
         self._menu: dict[str, MenuItem] = {}
         self._tokens: dict[str, _Token] = {}
+        # A row with revision 0 was created by activate_group only (load_group answers None for it).
         self._groups: dict[str, GroupSnapshot] = {}
+        self._epochs: dict[str, int] = {}
+        self.owner_nodes: dict[str, str] = {}
         self._orders: dict[str, OrderRecord] = {}
         self._kitchen_seq = 0
         self._staff: dict[str, StaffUser] = {}
@@ -267,31 +276,88 @@ class MemoryStore:
 
     # -- group state -----------------------------------------------------------------------------
 
+    async def activate_group(self, group_id: str, table_id: str, restaurant_id: int, node_id: str) -> Activation:
+        stored = self._groups.get(group_id)
+        if stored is None:
+            self._groups[group_id] = GroupSnapshot(group_id, table_id, restaurant_id, 0, {})
+        epoch = self._epochs.get(group_id, 0) + 1
+        self._epochs[group_id] = epoch
+        self.owner_nodes[group_id] = node_id
+        return Activation(epoch=epoch, snapshot=await self.load_group(group_id))
+
     async def load_group(self, group_id: str) -> GroupSnapshot | None:
         g = self._groups.get(group_id)
-        return None if g is None else copy.deepcopy(g)
+        return None if g is None or g.revision == 0 else copy.deepcopy(g)
+
+    def _refusal(self, w: GroupWrite) -> StaleWrite | None:
+        """Why ``w`` cannot apply now (FencedWrite before StaleWrite, as PostgresStore), or None."""
+        gid = w.snapshot.group_id
+        stored = self._groups.get(gid)
+        if stored is None:
+            # "no row" only matches expected 0 (the row it creates takes the write's epoch)
+            return None if w.expected_revision == 0 else StaleWrite(_stale_message(w))
+        epoch = self._epochs.get(gid, 0)
+        if epoch != w.epoch:
+            return FencedWrite(gid, w.epoch, epoch)
+        if stored.revision != w.expected_revision:
+            return StaleWrite(_stale_message(w))
+        return None
+
+    def _numbered(self, w: GroupWrite) -> tuple[GroupWrite, int] | StorageError:
+        """The write ``number_order`` makes of ``w`` with the restaurant's next number (not yet consumed)."""
+        assert w.number_order is not None
+        rid = w.snapshot.restaurant_id
+        if rid not in self._restaurants:
+            return RestaurantNotFound(str(rid))
+        n = self._next_order_number[rid]
+        try:
+            state, order = w.number_order(n)
+        except Exception as e:  # noqa: BLE001 - the caller's bug, refused as that write's own error
+            return InvalidWrite(f"group {w.snapshot.group_id}: number_order({n}) failed: {e!r}")
+        return replace(w, snapshot=replace(w.snapshot, state=state), order=order, number_order=None), n
 
     async def commit_writes(self, writes: Sequence[GroupWrite]) -> list[StorageError | None]:
         self.commit_calls += 1
         results: list[StorageError | None] = []
         # Applied in submission order; a second write of one group in the same batch sees the first.
         for w in writes:
-            try:
-                # Same JSON rules as PostgresStore, and the decoded copy is what we keep: state round-trips
-                # exactly as it would through jsonb (tuples become lists, non-JSON data is refused).
-                state_json, items_json = encode_write(w)
-            except InvalidWrite as e:
-                results.append(e)
+            # Same JSON rules as PostgresStore, and the decoded copy is what we keep: state round-trips
+            # exactly as it would through jsonb (tuples become lists, non-JSON data is refused). A numbered
+            # write is encoded once number_order has made its state, after the checks (as in PostgresStore).
+            encoded: tuple[str, str | None] | None = None
+            if w.number_order is None:
+                try:
+                    encoded = encode_write(w)
+                except InvalidWrite as e:
+                    results.append(e)
+                    continue
+            refused = self._refusal(w)
+            if refused is not None:
+                results.append(refused)
                 continue
+            number: int | None = None
+            if w.number_order is not None:
+                if w.snapshot.group_id not in self._groups:
+                    # PostgresStore creates the row (revision 0) to lock it before taking a number
+                    self._groups[w.snapshot.group_id] = replace(w.snapshot, revision=0, state={})
+                    self._epochs[w.snapshot.group_id] = w.epoch
+                numbered = self._numbered(w)
+                if isinstance(numbered, StorageError):
+                    results.append(numbered)
+                    continue
+                w, number = numbered
+                try:
+                    encoded = encode_write(w)
+                except InvalidWrite as e:
+                    results.append(e)
+                    continue
+            assert encoded is not None
+            state_json, items_json = encoded
             gid = w.snapshot.group_id
-            stored = self._groups.get(gid)
-            current = 0 if stored is None else stored.revision
-            # "no row" only matches expected 0; an existing row must match exactly (like PostgresStore).
-            if (stored is None and w.expected_revision != 0) or (
-                stored is not None and current != w.expected_revision
-            ):
-                results.append(StaleWrite(f"group {gid}: stored revision is not {w.expected_revision}"))
-                continue
+            if gid not in self._groups:
+                self._epochs[gid] = w.epoch
+            if number is not None:
+                self._next_order_number[w.snapshot.restaurant_id] = number + 1
             self._groups[gid] = replace(w.snapshot, state=json.loads(state_json))
             if w.order is not None:
                 assert items_json is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,8 +21,10 @@ from tableside.storage import schema as s
 from tableside.storage.codec import dumps as _dumps
 from tableside.storage.codec import encode_write
 from tableside.storage.interface import (
+    Activation,
     BadQrSecret,
     CleanupReport,
+    FencedWrite,
     GroupFull,
     GroupSnapshot,
     GroupWrite,
@@ -57,24 +60,28 @@ KITCHEN_SEQ_LOCK_KEY = 0x6B736571  # "kseq"
 # One statement for a whole batch (one "round", see ``_rounds``):
 #   * ``w``: the snapshots, unnested from parallel arrays (one array per column keeps the statement text
 #     constant so asyncpg's prepared-statement cache hits on every batch).
-#   * ``upd``: update every existing snapshot whose stored revision is the expected one (a join, so O(n);
-#     under READ COMMITTED a row changed concurrently is re-checked against its newest version).
-#   * ``ins``: a write expecting 0 inserts its row; ON CONFLICT DO NOTHING refuses it when the group
-#     already exists (or a concurrent batch just inserted it). ``upd`` and ``ins`` never touch the same row
-#     in one statement: ``ins`` only conflicts with rows that existed, which it then leaves alone.
+#   * ``upd``: update every existing snapshot whose stored revision and epoch are the expected ones (a join,
+#     so O(n); under READ COMMITTED a row changed concurrently - by a write or an activation bumping the
+#     epoch - is re-checked against its newest version, which is what fences a stale owner).
+#     A row pre-created by ``activate_group`` (revision 0) is updated here by a write expecting 0.
+#   * ``ins``: a write expecting 0 inserts its row with its epoch; ON CONFLICT DO NOTHING refuses it when the
+#     group already exists (or a concurrent batch just inserted it). ``upd`` and ``ins`` never both change
+#     one row in one statement: ``ins`` only conflicts with rows that existed, which it then leaves alone.
 #     Refused rows are simply skipped - no error, so they cannot abort the other writes' transaction.
 #     Rows come in group_id order so concurrent batches tend to lock rows in the same order; Postgres would
 #     break a deadlock anyway (the batch then fails as a whole and every caller gets the error).
 #   * ``ord``: upsert the orders of applied groups only. New confirmed orders draw a kitchen_seq; an
 #     existing order keeps its kitchen_seq (assigned once) and only its POS outcome fields change.
-# The final SELECT reports which groups were applied; the rest are StaleWrite.
+# The final SELECT reports which groups were applied; the rest are FencedWrite or StaleWrite (told apart by a
+# second SELECT, run only when some write was refused).
 _COMMIT_BATCH = sa.text(
     """
 WITH w AS (
     SELECT * FROM unnest(
         CAST(:g_group_id AS text[]), CAST(:g_table_id AS text[]), CAST(:g_restaurant_id AS int[]),
-        CAST(:g_revision AS bigint[]), CAST(:g_expected AS bigint[]), CAST(:g_state AS text[])
-    ) AS w(group_id, table_id, restaurant_id, revision, expected, state)
+        CAST(:g_revision AS bigint[]), CAST(:g_expected AS bigint[]), CAST(:g_state AS text[]),
+        CAST(:g_epoch AS bigint[])
+    ) AS w(group_id, table_id, restaurant_id, revision, expected, state, epoch)
 ),
 upd AS (
     UPDATE group_state AS g
@@ -84,13 +91,13 @@ upd AS (
         state = CAST(w.state AS jsonb),
         updated_at = EXTRACT(EPOCH FROM clock_timestamp())::float8
     FROM w
-    WHERE g.group_id = w.group_id AND g.revision = w.expected
+    WHERE g.group_id = w.group_id AND g.revision = w.expected AND g.epoch = w.epoch
     RETURNING g.group_id
 ),
 ins AS (
-    INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at)
+    INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch)
     SELECT w.group_id, w.table_id, w.restaurant_id, w.revision, CAST(w.state AS jsonb),
-           EXTRACT(EPOCH FROM clock_timestamp())::float8
+           EXTRACT(EPOCH FROM clock_timestamp())::float8, w.epoch
     FROM w
     WHERE w.expected = 0
     ORDER BY w.group_id
@@ -137,6 +144,48 @@ SELECT a.group_id FROM applied AS a
 )
 
 
+# One row-locking statement, so it is serialised with the old owner's writes of the group: a write that
+# committed first is in the returned row; a write still waiting on the row lock re-checks the epoch after
+# us and is refused. ``state`` is RETURNed whole only because an activation is once per actor start.
+_ACTIVATE = sa.text(
+    """
+INSERT INTO group_state AS g (group_id, table_id, restaurant_id, revision, state, updated_at, epoch, owner_node)
+VALUES (:group_id, :table_id, :restaurant_id, 0, CAST('{}' AS jsonb),
+        EXTRACT(EPOCH FROM clock_timestamp())::float8, 1, :node_id)
+ON CONFLICT (group_id) DO UPDATE SET epoch = g.epoch + 1, owner_node = EXCLUDED.owner_node
+RETURNING g.epoch, g.table_id, g.restaurant_id, g.revision, g.state
+"""
+)
+
+# Numbered writes (order intents): a write expecting 0 of a group without a row creates it first (revision 0,
+# like an activation) so that there is a row to lock; the row stays harmlessly if the write is then refused.
+_PRECREATE_GROUPS = sa.text(
+    """
+INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch)
+SELECT p.group_id, p.table_id, p.restaurant_id, 0, CAST('{}' AS jsonb),
+       EXTRACT(EPOCH FROM clock_timestamp())::float8, p.epoch
+FROM unnest(CAST(:group_id AS text[]), CAST(:table_id AS text[]), CAST(:restaurant_id AS int[]),
+            CAST(:epoch AS bigint[])) AS p(group_id, table_id, restaurant_id, epoch)
+ORDER BY p.group_id
+ON CONFLICT (group_id) DO NOTHING
+"""
+)
+_LOCK_GROUPS = sa.text(
+    """
+SELECT group_id, revision, epoch FROM group_state
+WHERE group_id = ANY(CAST(:ids AS text[])) ORDER BY group_id FOR UPDATE
+"""
+)
+# The counter row stays locked until commit, so numbers become visible in the order they were taken.
+_LOCK_COUNTERS = sa.text(
+    """
+SELECT restaurant_id, next_order_number FROM restaurants
+WHERE restaurant_id = ANY(CAST(:ids AS int[])) ORDER BY restaurant_id FOR UPDATE
+"""
+)
+_SET_COUNTER = sa.text("UPDATE restaurants SET next_order_number = :n WHERE restaurant_id = :rid")
+_GROUP_EPOCHS = sa.text("SELECT group_id, epoch FROM group_state WHERE group_id = ANY(CAST(:ids AS text[]))")
+
 TOKEN_TOUCH_S = 300.0
 _RESOLVE_TOKEN = sa.text(
     """
@@ -151,6 +200,10 @@ _COUNT_LIVE_MEMBERS = sa.text(
 )
 
 
+def _stale_message(w: GroupWrite) -> str:
+    return f"group {w.snapshot.group_id}: stored revision is not {w.expected_revision}"
+
+
 def _rounds(writes: Sequence[GroupWrite], skip: Sequence[StorageError | None]) -> list[list[int]]:
     """Split write indexes into rounds in which no group_id / order_id repeats.
 
@@ -163,7 +216,7 @@ def _rounds(writes: Sequence[GroupWrite], skip: Sequence[StorageError | None]) -
         if skip[i] is not None:  # already refused
             continue
         keys = {"g:" + w.snapshot.group_id}
-        if w.order is not None:
+        if w.order is not None and w.number_order is None:  # a numbered write's order id is not known yet
             keys.add("o:" + w.order.order_id)
         # the first round after the last round already holding one of our keys
         target = 0
@@ -182,7 +235,8 @@ def _batch_params(
     writes: Sequence[GroupWrite], encoded: Sequence[tuple[str, str | None] | None], idx: Sequence[int]
 ) -> dict[str, list[Any]]:
     g: dict[str, list[Any]] = {
-        k: [] for k in ("g_group_id", "g_table_id", "g_restaurant_id", "g_revision", "g_expected", "g_state")
+        k: []
+        for k in ("g_group_id", "g_table_id", "g_restaurant_id", "g_revision", "g_expected", "g_state", "g_epoch")
     }
     okeys = (
         "o_write_group_id",
@@ -214,6 +268,7 @@ def _batch_params(
         g["g_revision"].append(snap.revision)
         g["g_expected"].append(w.expected_revision)
         g["g_state"].append(enc[0])
+        g["g_epoch"].append(w.epoch)
         od = w.order
         if od is not None:
             o["o_write_group_id"].append(snap.group_id)
@@ -618,13 +673,22 @@ class PostgresStore:
 
     # -- group state -----------------------------------------------------------------------------
 
+    async def activate_group(self, group_id: str, table_id: str, restaurant_id: int, node_id: str) -> Activation:
+        params = {"group_id": group_id, "table_id": table_id, "restaurant_id": restaurant_id, "node_id": node_id}
+        async with self._autocommit.connect() as conn:
+            row = (await conn.execute(_ACTIVATE, params)).one()
+        epoch, table, restaurant, revision, state = row
+        snapshot = None if revision == 0 else GroupSnapshot(group_id, table, restaurant, revision, state)
+        return Activation(epoch=int(epoch), snapshot=snapshot)
+
     async def load_group(self, group_id: str) -> GroupSnapshot | None:
         g = s.group_state.c
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
+                    # revision 0: a row only activate_group created; nothing was written yet
                     sa.select(g.group_id, g.table_id, g.restaurant_id, g.revision, g.state).where(
-                        g.group_id == group_id
+                        g.group_id == group_id, g.revision > 0
                     )
                 )
             ).first()
@@ -638,46 +702,162 @@ class PostgresStore:
         if not writes:
             return []
         results: list[StorageError | None] = [None] * len(writes)
-        # Serialise first, outside the transaction: one write with bad data is refused on its own.
-        encoded: list[tuple[str, str | None] | None] = []
+        # Serialise first, outside the transaction: one write with bad data is refused on its own. A numbered
+        # write is encoded once number_order has made its state (``_number_writes``).
+        work = list(writes)
+        encoded: list[tuple[str, str | None] | None] = [None] * len(writes)
         for i, w in enumerate(writes):
+            if w.number_order is not None:
+                continue
             try:
-                encoded.append(encode_write(w))
+                encoded[i] = encode_write(w)
             except InvalidWrite as e:
-                encoded.append(None)
                 results[i] = e
-        valid = [w for w, enc in zip(writes, encoded, strict=True) if enc is not None]
-        if not valid:
+        if all(r is not None for r in results):
             return results
-        needs_seq_lock = any(w.order is not None and w.order.status == OrderStatus.CONFIRMED for w in valid)
+        numbered = any(w.number_order is not None for w in writes)
+        needs_seq_lock = any(
+            w.order is not None and w.number_order is None and w.order.status == OrderStatus.CONFIRMED
+            for w, r in zip(writes, results, strict=True)
+            if r is None
+        )
         rounds = _rounds(writes, skip=results)
-        if not needs_seq_lock and len(rounds) == 1:
+        if not needs_seq_lock and not numbered and len(rounds) == 1:
             # The common case is one statement: run it as its own implicit transaction (autocommit), one
             # round trip instead of BEGIN / statement / COMMIT, which under load is most of an ack's wait.
             idx = sorted(rounds[0], key=lambda i: writes[i].snapshot.group_id)
             async with self._autocommit.connect() as conn:
                 applied = {r[0] for r in await conn.execute(_COMMIT_BATCH, _batch_params(writes, encoded, idx))}
-            self._mark_stale(writes, idx, applied, results)
+                await self._mark_refused(conn, writes, idx, applied, results)
             return results
         async with self.engine.begin() as conn:
+            seq_locked = False
             if needs_seq_lock:
                 await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": KITCHEN_SEQ_LOCK_KEY})
+                seq_locked = True
+            counters: dict[int, int] = {}  # restaurant -> its next order number, row locked until commit
+            taken: dict[int, int] = {}  # restaurant -> numbers taken by this transaction
             for idx in rounds:
+                num_idx = [i for i in idx if work[i].number_order is not None]
+                if num_idx:
+                    await self._number_writes(conn, work, encoded, num_idx, results, counters, taken)
+                    idx = [i for i in idx if results[i] is None]
+                    if not seq_locked and any(
+                        (o := work[i].order) is not None and o.status == OrderStatus.CONFIRMED
+                        for i in num_idx
+                        if results[i] is None
+                    ):
+                        # Only if number_order made a confirmed order (an intent is normally processing).
+                        await conn.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": KITCHEN_SEQ_LOCK_KEY}
+                        )
+                        seq_locked = True
+                if not idx:
+                    continue
                 # Sorted by group_id (stable for equal ids) so every batch locks rows in the same order.
-                idx = sorted(idx, key=lambda i: writes[i].snapshot.group_id)
-                params = _batch_params(writes, encoded, idx)
+                idx = sorted(idx, key=lambda i: work[i].snapshot.group_id)
+                params = _batch_params(work, encoded, idx)
                 applied = {r[0] for r in await conn.execute(_COMMIT_BATCH, params)}
-                self._mark_stale(writes, idx, applied, results)
+                unapplied = [i for i in num_idx if results[i] is None and work[i].snapshot.group_id not in applied]
+                if unapplied:
+                    # Cannot happen (their rows are locked and were checked): roll back rather than leave a gap.
+                    gids = sorted(work[i].snapshot.group_id for i in unapplied)
+                    raise StorageError(f"numbered writes of {gids} were checked but not applied")
+                await self._mark_refused(conn, work, idx, applied, results)
+            for rid, count in taken.items():
+                if count:
+                    await conn.execute(_SET_COUNTER, {"n": counters[rid], "rid": rid})
         return results
 
-    @staticmethod
-    def _mark_stale(
-        writes: Sequence[GroupWrite], idx: Sequence[int], applied: set[str], results: list[StorageError | None]
+    async def _number_writes(
+        self,
+        conn: AsyncConnection,
+        work: list[GroupWrite],
+        encoded: list[tuple[str, str | None] | None],
+        num_idx: Sequence[int],
+        results: list[StorageError | None],
+        counters: dict[int, int],
+        taken: dict[int, int],
     ) -> None:
-        for i in idx:
-            gid = writes[i].snapshot.group_id
-            if gid not in applied:
-                results[i] = StaleWrite(f"group {gid}: stored revision is not {writes[i].expected_revision}")
+        """Lock and check the groups of one round's numbered writes, then give each write that will apply the
+        next number of its restaurant (in submission order) and replace it by what ``number_order`` makes."""
+        fresh = [work[i].snapshot for i in num_idx if work[i].expected_revision == 0]
+        if fresh:
+            await conn.execute(
+                _PRECREATE_GROUPS,
+                {
+                    "group_id": [sn.group_id for sn in fresh],
+                    "table_id": [sn.table_id for sn in fresh],
+                    "restaurant_id": [sn.restaurant_id for sn in fresh],
+                    "epoch": [work[i].epoch for i in num_idx if work[i].expected_revision == 0],
+                },
+            )
+        ids = sorted({work[i].snapshot.group_id for i in num_idx})
+        rows = {r[0]: (int(r[1]), int(r[2])) for r in await conn.execute(_LOCK_GROUPS, {"ids": ids})}
+        passing: list[int] = []
+        for i in num_idx:
+            w = work[i]
+            row = rows.get(w.snapshot.group_id)
+            if row is None:  # only if the pre-created row was deleted meanwhile
+                if w.expected_revision != 0:
+                    results[i] = StaleWrite(_stale_message(w))
+                else:
+                    passing.append(i)
+            elif row[1] != w.epoch:
+                results[i] = FencedWrite(w.snapshot.group_id, w.epoch, row[1])
+            elif row[0] != w.expected_revision:
+                results[i] = StaleWrite(_stale_message(w))
+            else:
+                passing.append(i)
+        missing = sorted({work[i].snapshot.restaurant_id for i in passing} - counters.keys())
+        if missing:
+            for rid, nxt in await conn.execute(_LOCK_COUNTERS, {"ids": missing}):
+                counters[int(rid)] = int(nxt)
+                taken[int(rid)] = 0
+        for i in passing:
+            w = work[i]
+            rid = w.snapshot.restaurant_id
+            if rid not in counters:
+                results[i] = RestaurantNotFound(str(rid))
+                continue
+            n = counters[rid]
+            assert w.number_order is not None
+            try:
+                state, order = w.number_order(n)
+                made = replace(w, snapshot=replace(w.snapshot, state=state), order=order, number_order=None)
+                enc = encode_write(made)
+            except InvalidWrite as e:
+                results[i] = e
+                continue
+            except Exception as e:  # noqa: BLE001 - the caller's bug, refused as that write's own error
+                results[i] = InvalidWrite(f"group {w.snapshot.group_id}: number_order({n}) failed: {e!r}")
+                continue
+            counters[rid] = n + 1
+            taken[rid] += 1
+            work[i], encoded[i] = made, enc
+
+    @staticmethod
+    async def _mark_refused(
+        conn: AsyncConnection,
+        writes: Sequence[GroupWrite],
+        idx: Sequence[int],
+        applied: set[str],
+        results: list[StorageError | None],
+    ) -> None:
+        """Refused writes are FencedWrite when the stored epoch differs, else StaleWrite. The extra SELECT
+        runs only when something was refused (rare), never on the happy path."""
+        refused = [i for i in idx if writes[i].snapshot.group_id not in applied]
+        if not refused:
+            return
+        ids = sorted({writes[i].snapshot.group_id for i in refused})
+        epochs = {r[0]: int(r[1]) for r in await conn.execute(_GROUP_EPOCHS, {"ids": ids})}
+        for i in refused:
+            w = writes[i]
+            stored = epochs.get(w.snapshot.group_id)
+            if stored is not None and stored != w.epoch:
+                results[i] = FencedWrite(w.snapshot.group_id, w.epoch, stored)
+            else:
+                results[i] = StaleWrite(_stale_message(w))
 
     # -- orders ----------------------------------------------------------------------------------
 

@@ -79,6 +79,11 @@ group_state = sa.Table(
     sa.Column("revision", sa.BigInteger, nullable=False),
     sa.Column("state", JSONB, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    # Fencing token: bumped by every activation (Store.activate_group); a write applies only while its
+    # epoch is still this one, so an owner that lost the group (paused, partitioned) can never write.
+    sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
+    # The node that activated the group last (informational; safety rests on the epoch).
+    sa.Column("owner_node", sa.Text, nullable=True),
 )
 
 orders = sa.Table(

@@ -179,30 +179,53 @@ def test_embedded_postgres_start_connect_stop(tmp_path: Path, monkeypatch: pytes
 
 
 async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str) -> None:
-    """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002."""
+    """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002 and 0003."""
     await upgrade_to_head(scratch_db_url)
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
-    async def username_index() -> bool:
+    async def fetch(sql: str) -> object:
         conn = await asyncpg.connect(to_plain_url(scratch_db_url))
         try:
-            return bool(await conn.fetchval("SELECT to_regclass('ix_staff_sessions_username') IS NOT NULL"))
+            return await conn.fetchval(sql)
         finally:
             await conn.close()
 
+    async def username_index() -> bool:
+        return bool(await fetch("SELECT to_regclass('ix_staff_sessions_username') IS NOT NULL"))
+
+    async def group_columns() -> set[str]:
+        names = await fetch(
+            "SELECT array_agg(column_name::text) FROM information_schema.columns"
+            " WHERE table_name = 'group_state' AND column_name IN ('epoch', 'owner_node')"
+        )
+        assert names is None or isinstance(names, list)
+        return {str(n) for n in names or []}
+
     assert await username_index()
+    assert await group_columns() == {"epoch", "owner_node"}
     store = await PostgresStore.connect(scratch_db_url)
     try:
         await store.upsert_restaurant(Restaurant(1, "R"))
+        await store.commit_writes([GroupWrite(GroupSnapshot("g", "t", 1, 1, {"k": 1}), 0)])
+        assert (await store.activate_group("g", "t", 1, "node-a")).epoch == 1
     finally:
         await store.close()
+    await downgrade_to(scratch_db_url, "0002")
+    assert await current_revision(scratch_db_url) == "0002"
+    assert await group_columns() == set()
+    assert await fetch("SELECT revision FROM group_state WHERE group_id = 'g'") == 1
     await downgrade_to(scratch_db_url, "0001")
     assert await current_revision(scratch_db_url) == "0001"
     assert not await username_index()
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0002" and await username_index()
+    assert await current_revision(scratch_db_url) == "0003" and await username_index()
+    assert await group_columns() == {"epoch", "owner_node"}
+    # a row that predates 0003 starts at epoch 0: the first activation makes it 1
+    assert await fetch("SELECT epoch FROM group_state WHERE group_id = 'g'") == 0
     store = await PostgresStore.connect(scratch_db_url)
     try:
         assert await store.get_restaurant(1) == Restaurant(1, "R")
+        assert (await store.load_group("g")) == GroupSnapshot("g", "t", 1, 1, {"k": 1})
+        assert (await store.activate_group("g", "t", 1, "node-b")).epoch == 1
     finally:
         await store.close()
