@@ -224,7 +224,10 @@ class Actor(Generic[M]):
                         envelope.reply.set_exception(exc)
                 stop = await self.on_failure(item.message, exc)
                 if stop is not None:
-                    log.error("actor_failed", actor=self.name, error=repr(exc), message=type(item.message).__name__)
+                    # A conflict (fenced by a newer activation) is an expected event of a cluster; only
+                    # an unexpected failure is an error.
+                    report = log.error if stop is StopReason.FAILED else log.warning
+                    report("actor_failed", actor=self.name, error=repr(exc), message=type(item.message).__name__)
                     return stop
             else:
                 for envelope, result in zip(batch, results, strict=True):

@@ -322,15 +322,27 @@ async def test_idle_actor_stops_on_the_fake_clock(world: Any) -> None:
     assert directory.active_count == 0
 
 
-async def test_order_numbers_come_from_reserved_blocks_and_never_repeat(world: Any) -> None:
-    from tableside.actors.order_numbers import OrderNumbers
+async def test_a_stale_activation_is_fenced_and_its_members_told_to_reconnect(world: Any) -> None:
+    """Two activations of one group (two nodes that both think they own it): the older one's next write is
+    refused by the epoch, nothing of it is stored, the fence is counted, and its members are closed with
+    the relocation code; the newer one goes on from what was committed."""
+    from tableside.actors.table import CLOSE_RELOCATED
+    from tableside.metrics import METRICS
 
-    numbers = OrderNumbers(world.store, block=4)
-    got = await asyncio.gather(*(numbers.next(1) for _ in range(10)))
-    assert sorted(got) == list(range(1, 11))
-    got_in_order = [await numbers.next(1) for _ in range(6)]
-    assert got_in_order == sorted(got_in_order) and min(got_in_order) == 11
-    await settle()
-    # A restart (new allocator) skips whatever was reserved but unused: a gap, never a duplicate.
-    again = await OrderNumbers(world.store, block=4).next(1)
-    assert again > max(got_in_order) and again not in got
+    node_a, node_b = world.make(ScriptedPos([]), node_id="a"), world.make(ScriptedPos([]), node_id="b")
+    j = await world.join()
+    ref_a, sink_a = await connect(node_a, j)
+    await ref_a.ask(Command(j.member_id, sink_a, AddItem("1", "miso", 1)))
+    ref_b, sink_b = await connect(node_b, j)  # b activates: epoch 2
+    fenced = METRICS.fenced_writes._value.get()
+    with pytest.raises(Exception, match="fenced"):
+        await ref_a.ask(Command(j.member_id, sink_a, AddItem("2", "gyoza", 1)))
+    assert await asyncio.wait_for(ref_a.wait_stopped(), 1) == StopReason.STORAGE_CONFLICT
+    assert sink_a.closed == (CLOSE_RELOCATED, "reconnect")
+    assert METRICS.fenced_writes._value.get() == fenced + 1
+    await ref_b.ask(Command(j.member_id, sink_b, AddItem("3", "edamame", 1)))
+    snap = await world.store.load_group(j.group_id)
+    assert snap is not None
+    names = sorted(line["menu_item_id"] for line in snap.state["lines"])
+    assert names == ["edamame", "miso"]  # a's refused gyoza is not there
+    await node_b.stop_all()

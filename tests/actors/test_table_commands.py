@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+
 from tableside.actors.base import StopReason
 from tableside.actors.cart import iso
 from tableside.actors.messages import (
@@ -19,7 +20,6 @@ from tableside.actors.messages import (
     MenuChanged,
     PosResult,
 )
-from tableside.actors.order_numbers import OrderNumbers
 from tableside.pos.interface import Accepted, LookupResult, PosOrder, PosOutcome, Rejected, Unknown
 from tableside.protocol import AddItem, GetSnapshot, Leave, Ping, PlaceOrder, RemoveItem, UpdateItem
 from tableside.storage.interface import GroupWrite, MenuItem, OrderStatus, Restaurant
@@ -511,9 +511,11 @@ async def test_a_late_pos_answer_for_another_order_changes_nothing(world: Any) -
     assert await world.store.get_order("ORD-1-99") is None
 
 
-async def test_order_numbers_from_reserved_blocks(world: Any) -> None:
-    await world.store.next_order_number(1, 5)  # numbers 1..5 are gone (another node, or before a restart)
-    directory = world.make(ScriptedPos([]), order_numbers=OrderNumbers(world.store, block=4))
+async def test_order_numbers_continue_the_counter_with_no_gap_across_a_restart(world: Any) -> None:
+    """Numbers are taken at intent commit: they follow the restaurant's counter, and a new activation (a
+    restart, another node) goes on at the next number; nothing is reserved in blocks and skipped."""
+    await world.store.next_order_number(1, 5)  # numbers 1..5 are gone (taken before)
+    directory = world.make(ScriptedPos([]))
     a = await world.join()
     ref, sink = await connect(directory, a)
     ids = []
@@ -522,7 +524,15 @@ async def test_order_numbers_from_reserved_blocks(world: Any) -> None:
         ids.append((await ref.ask(Command(a.member_id, sink, PlaceOrder(f"p{i}", None, ""))))["order_id"])
         await settle()
     assert ids == ["ORD-1-6", "ORD-1-7", "ORD-1-8"]
-    assert [o.order_number for o in await world.store.list_group_orders(a.group_id)] == [6, 7, 8]
+    await directory.stop_all()
+    again = world.make(ScriptedPos([]))
+    ref, sink = await connect(again, a)
+    await ref.ask(add(a, sink, "b", "miso"))
+    answer = await ref.ask(Command(a.member_id, sink, PlaceOrder("p-after", None, "")))
+    assert answer["order_id"] == "ORD-1-9"
+    await settle()
+    assert [o.order_number for o in await world.store.list_group_orders(a.group_id)] == [6, 7, 8, 9]
+    await again.stop_all()
 
 
 # -- staff, kitchen and menu messages ----------------------------------------------------------------------

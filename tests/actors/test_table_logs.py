@@ -64,7 +64,9 @@ async def test_an_orders_life_and_the_actors_life_are_in_the_log(world: Any, cap
 
     log = events(caplog)
     table = {"table_id": a.table_id, "group_id": a.group_id}
-    assert find(log, "actor_started") == [{"event": "actor_started", **table, "revision": 0, "closed": False, "level": "info"}]
+    assert find(log, "actor_started") == [
+        {"event": "actor_started", **table, "revision": 0, "closed": False, "epoch": 1, "level": "info"}
+    ]
     assert find(log, "actor_stopped") == [{"event": "actor_stopped", **table, "reason": "shutdown", "level": "info"}]
     [intent] = find(log, "order_intent")
     assert intent == {"event": "order_intent", **table, "order_id": order_id, "member_id": a.member_id, "total": 700, "level": "info"}

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from tableside.clock import FakeClock, SystemClock
 from tableside.cluster.bus import Bus
 from tableside.cluster.memory_bus import MemoryBroker, MemoryBus
 from tableside.cluster.redis_bus import RedisBus
-from tableside.clock import FakeClock, SystemClock
 
 REDIS_URL = os.environ.get("TABLESIDE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
