@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-
 from tableside.actors.base import StopReason
 from tableside.actors.cart import iso
 from tableside.actors.messages import (
