@@ -18,6 +18,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "actors": ("protocol", "storage.interface", "pos.interface", "pos.submitter", "clock", "menu", "metrics"),
     "storage": ("config",),
     "pos": ("clock",),
+    "cluster": ("actors", "protocol", "storage.interface", "clock", "config", "metrics"),
 }
 
 

@@ -422,7 +422,14 @@ async def test_guest_endpoints_answer_the_documented_bodies(harness: Harness) ->
         assert o["order_id"] == f"ORD-1-{o['order_number']}"
 
     code, health = await harness.http("GET", "/healthz")
-    assert code == 200 and health == {"status": "ok", "active_tables": harness.running.services.directory.active_count}
+    active = harness.running.services.directory.active_count
+    assert code == 200 and health == {
+        "status": "ok",
+        "node_id": harness.running.services.settings.node_id,
+        "actors": active,
+        "redis": "off",  # one node, no Redis configured
+        "active_tables": active,
+    }
     metrics = await tornado.httpclient.AsyncHTTPClient().fetch(f"{harness.base}/metrics")
     assert metrics.headers["Content-Type"].startswith("text/plain") and b"# TYPE " in metrics.body
     await phone.close()

@@ -343,12 +343,13 @@ async def metrics(h: Harness) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 async def test_healthz_and_metrics_fields(harness: Harness) -> None:
+    node = harness.running.services.settings.node_id
     code, health = await harness.http("GET", "/healthz")
-    assert code == 200 and health == {"status": "ok", "active_tables": 0}
+    assert code == 200 and health == {"status": "ok", "node_id": node, "actors": 0, "redis": "off", "active_tables": 0}
     before = await metrics(harness)
     _, phone = await harness.member("T001")
     code, health = await harness.http("GET", "/healthz")
-    assert health == {"status": "ok", "active_tables": 1}
+    assert health == {"status": "ok", "node_id": node, "actors": 1, "redis": "off", "active_tables": 1}
     await phone.request({"type": "add_item", "menu_item_id": "gyoza", "qty": 1})
     await phone.request({"type": "add_item", "menu_item_id": "no-such-item", "qty": 1})
     placed = await phone.request({"type": "place_order"})
