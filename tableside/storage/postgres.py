@@ -54,8 +54,16 @@ from tableside.storage.urls import to_async_url
 # Serialises kitchen_seq assignment across concurrent batches (and processes) *until commit*, so kitchen_seq
 # values become visible in increasing order. Without it batch A could take seq 10, batch B seq 11, B commit
 # first, and a kitchen display reading "after 9" would see 11, advance its cursor and never see 10.
-# Only batches that carry a confirmed order take it, i.e. once per order, not on every cart change.
+# Only batches that carry a confirmed order take it, i.e. once per order, not on every cart change. The lock
+# is per restaurant (kitchen screens read one restaurant's orders by cursor), so confirmations of different
+# restaurants never wait for each other: with one deployment-wide key this lock would be the first thing to
+# saturate as restaurants are added (docs/cluster.md, "What breaks first").
 KITCHEN_SEQ_LOCK_KEY = 0x6B736571  # "kseq"
+
+
+async def _lock_kitchen_seq(conn: AsyncConnection, restaurant_ids: set[int]) -> None:
+    for rid in sorted(restaurant_ids):  # one order for every transaction: no deadlock between them
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k, :r)"), {"k": KITCHEN_SEQ_LOCK_KEY, "r": rid})
 
 # One statement for a whole batch (one "round", see ``_rounds``):
 #   * ``w``: the snapshots, unnested from parallel arrays (one array per column keeps the statement text
@@ -716,11 +724,12 @@ class PostgresStore:
         if all(r is not None for r in results):
             return results
         numbered = any(w.number_order is not None for w in writes)
-        needs_seq_lock = any(
-            w.order is not None and w.number_order is None and w.order.status == OrderStatus.CONFIRMED
+        confirming = {
+            w.order.restaurant_id
             for w, r in zip(writes, results, strict=True)
-            if r is None
-        )
+            if r is None and w.order is not None and w.number_order is None and w.order.status == OrderStatus.CONFIRMED
+        }
+        needs_seq_lock = bool(confirming)
         rounds = _rounds(writes, skip=results)
         if not needs_seq_lock and not numbered and len(rounds) == 1:
             # The common case is one statement: run it as its own implicit transaction (autocommit), one
@@ -731,10 +740,10 @@ class PostgresStore:
                 await self._mark_refused(conn, writes, idx, applied, results)
             return results
         async with self.engine.begin() as conn:
-            seq_locked = False
+            locked: set[int] = set()  # restaurants whose kitchen_seq lock this transaction holds
             if needs_seq_lock:
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": KITCHEN_SEQ_LOCK_KEY})
-                seq_locked = True
+                await _lock_kitchen_seq(conn, confirming)
+                locked |= confirming
             counters: dict[int, int] = {}  # restaurant -> its next order number, row locked until commit
             taken: dict[int, int] = {}  # restaurant -> numbers taken by this transaction
             for idx in rounds:
@@ -742,16 +751,16 @@ class PostgresStore:
                 if num_idx:
                     await self._number_writes(conn, work, encoded, num_idx, results, counters, taken)
                     idx = [i for i in idx if results[i] is None]
-                    if not seq_locked and any(
-                        (o := work[i].order) is not None and o.status == OrderStatus.CONFIRMED
+                    late = {
+                        o.restaurant_id
                         for i in num_idx
-                        if results[i] is None
-                    ):
+                        if results[i] is None and (o := work[i].order) is not None and o.status == OrderStatus.CONFIRMED
+                    }
+                    late -= locked
+                    if late:
                         # Only if number_order made a confirmed order (an intent is normally processing).
-                        await conn.execute(
-                            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": KITCHEN_SEQ_LOCK_KEY}
-                        )
-                        seq_locked = True
+                        await _lock_kitchen_seq(conn, late)
+                        locked |= late
                 if not idx:
                     continue
                 # Sorted by group_id (stable for equal ids) so every batch locks rows in the same order.

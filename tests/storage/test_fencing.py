@@ -4,7 +4,7 @@ it says Postgres-only (real concurrency between connections)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -269,14 +269,19 @@ async def test_a_group_written_twice_in_one_batch_numbers_after_its_first_write(
 # -- Postgres-only: real concurrency ------------------------------------------------------------
 
 
-def postgres_only(store: Store) -> PostgresStore:
-    if not isinstance(store, PostgresStore):
-        pytest.skip("concurrency between connections: Postgres only")
-    return store
+@pytest.fixture
+async def pg(pg_url: str) -> AsyncIterator[PostgresStore]:
+    """Concurrency between connections is a Postgres matter: these tests run on Postgres only (never
+    parametrised over the memory store, so nothing is skipped)."""
+    store = await PostgresStore.connect(pg_url)
+    await store.truncate_all()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
-async def test_pg_a_failed_transaction_gives_its_number_back(store: Store) -> None:
-    pg = postgres_only(store)
+async def test_pg_a_failed_transaction_gives_its_number_back(pg: PostgresStore) -> None:
     await seed(pg)
     calls: list[int] = []
 
@@ -295,8 +300,7 @@ async def test_pg_a_failed_transaction_gives_its_number_back(store: Store) -> No
     assert calls == [1]
 
 
-async def test_pg_concurrent_intents_get_dense_numbers_in_commit_order(store: Store) -> None:
-    pg = postgres_only(store)
+async def test_pg_concurrent_intents_get_dense_numbers_in_commit_order(pg: PostgresStore) -> None:
     await seed(pg)
     n = 20
     epochs = [(await pg.activate_group(f"g{i:02}", "T1", 1, "n")).epoch for i in range(n)]
@@ -359,8 +363,7 @@ async def activation_under_the_intents_lock(pg: PostgresStore, write: GroupWrite
 
 
 @pytest.mark.parametrize("numbered", [False, True])
-async def test_pg_an_activation_racing_a_stale_write_never_lets_both_win(store: Store, numbered: bool) -> None:
-    pg = postgres_only(store)
+async def test_pg_an_activation_racing_a_stale_write_never_lets_both_win(pg: PostgresStore, numbered: bool) -> None:
     await seed(pg)
     wins = {"write": 0, "activation": 0}
     for i in range(40):
