@@ -127,8 +127,10 @@ class RemoteGroup:
         table_id: str,
         restaurant_id: int,
         owner: str,
+        created: float = 0.0,
     ) -> None:
         self._router = router
+        self.created = created  # monotonic; a remote group with no socket is forgotten after a while
         self.group_id = group_id
         self.table_id = table_id
         self.restaurant_id = restaurant_id

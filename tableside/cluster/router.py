@@ -250,7 +250,7 @@ class ClusterRouter:
                         log.info("lease_taken_over", group_id=group_id, dead_node=holder)
                         return self._activate(group_id, table_id, restaurant_id)
                     continue
-                remote = RemoteGroup(self, group_id, table_id, restaurant_id, holder)
+                remote = RemoteGroup(self, group_id, table_id, restaurant_id, holder, self._clock.monotonic())
                 self._remote[group_id] = remote
                 return remote
         except BusUnavailable as exc:
@@ -297,6 +297,8 @@ class ClusterRouter:
         asyncio.get_running_loop().create_task(self._release(group_id))
 
     async def _release(self, group_id: str) -> None:
+        if group_id in self._leased:
+            return  # activated here again meanwhile: the lease is still ours
         try:
             await self._bus.release([wire.lease_key(group_id)], self.node_id)
         except BusUnavailable:
@@ -335,7 +337,7 @@ class ClusterRouter:
             return None, None
         if holder is None or holder == self.node_id:
             return None, None
-        remote = RemoteGroup(self, group_id, "", 0, holder)
+        remote = RemoteGroup(self, group_id, "", 0, holder, self._clock.monotonic())
         try:
             info: dict[str, Any] = await remote.ask(GetTableInfo())
         except RemoteUnavailable:
@@ -589,6 +591,9 @@ class ClusterRouter:
                 ref = self._directory.find(group_id)
                 if ref is not None:
                     ref.stop(StopReason.RELOCATED)
+        now = self._clock.monotonic()
+        for remote in [r for r in self._remote.values() if not r.sockets and now - r.created > 2 * self._settings.renew_interval_s]:
+            self.forget_remote(remote)  # routed for an HTTP ask or a socket that never opened
         remotes = list(self._remote.values())
         if remotes:
             try:
