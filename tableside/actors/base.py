@@ -82,9 +82,14 @@ class ActorRef(Generic[M]):
         self._actor._enqueue(_Envelope(message))
 
     async def ask(self, message: M) -> Any:
+        return await self.ask_later(message)
+
+    def ask_later(self, message: M) -> asyncio.Future[Any]:
+        """Queue ``message`` now (its place in the mailbox is taken at once) and return the future of
+        its answer."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._actor._enqueue(_Envelope(message, fut))
-        return await fut
+        return fut
 
     def stop(self, reason: StopReason) -> None:
         self._actor.request_stop(reason)

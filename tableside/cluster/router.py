@@ -555,19 +555,31 @@ class ClusterRouter:
             if m.get("q") is None:
                 ref.tell(Command(str(m["m"]), sink, msg))
             else:
-                try:
-                    answer = await ref.ask(Command(str(m["m"]), None, msg))
-                except Exception as exc:  # noqa: BLE001 - the asker gets a typed error instead
-                    self._reply(m, True, sm.error(msg.request_id, ErrorCode.INTERNAL, f"table unavailable: {exc}"))
-                    return
-                self._reply(m, True, answer)
+                self._answer_later(m, ref, Command(str(m["m"]), None, msg), msg.request_id)
         elif kind == wire.GET:
-            try:
-                answer = await ref.ask(GetCart() if m["what"] == "cart" else GetTableInfo())
-            except Exception as exc:  # noqa: BLE001
+            self._answer_later(m, ref, GetCart() if m["what"] == "cart" else GetTableInfo(), None)
+
+    def _answer_later(
+        self, m: dict[str, Any], ref: ActorRef[TableMessage], message: TableMessage, request_id: str | None
+    ) -> None:
+        """An ask from another node: put it in the actor's mailbox now (order kept), and reply when it is
+        answered, without holding up the inbox (one slow actor must not delay every forwarded message)."""
+        try:
+            reply = ref.ask_later(message)
+        except Exception as exc:  # noqa: BLE001 - a full mailbox, a stopped actor: the asker is told
+            self._reply(m, False, repr(exc))
+            return
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            exc = fut.exception() if not fut.cancelled() else RemoteUnavailable(str(m["g"]), "cancelled")
+            if exc is None:
+                self._reply(m, True, fut.result())
+            elif request_id is not None or isinstance(message, Command):
+                self._reply(m, True, sm.error(request_id, ErrorCode.INTERNAL, f"table unavailable: {exc}"))
+            else:
                 self._reply(m, False, repr(exc))
-                return
-            self._reply(m, True, answer)
+
+        reply.add_done_callback(done)
 
     # -- background loops --------------------------------------------------------------------------------
     async def _lease_loop(self) -> None:
