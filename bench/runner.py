@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
@@ -330,12 +332,20 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
             ]
             if multi_node:
                 # who owns what just before the kill decides the victim (unless --kill-node) and who is affected
+                # the kill must not be late (the workers time takeover from the planned instant): the board
+                # is read in a thread and whatever it has not answered by then is not waited for
                 time.sleep(max(0.0, t0 + kill_after - 1.5 - time.monotonic()))
+                pool = ThreadPoolExecutor(1)  # not a with-block: its exit would wait for a slow board
+                fut = pool.submit(cluster.board_owners, target)
                 try:
-                    owners_at_kill = cluster.board_owners(target)
+                    owners_at_kill = fut.result(timeout=max(0.0, t0 + kill_after - 0.02 - time.monotonic()))
+                except FutureTimeout:
+                    say("the board did not answer before the kill; killing --kill-node (default node 0)")
                 except TargetError as exc:
                     say(f"board before the kill failed: {exc}")
-                if kill_index < 0 and all(node_order):
+                finally:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                if kill_index < 0 and all(node_order) and owners_at_kill:
                     victim, victim_owns = cluster.pick_victim(owners_at_kill, node_order)
                     kill_index = node_order.index(victim)
             kill_index = max(0, kill_index)
