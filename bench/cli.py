@@ -23,6 +23,14 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _target_choice(text: str) -> str:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [n for n in names if n not in TARGETS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown target(s) {bad}; choose from {', '.join(TARGETS)}")
+    return ",".join(names)
+
+
 def _add_run_options(
     p: argparse.ArgumentParser, *, tables: str, members: int, duration: float, target: str
 ) -> None:
@@ -52,9 +60,19 @@ def _add_run_options(
         default=-1.0,
         help="failover: SIGKILL after this many s (default duration/3)",
     )
-    g.add_argument("--kill-node", type=int, default=0, help="failover: index of the node to kill")
+    g.add_argument(
+        "--kill-node",
+        type=int,
+        default=-1,
+        help="failover: index of the node to kill (default: the one owning the most tables)",
+    )
     t = p.add_argument_group("target")
-    t.add_argument("--target", choices=TARGETS, default=target)
+    t.add_argument(
+        "--target",
+        type=_target_choice,
+        default=target,
+        help=f"one of {', '.join(TARGETS)}, or a comma list of them (e.g. tableside,raw)",
+    )
     t.add_argument(
         "--url", action="append", default=[], help="a running tableside node (loopback); repeat for several"
     )
@@ -68,6 +86,24 @@ def _add_run_options(
         "--fresh-db-from", help="started tableside: CREATE a bench_<hex> database on this server, drop after"
     )
     t.add_argument("--server-log-level", default="warning", help="started tableside: TABLESIDE_LOG_LEVEL")
+    t.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        help="started tableside: N node processes on N ports, one private redis-server, one database",
+    )
+    t.add_argument(
+        "--workers",
+        default="",
+        help="started tableside: N node processes on ONE port (SO_REUSEPORT) + a private redis-server; "
+        "a comma list (1,2) runs each as its own target in the same result",
+    )
+    t.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=5.0,
+        help="multi-node: TABLESIDE_CLUSTER__LEASE_TTL_S (renew interval = ttl / 5, at most 1 s)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, help="results directory (default bench/results)")
     o.add_argument("--plot", action="store_true", help="also draw the plots (into bench/plots)")
@@ -123,10 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _target_names(choice: str, scenario: str) -> list[str]:
-    if choice == "all":
-        return ["tableside", "raw", "socketio"] if scenario in ("cart", "idle") else ["tableside"]
-    return [choice]
+def _target_names(choice: str, scenario: str, workers: list[int] | None = None) -> list[str]:
+    """Target names in run order; ``--workers 1,2`` turns "tableside" into "tableside-1w", "tableside-2w"."""
+    names: list[str] = []
+    for one in choice.split(","):
+        if one == "all":
+            more = ["tableside", "raw", "socketio"] if scenario in ("cart", "idle") else ["tableside"]
+        else:
+            more = [one]
+        names += [n for n in more if n not in names]
+    if workers and "tableside" in names:
+        i = names.index("tableside")
+        names[i : i + 1] = [f"tableside-{w}w" for w in workers]
+    return names
 
 
 def wait_quiet(limit: float, threshold: float = 15.0, calm: int = 3) -> tuple[bool, float]:
@@ -157,12 +202,52 @@ def cmd_run(args: argparse.Namespace, scenario: str) -> int:
     rate_list = _floats(args.rate)
     for u in args.url:
         require_loopback_url(u)
-    names = _target_names(args.target, scenario)
+    workers = _ints(args.workers) if args.workers else []
+    if args.nodes and workers:
+        print("bench: --nodes and --workers exclude each other", file=sys.stderr)
+        return 2
+    if (args.nodes or workers) and args.url:
+        print("bench: --nodes / --workers start the nodes; --url attaches to running ones", file=sys.stderr)
+        return 2
+    if args.nodes < 0 or args.nodes > 8 or any(w < 1 or w > 8 for w in workers):
+        print("bench: --nodes / --workers must be 1..8", file=sys.stderr)
+        return 2
+    names = _target_names(args.target, scenario, workers)
     started: dict[str, tg.Target] = {}
     written: list[Path] = []
     try:
         for name in names:
-            if name == "tableside":
+            if name.startswith("tableside-") and name.endswith("w"):
+                if log:
+                    print(
+                        f"[bench] starting {name}: redis-server + {name[10:-1]} workers …",
+                        file=log,
+                        flush=True,
+                    )
+                started[name] = tg.start_cluster(
+                    max(table_list),
+                    workers=int(name[10:-1]),
+                    database_url=args.database_url,
+                    fresh_db_from=args.fresh_db_from,
+                    log_level=args.server_log_level,
+                    lease_ttl_s=args.lease_ttl,
+                )
+            elif name == "tableside" and args.nodes:
+                if log:
+                    print(
+                        f"[bench] starting redis-server + {args.nodes} tableside nodes …",
+                        file=log,
+                        flush=True,
+                    )
+                started[name] = tg.start_cluster(
+                    max(table_list),
+                    nodes=args.nodes,
+                    database_url=args.database_url,
+                    fresh_db_from=args.fresh_db_from,
+                    log_level=args.server_log_level,
+                    lease_ttl_s=args.lease_ttl,
+                )
+            elif name == "tableside":
                 if args.url:
                     started[name] = tg.attach(
                         args.url, "tableside", args.admin_password, args.pos_url, args.server_pid or None
@@ -212,11 +297,19 @@ def cmd_run(args: argparse.Namespace, scenario: str) -> int:
                                 f"{name}: the machine was still busy ({busy:.0f}% CPU) when the run started"
                             )
                     blocks.append(run_target(params, started[name], log))
-                if "tableside" in started and started["tableside"].started:
-                    notes.append(
-                        "tableside was started by the harness: POS simulator with 0 ms latency, rate limits raised, "
-                        f"log level {args.server_log_level}, database {started['tableside'].info.get('database')}"
-                    )
+                for tname, tt in started.items():
+                    if tname.startswith("tableside") and tt.started:
+                        mode = tt.info.get("mode")
+                        cluster = (
+                            f"; {mode}, {tt.info.get('redis')}, lease TTL {tt.info.get('lease_ttl_s'):g} s, "
+                            f"renew every {tt.info.get('renew_interval_s'):g} s"
+                            if mode
+                            else ""
+                        )
+                        notes.append(
+                            f"{tname} was started by the harness: POS simulator with 0 ms latency, rate limits "
+                            f"raised, log level {args.server_log_level}, database {tt.info.get('database')}{cluster}"
+                        )
                 doc = build_document(params, blocks, t_start, notes)
                 json_path, md_path = write_result(doc, args.out)
                 written.append(json_path)

@@ -181,6 +181,21 @@ class Member:
             raise
         return welcome
 
+    @property
+    def name(self) -> str:
+        """Unique across generator processes (``key`` is per process): table id / member index."""
+        return f"{self.table.table_id}/{self.index}"
+
+    def placement(self) -> tuple[str, str, tuple[str, int] | None]:
+        """(name, endpoint URL, the websocket's client-side address) — the parent finds the node serving
+        it from the URL (a node per port) or from the kernel's socket table (several nodes on one port)."""
+        sock: tuple[str, int] | None = None
+        if self.conn is not None and self.conn.transport is not None:
+            got = self.conn.transport.get_extra_info("sockname")
+            if isinstance(got, tuple) and len(got) >= 2:
+                sock = (str(got[0]), int(got[1]))
+        return self.name, self.endpoint.base_url, sock
+
     def _created(self, conn: WsConn) -> None:
         self.conn = conn
 

@@ -75,6 +75,28 @@ def _srv(block: dict[str, Any], key: str, stat: str = "mean") -> Any:
     return (block.get("server") or {}).get(key, {}).get(stat)
 
 
+def _split(b: dict[str, Any]) -> str:
+    m = (b.get("cluster") or {}).get("members")
+    if not m:
+        return "–"
+    return f"{_num(m.get('owner_local'))} / {_num(m.get('forwarded'))} / {_num(m.get('unknown'))}"
+
+
+def _take(t: dict[str, Any]) -> str:
+    if not t.get("acked_again"):
+        return "–"
+    return f"{_num(t.get('p50_ms'))} / {_num(t.get('p99_ms'))} / {_num(t.get('max_ms'))}"
+
+
+def _affected(t: dict[str, Any]) -> str:
+    return f"{_num(t.get('members'))} / {_num(t.get('never_acked_again'))}" if t else "–"
+
+
+def _killed(b: dict[str, Any]) -> str:
+    k = b["figures"].get("killed") or {}
+    return f"{k.get('node_id') or k.get('node')} / {_num(k.get('tables_owned'))}"
+
+
 COMMON_ROWS: list[Row] = [
     (
         "server CPU % mean / max (100 = 1 core)",
@@ -94,6 +116,11 @@ SCENARIO_ROWS: dict[str, list[Row]] = {
         ("cart_updated frames/s", lambda b: b["figures"].get("broadcast_frames_per_s")),
         ("broadcast latency p50 / p99 / p99.9 ms", lambda b: _p(b["figures"].get("broadcast_ms", {}))),
         ("cart_updated frame bytes (avg)", lambda b: b["figures"].get("broadcast_frame_bytes_avg")),
+        ("ack owner-local p50 / p99 / p99.9 ms", lambda b: _p(b["figures"].get("ack_owner_local_ms", {}))),
+        ("ack forwarded p50 / p99 / p99.9 ms", lambda b: _p(b["figures"].get("ack_forwarded_ms", {}))),
+        ("forwarded − owner-local ack ms", lambda b: b["figures"].get("forwarded_extra_ms")),
+        ("members owner-local / forwarded / unknown", lambda b: _split(b)),
+        ("nodes", lambda b: (b.get("cluster") or {}).get("mode")),
         ("errors", lambda b: b["figures"].get("errors")),
         ("connected", lambda b: b["figures"].get("connections", {}).get("connected")),
     ],
@@ -177,7 +204,18 @@ SCENARIO_ROWS: dict[str, list[Row]] = {
                 else b["figures"].get("reason")
             ),
         ),
-        ("takeover s", lambda b: b["figures"].get("takeover_s")),
+        ("killed node / tables it owned", lambda b: _killed(b)),
+        ("lease TTL s", lambda b: b["figures"].get("lease_ttl_s")),
+        (
+            "takeover (kill → affected member acked again) p50 / p99 / max ms",
+            lambda b: _take(b["figures"].get("takeover_ms") or {}),
+        ),
+        ("affected members / never acked again", lambda b: _affected(b["figures"].get("takeover_ms") or {})),
+        (
+            "unaffected members' first ack after the kill p50 / p99 / max ms",
+            lambda b: _take(b["figures"].get("unaffected_first_ack_ms") or {}),
+        ),
+        ("takeover s (last affected member)", lambda b: b["figures"].get("takeover_s")),
         (
             "acked ops / lost",
             lambda b: f"{_num(b['figures'].get('acked_ops'))} / {_num(b['figures'].get('acked_ops_lost'))}",

@@ -9,20 +9,23 @@ import platform
 import subprocess
 import sys
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, hist
+from bench import __version__, cluster, hist
 from bench.addrs import addresses_needed, usable_source_addresses
 from bench.proto import Codec
 from bench.sampler import Sampler
 from bench.scenarios import get_scenario
 from bench.scenarios.failover import FailoverScenario
 from bench.stats import Stats
-from bench.targets import Target, fetch_menu, fetch_tables
+from bench.targets import Target, TargetError, fetch_menu, fetch_tables
 from bench.worker import WorkerSpec, worker_main
 
 MAX_CONNECTIONS = 60_000  # hard bound of one run
@@ -50,7 +53,7 @@ class RunParams:
     uvloop: bool = True
     connect_concurrency: int = 200
     kill_after: float = -1.0  # failover: s after t0; -1: a third of the duration
-    kill_node: int = 0
+    kill_node: int = -1  # failover: -1 = the node owning the most tables just before the kill
     setup_timeout: float = 0.0  # 0: derived from the connection count
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -234,6 +237,10 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
     procs = min(params.procs, len(tables))
     rate_per_member = params.rate / params.connections if params.rate > 0 else 0.0
     setup_timeout = params.setup_timeout or min(900.0, 60.0 + params.connections / 40.0)
+    multi_node = target.kind == "tableside" and len([p for p in target.server_pids if p]) > 1
+    extra = dict(params.extra)
+    if multi_node:
+        extra["placement"] = True
     specs = [
         WorkerSpec(
             index=i,
@@ -252,12 +259,13 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
             use_uvloop=params.uvloop,
             connect_concurrency=params.connect_concurrency,
             setup_timeout=setup_timeout,
-            extra=params.extra,
+            extra=extra,
         )
         for i, share in enumerate(_split(tables, procs))
     ]
     profiler: Any = None
-    sampler = Sampler(target.server_pid)
+    more_pids = [pid for pid in target.server_pids[1:] if pid]
+    sampler = Sampler(target.server_pid, more_server_pids=more_pids)
     rss_before = sampler.server_rss()
     tickets_before = target.pos_tickets() if params.scenario == "order-race" else None
     sampler.start()
@@ -273,6 +281,8 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
     sampler.add_workers(workers.pids)
     failover: dict[str, Any] = {}
     memory: dict[str, Any] = {}
+    nodes: dict[str, str | None] = {}
+    cluster_info: dict[str, Any] = {}
     try:
         ready = workers.collect("ready", setup_timeout + 30)
         sampler.mark("ready")
@@ -284,10 +294,26 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
         if connected == 0:
             errs = [e for r in ready for e in r.get("errors", [])]
             raise RunError("no member could connect; first errors: " + "; ".join(errs[:3]))
+        run_info: dict[str, Any] = {}
+        if multi_node:
+            placements = [tuple(p) for r in ready for p in r.get("placement", [])]
+            nodes = cluster.member_nodes(target, placements)
+            owners = cluster.board_owners(target)
+            local = cluster.owner_local(nodes, owners)
+            run_info["owner_local"] = local
+            cluster_info = {
+                "members": cluster.split_counts(local, len(placements)),
+                "members_per_node": dict(sorted(Counter(n for n in nodes.values() if n).items())),
+                "tables_per_owner": dict(sorted(Counter(o for o in owners.values() if o).items())),
+            }
+            say(f"placement: {cluster_info}")
         t0 = time.monotonic() + 0.5
         deadline = t0 + params.duration
+        kill_after = params.kill_after if params.kill_after >= 0 else params.duration / 3
+        if params.scenario == "failover":
+            run_info["kill_at"] = t0 + kill_after
         sampler.mark("t0")
-        workers.send(("start", t0, deadline))
+        workers.send(("start", t0, deadline, run_info))
         if profile_dir and target.server_pid and params.scenario != "idle":
             time.sleep(max(0.0, t0 + warmup - time.monotonic()))
             profiler = _start_profiler(params, target, profile_dir)
@@ -297,18 +323,55 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
             memory = {"rss_before_bytes": rss_before, "rss_held_bytes": sampler.server_rss()}
             sampler.mark("rss_held")
         if params.scenario == "failover":
-            kill_after = params.kill_after if params.kill_after >= 0 else params.duration / 3
+            kill_index = params.kill_node
+            victim_owns: int | None = None
+            owners_at_kill: dict[str, str | None] = {}
+            victim: str | None = None
+            node_order = [
+                str((target.info.get("node_ids") or {}).get(str(p), "")) for p in target.server_pids
+            ]
+            if multi_node:
+                # who owns what just before the kill decides the victim (unless --kill-node) and who is affected
+                # the kill must not be late (the workers time takeover from the planned instant): the board
+                # is read in a thread and whatever it has not answered by then is not waited for
+                time.sleep(max(0.0, t0 + kill_after - 1.5 - time.monotonic()))
+                pool = ThreadPoolExecutor(1)  # not a with-block: its exit would wait for a slow board
+                fut = pool.submit(cluster.board_owners, target)
+                try:
+                    owners_at_kill = fut.result(timeout=max(0.0, t0 + kill_after - 0.02 - time.monotonic()))
+                except FutureTimeout:
+                    say("the board did not answer before the kill; killing --kill-node (default node 0)")
+                except TargetError as exc:
+                    say(f"board before the kill failed: {exc}")
+                finally:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                if kill_index < 0 and all(node_order) and owners_at_kill:
+                    victim, victim_owns = cluster.pick_victim(owners_at_kill, node_order)
+                    kill_index = node_order.index(victim)
+            kill_index = max(0, kill_index)
+            if victim is None and kill_index < len(node_order) and node_order[kill_index]:
+                victim = node_order[kill_index]
             time.sleep(max(0.0, t0 + kill_after - time.monotonic()))
             kill_time = time.monotonic()
-            pid = target.kill_node(params.kill_node)
+            pid = target.kill_node(kill_index)
             sampler.mark("kill")
             failover = {
                 "kill_time": kill_time,
-                "node": params.kill_node,
-                "url": target.urls[params.kill_node],
+                # the workers time "acked again" from the planned instant (+ a margin); a late kill shows here
+                "kill_late_ms": round((kill_time - (t0 + kill_after)) * 1000, 2),
+                "kill_after_s": kill_after,
+                "node": kill_index,
+                "node_id": victim,
+                "tables_owned": victim_owns
+                if victim_owns is not None
+                else sum(1 for o in owners_at_kill.values() if o == victim),
+                "url": target.urls[kill_index] if kill_index < len(target.urls) else target.url,
                 "pid": pid,
+                "lease_ttl_s": target.info.get("lease_ttl_s"),
+                "_owners": owners_at_kill,
+                "_nodes": nodes if multi_node else {},
             }
-            say(f"SIGKILLed node {params.kill_node} (pid {pid})")
+            say(f"SIGKILLed node {kill_index} ({victim}, pid {pid}, owned {failover['tables_owned']} tables)")
         grace = 40.0 if params.scenario in ("order-race", "failover") else 20.0
         wires = workers.collect("done", max(0.0, deadline - time.monotonic()) + grace)
         sampler.mark("done")
@@ -336,6 +399,11 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
         "t0": t0,
     }
     block["figures"] = scenario.figures(stats, run)
+    if multi_node:
+        block["cluster"] = cluster_info | {
+            "mode": target.info.get("mode"),
+            "lease_ttl_s": target.info.get("lease_ttl_s"),
+        }
     block["server"] = sampler.summary(t0 + warmup, deadline)
     block["server"]["rss_before_run_mb"] = round(rss_before / 2**20, 1) if rss_before else None
     block["generator"] = {
@@ -357,23 +425,24 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
 def ratios(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     """tableside's cart figures as ratios to each baseline measured in the same run."""
     by = {b["target"]: b.get("figures") or {} for b in blocks if "figures" in b}
-    ts = by.get("tableside")
-    if not ts or "deliveries_per_s" not in ts:
-        return {}
     out: dict[str, Any] = {}
-    for name, fig in by.items():
-        if name == "tableside" or "deliveries_per_s" not in fig:
+    # every tableside target (tableside, tableside-1w, tableside-2w, tableside-3n) against every baseline
+    for tname, ts in by.items():
+        if not tname.startswith("tableside") or "deliveries_per_s" not in ts:
             continue
-        entry: dict[str, Any] = {}
-        for key in ("deliveries_per_s", "acked_ops_per_s"):
-            if fig.get(key):
-                entry[key] = round(ts[key] / fig[key], 3)
-        for hname in ("ack_ms", "broadcast_ms"):
-            for p in ("p50_ms", "p99_ms", "p999_ms"):
-                a, b = ts.get(hname, {}).get(p), fig.get(hname, {}).get(p)
-                if a and b:
-                    entry[f"{hname[:-3]}_{p[:-3]}_latency"] = round(a / b, 3)
-        out[f"tableside/{name}"] = entry
+        for name, fig in by.items():
+            if name.startswith("tableside") or "deliveries_per_s" not in fig:
+                continue
+            entry: dict[str, Any] = {}
+            for key in ("deliveries_per_s", "acked_ops_per_s"):
+                if fig.get(key):
+                    entry[key] = round(ts[key] / fig[key], 3)
+            for hname in ("ack_ms", "broadcast_ms"):
+                for p in ("p50_ms", "p99_ms", "p999_ms"):
+                    a, b = ts.get(hname, {}).get(p), fig.get(hname, {}).get(p)
+                    if a and b:
+                        entry[f"{hname[:-3]}_{p[:-3]}_latency"] = round(a / b, 3)
+            out[f"{tname}/{name}"] = entry
     return out
 
 
@@ -381,7 +450,14 @@ def goals(
     scenario: str, params: RunParams, blocks: list[dict[str, Any]], cmp: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """The issue's per-node targets, evaluated where this run measured them."""
-    ts = next((b.get("figures") for b in blocks if b.get("target") == "tableside" and b.get("figures")), None)
+    ts = next(
+        (
+            b.get("figures")
+            for b in blocks
+            if str(b.get("target", "")).startswith("tableside") and b.get("figures")
+        ),
+        None,
+    )
     out: list[dict[str, Any]] = []
     if ts is None:
         return out
@@ -403,8 +479,14 @@ def goals(
             (per <= 20) if (per is not None and conns >= 1000) else None,
         )
     if scenario == "cart":
-        raw = cmp.get("tableside/raw", {}).get("deliveries_per_s")
-        sio = cmp.get("tableside/socketio", {}).get("deliveries_per_s")
+        first = next(
+            (str(b["target"]) for b in blocks if str(b.get("target", "")).startswith("tableside")), ""
+        )
+        raw = cmp.get(f"{first}/raw", {}).get("deliveries_per_s")
+        sio = cmp.get(f"{first}/socketio", {}).get("deliveries_per_s")
+        extra = ts.get("forwarded_extra_ms", {}).get("p99_ms")
+        if extra is not None:
+            add("forwarded member ack p99 at most +2 ms over owner-local", extra, extra <= 2.0)
         if raw is not None:
             add("fan-out deliveries/s >= 0.6x raw Tornado", raw, raw >= 0.6)
         if sio is not None:
@@ -437,6 +519,14 @@ def goals(
         )
     if scenario == "failover" and ts.get("applicable"):
         add("acked ops lost == 0", ts.get("acked_ops_lost"), ts.get("acked_ops_lost") == 0)
+        take = ts.get("takeover_ms") or {}
+        if take.get("members"):
+            ttl = ts.get("lease_ttl_s")
+            add(
+                f"takeover p50 / p99 ms (lease TTL {ttl:g} s)" if ttl else "takeover p50 / p99 ms",
+                [take.get("p50_ms"), take.get("p99_ms")],
+                None,
+            )
     return out
 
 

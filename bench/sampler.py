@@ -35,9 +35,22 @@ def postgres_pids() -> list[int]:
 class Sampler:
     """Series of (t, server_cpu_pct, server_rss, db_cpu_pct, generator_cpu_pct, machine_cpu_pct)."""
 
-    def __init__(self, server_pid: int | None, interval: float = 0.25, sample_db: bool = True) -> None:
+    def __init__(
+        self,
+        server_pid: int | None,
+        interval: float = 0.25,
+        sample_db: bool = True,
+        more_server_pids: list[int] | None = None,
+    ) -> None:
         self.interval = interval
         self.server = _Proc(server_pid) if server_pid else None
+        # a multi-node target: the other node processes count as "server" too (CPU and RSS summed)
+        self.more_servers: list[_Proc] = []
+        for pid in more_server_pids or []:
+            try:
+                self.more_servers.append(_Proc(pid))
+            except psutil.Error:
+                pass
         self.sample_db = sample_db
         self.db: dict[int, _Proc] = {}
         self.workers: dict[int, _Proc] = {}
@@ -86,6 +99,10 @@ class Sampler:
     def sample(self) -> None:
         t = time.monotonic()
         srv = self.server.cpu_rss() if self.server else None
+        for extra in self.more_servers:
+            got = extra.cpu_rss()  # a node killed by failover: None from then on
+            if got is not None:
+                srv = (got[0] + (srv[0] if srv else 0.0), got[1] + (srv[1] if srv else 0))
         with self._lock:
             db_cpu = sum((r[0] for r in (p.cpu_rss() for p in self.db.values()) if r), 0.0)
             gen_cpu = sum((r[0] for r in (p.cpu_rss() for p in self.workers.values()) if r), 0.0)

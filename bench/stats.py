@@ -21,6 +21,7 @@ class Stats:
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
         self.samples: dict[str, list[str]] = {}
+        self.maps: dict[str, dict[str, float]] = {}  # per-member values (keys unique across processes)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -49,6 +50,9 @@ class Stats:
         if len(lst) < keep:
             lst.append(text[:300])
 
+    def put(self, name: str, key: str, value: float) -> None:
+        self.maps.setdefault(name, {})[key] = value
+
     def to_wire(self) -> dict[str, Any]:
         return {
             "counters": dict(self.counters),
@@ -56,6 +60,7 @@ class Stats:
             "first": dict(self.first),
             "last": dict(self.last),
             "samples": self.samples,
+            "maps": self.maps,
         }
 
     def merge_wire(self, wire: dict[str, Any]) -> None:
@@ -66,6 +71,8 @@ class Stats:
             self.mark_first(name, float(t))
         for name, t in wire.get("last", {}).items():
             self.mark_last(name, float(t))
+        for name, values in wire.get("maps", {}).items():
+            self.maps.setdefault(name, {}).update({k: float(v) for k, v in values.items()})
         for name, lst in wire.get("samples", {}).items():
             for text in lst:
                 self.sample(name, text)

@@ -16,6 +16,7 @@ import resource
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -301,6 +302,141 @@ def start_tableside(
         target.server_pids = [proc.pid]
         target.admin_password = password
         target.info["log_level"] = log_level
+        return target
+    except BaseException:
+        target.stop()
+        raise
+
+
+def start_redis(target: Target) -> str:
+    """A private ``redis-server`` child on a free loopback port, nothing on disk; stopped with the target."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        raise TargetError("a multi-node target needs redis-server on PATH (Debian package redis-server)")
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="tableside-bench-redis-")
+    target._cleanup.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
+    log = log_dir() / f"redis-{port}.log"
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args += ["--dir", data_dir]
+    proc = _spawn(args, dict(os.environ), log)
+    target._procs.append(proc)
+    target.logs.append(log)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise TargetError(
+                f"redis-server exited with {proc.returncode}: {log.read_text(errors='replace')[-500:]}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    target.info["redis"] = f"private redis-server child on port {port} (no persistence)"
+                    target.info["redis_pid"] = proc.pid
+                    return f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    raise TargetError(f"redis-server did not answer on port {port}")
+
+
+def start_cluster(
+    tables: int,
+    *,
+    nodes: int = 0,
+    workers: int = 0,
+    database_url: str | None = None,
+    fresh_db_from: str | None = None,
+    log_level: str = "warning",
+    lease_ttl_s: float = 5.0,
+    ready_timeout: float = 120.0,
+) -> Target:
+    """Several tableside node processes sharing one database and a private Redis.
+
+    ``nodes`` N: N ports, one URL each (node ids n0..n{N-1}). ``workers`` N: N processes on ONE port with
+    ``TABLESIDE_REUSE_PORT=true`` (the kernel spreads connections; ids w0..w{N-1}) — what ``tableside serve
+    --workers N`` does. Node 0 seeds the demo restaurant, the others start once it is up."""
+    if (nodes > 0) == (workers > 0):
+        raise ValueError("start_cluster: exactly one of nodes / workers")
+    count = nodes or workers
+    if not (database_url or fresh_db_from):
+        raise TargetError("a multi-node target needs --fresh-db-from or --database-url (one shared database)")
+    label = f"tableside-{count}{'n' if nodes else 'w'}"
+    target = Target(kind="tableside", urls=[], server_pids=[], label=label, started=True)
+    try:
+        target.pos_url = start_pos_sim(target)
+        if fresh_db_from:
+            require_loopback_url(fresh_db_from.replace("postgresql://", "http://", 1))
+            database_url, drop = create_database(fresh_db_from)
+            target._cleanup.append(drop)
+            target.info["database"] = "fresh " + urlsplit(database_url).path.lstrip("/")
+        else:
+            target.info["database"] = "given"
+        assert database_url is not None
+        redis_url = start_redis(target)
+        password = secrets.token_urlsafe(16)
+        env = dict(os.environ)
+        env.update(BENCH_LIMITS_ENV)
+        env.update(
+            {
+                "TABLESIDE_DEMO__TABLES": str(max(1, tables)),
+                "TABLESIDE_ADMIN_PASSWORD": password,
+                "TABLESIDE_POS__ADAPTER": "http",
+                "TABLESIDE_POS__URL": target.pos_url,
+                "TABLESIDE_POS__LATENCY_MS": "0",
+                "TABLESIDE_POS__SUCCESS_RATE": "1.0",
+                "TABLESIDE_LOG_LEVEL": log_level,
+                "TABLESIDE_HOST": "127.0.0.1",
+                "TABLESIDE_REDIS_URL": redis_url,
+                "TABLESIDE_CLUSTER__LEASE_TTL_S": f"{lease_ttl_s:g}",
+                # the product's default ratio (5 s / 1 s); it requires renew <= ttl / 2
+                "TABLESIDE_CLUSTER__RENEW_INTERVAL_S": f"{min(1.0, lease_ttl_s / 5):g}",
+            }
+        )
+        if workers:
+            env["TABLESIDE_REUSE_PORT"] = "true"
+        shared_port = free_port() if workers else 0
+        prefix = "n" if nodes else "w"
+        procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+        def spawn(i: int) -> None:
+            port = shared_port or free_port()
+            args = [sys.executable, "-m", "tableside", "serve", "--port", str(port)]
+            args += ["--database-url", database_url, "--node-id", f"{prefix}{i}"]
+            if i == 0:
+                args.append("--demo")
+            log = log_dir() / f"tableside-{prefix}{i}-{port}.log"
+            proc = _spawn(args, env, log)
+            target._procs.append(proc)
+            target.logs.append(log)
+            procs.append((proc, log))
+
+        spawn(0)  # seeds the restaurant (and runs the migrations) before the others look for it
+        first = wait_ready(procs[0][0], procs[0][1], READY_TABLESIDE, ready_timeout).rstrip("/")
+        wait_health(first)
+        for i in range(1, count):
+            spawn(i)
+        urls = [first] + [
+            wait_ready(p, lg, READY_TABLESIDE, ready_timeout).rstrip("/") for p, lg in procs[1:]
+        ]
+        for u in urls:
+            wait_health(u)
+        target.urls = urls[:1] if workers else urls
+        target.server_pids = [p.pid for p, _ in procs]
+        target.admin_password = password
+        target.info.update(
+            {
+                "log_level": log_level,
+                "mode": f"{count} nodes on {count} ports"
+                if nodes
+                else f"{count} workers on one port (SO_REUSEPORT)",
+                "nodes": count,
+                "node_ids": {str(p.pid): f"{prefix}{i}" for i, (p, _) in enumerate(procs)},
+                "node_urls": {f"{prefix}{i}": urls[i] for i in range(count)},
+                "lease_ttl_s": lease_ttl_s,
+                "renew_interval_s": min(1.0, lease_ttl_s / 5),
+            }
+        )
         return target
     except BaseException:
         target.stop()

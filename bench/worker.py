@@ -1,7 +1,7 @@
 """A load-generator process: one asyncio loop (uvloop when available and wanted) driving a share of the
 tables. The parent talks to it over a ``multiprocessing`` pipe:
 
-    parent -> worker: the WorkerSpec (at spawn), ("start", t0, deadline), ("stop",)
+    parent -> worker: the WorkerSpec (at spawn), ("start", t0, deadline, run_info), ("stop",)
     worker -> parent: ("ready", info), ("done", stats wire), or ("error", traceback)
 
 Setup (join + connect) starts at once; the scenario's measured phase starts at the parent's ``t0`` (a
@@ -53,6 +53,9 @@ class WorkerCtx:
         self.members: list[Member] = []
         self.t0 = 0.0
         self.deadline = 0.0
+        # what the parent learnt after everyone connected (sent with "start"): e.g. which members sit on
+        # the node that owns their table ("owner_local": {member_name: bool}), failover's planned kill time
+        self.run_info: dict[str, Any] = {}
         self._ip_i = spec.index
 
     def next_ip(self) -> str:
@@ -104,10 +107,13 @@ async def _main(spec: WorkerSpec, conn: Connection) -> None:
     ctx = WorkerCtx(spec)
     try:
         info = await asyncio.wait_for(scenario.setup(ctx), spec.setup_timeout)
+        if spec.kind == "tableside" and spec.extra.get("placement"):
+            info["placement"] = [m.placement() for m in ctx.members if m.connected]
         conn.send(("ready", info))
         cmd = await _recv(conn, spec.setup_timeout + 60)
         if cmd[0] == "start":
             ctx.t0, ctx.deadline = float(cmd[1]), float(cmd[2])
+            ctx.run_info = dict(cmd[3]) if len(cmd) > 3 else {}
             delay = ctx.t0 - now()
             if delay > 0:
                 await asyncio.sleep(delay)

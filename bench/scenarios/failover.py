@@ -19,6 +19,7 @@ import asyncio
 import random
 from typing import Any
 
+from bench import cluster
 from bench.client import Member, describe, now
 from bench.proto import Msg
 from bench.scenarios import Scenario
@@ -28,6 +29,7 @@ from bench.worker import WorkerCtx
 
 MAX_LINES_PER_MEMBER = 4
 NOT_APPLICABLE = "not applicable: single node"
+KILL_MARGIN_S = 0.01
 
 
 class FailoverScenario(Scenario):
@@ -39,6 +41,8 @@ class FailoverScenario(Scenario):
     def __init__(self) -> None:
         self.ledger: dict[str, dict[str, int]] = {}  # table -> note -> last acked qty
         self.lost_at: dict[int, float] = {}
+        self._lost_names: set[str] = set()
+        self._acked_after_kill: set[str] = set()
 
     @staticmethod
     def not_applicable(urls: list[str]) -> str | None:
@@ -54,6 +58,7 @@ class FailoverScenario(Scenario):
 
     def _lost(self, m: Member) -> None:
         self.lost_at.setdefault(m.key, now())
+        self._lost_names.add(m.name)
 
     async def _reconnect(self, ctx: WorkerCtx, m: Member) -> bool:
         st = ctx.stats
@@ -90,6 +95,10 @@ class FailoverScenario(Scenario):
 
     async def run(self, ctx: WorkerCtx) -> None:
         await run_until([self._member_loop(ctx, m) for m in ctx.members if m.connected], ctx.deadline, 15.0)
+        for name in self._lost_names:
+            ctx.stats.put("lost_connection", name, 1.0)
+        for m in ctx.members:
+            ctx.stats.put("members", m.name, 1.0)
         await self._verify(ctx)
 
     async def _member_loop(self, ctx: WorkerCtx, m: Member) -> None:
@@ -119,6 +128,17 @@ class FailoverScenario(Scenario):
                 st.count("gave_up")
                 return
             if reply.get("type") == "ack":
+                t_ack = now()
+                kill_at = ctx.run_info.get("kill_at")
+                # the first ack after the kill: an ack received this soon after the planned instant may still
+                # come from the victim (frames on the wire), so start counting a little later
+                if (
+                    kill_at is not None
+                    and t_ack >= kill_at + KILL_MARGIN_S
+                    and m.name not in self._acked_after_kill
+                ):
+                    self._acked_after_kill.add(m.name)
+                    st.put("first_ack_after_kill", m.name, t_ack)
                 mine[note] = qty
                 ledger[note] = qty
                 st.count("acked")
@@ -170,10 +190,28 @@ class FailoverScenario(Scenario):
         lost = errors(stats, "acked_lost:")
         kill_t = fo.get("kill_time")
         last = stats.last.get("first_ack_after_loss")
+        first_ack = stats.maps.get("first_ack_after_kill", {})
+        names = list(stats.maps.get("members", {}))
+        # affected: connected to the victim or at a table it owned (from the board just before the kill);
+        # plus anyone who lost the connection (the only signal when ownership is unknown, e.g. raw nodes)
+        affected = set(stats.maps.get("lost_connection", {}))
+        if fo.get("node_id"):
+            affected |= cluster.affected_members(
+                names, fo.get("_nodes", {}), fo.get("_owners", {}), fo["node_id"]
+            )
+        unaffected = [n for n in names if n not in affected]
+        take = cluster.takeover(first_ack, kill_t, affected) if kill_t is not None else {}
         return {
             "applicable": True,
             "connections": connect_figures(stats),
-            "killed": {k: v for k, v in fo.items() if k != "kill_time"},
+            "killed": {k: v for k, v in fo.items() if k != "kill_time" and not k.startswith("_")},
+            "lease_ttl_s": fo.get("lease_ttl_s"),
+            # kill -> each affected member's first ack after the kill
+            "takeover_ms": take,
+            # the same for members the kill did not touch (their normal next ack), for contrast
+            "unaffected_first_ack_ms": cluster.takeover(first_ack, kill_t, unaffected)
+            if kill_t is not None
+            else {},
             "takeover_s": round(last - kill_t, 3) if kill_t is not None and last is not None else None,
             "affected_members": c.get("affected_members", 0),
             "outage_ms": hsum(stats, "outage"),

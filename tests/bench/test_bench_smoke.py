@@ -135,3 +135,39 @@ def test_idle_and_cart_reject_unbounded_runs() -> None:
         RunParams(scenario="idle", tables=20_000, members=4).validate()
     with pytest.raises(RunError):
         RunParams(scenario="cart", duration=3600).validate()
+
+
+def test_failover_for_real_on_three_nodes(tmp_path: Path) -> None:
+    """Three nodes with a private Redis (lease TTL 1 s to keep it short): the owner of the most tables is
+    SIGKILLed, every affected member is served again and no acknowledged operation is lost."""
+    target = tg.start_cluster(TABLES, nodes=3, fresh_db_from=ADMIN_URL, lease_ttl_s=1.0)
+    try:
+        assert len(target.urls) == 3 and len(target.server_pids) == 3
+        block, _ = _run(
+            target, tmp_path, scenario="failover", tables=3, members=3, duration=5.0, kill_after=1.5
+        )
+    finally:
+        target.stop()
+    f = block["figures"]
+    assert f["applicable"] is True and f["lease_ttl_s"] == 1.0
+    assert f["killed"]["node_id"] in ("n0", "n1", "n2") and f["killed"]["tables_owned"] >= 1
+    assert f["killed"]["kill_late_ms"] < 10  # takeover is timed from the planned instant
+    assert f["acked_ops_lost"] == 0 and f["acked_ops"] > 0
+    take = f["takeover_ms"]
+    assert take["members"] >= 3 and take["never_acked_again"] == 0 and take["p99_ms"] > 0
+    assert block["cluster"]["members"]["unknown"] == 0
+
+
+def test_cart_on_two_workers_splits_owner_local_and_forwarded(tmp_path: Path) -> None:
+    """Two processes on one port: each member's node is found from the kernel's socket table."""
+    target = tg.start_cluster(TABLES, workers=2, fresh_db_from=ADMIN_URL)
+    try:
+        assert len(target.urls) == 1 and len(target.server_pids) == 2
+        block, _ = _run(target, tmp_path, scenario="cart", tables=4, members=3, duration=2.0)
+    finally:
+        target.stop()
+    members = block["cluster"]["members"]
+    assert members["unknown"] == 0 and members["owner_local"] + members["forwarded"] == 12
+    f = block["figures"]
+    counted = f["ack_owner_local_ms"].get("count", 0) + f["ack_forwarded_ms"].get("count", 0)
+    assert counted == f["ack_ms"]["count"] > 0
