@@ -12,12 +12,14 @@ Points:
   is about to run: nothing of that batch reaches Postgres. The POS has a ticket, our database says
   ``processing``.
 * ``during_cart_commit``: a batch of cart writes only (no order row) has been started and the process is
-  killed a few loop turns later, while its statement is on its way or its result not yet read (which of
-  the two varies with ``TABLESIDE_TEST_CRASH_YIELDS``): nobody knows whether it committed.
+  killed ``TABLESIDE_TEST_CRASH_YIELDS`` loop turns later, while its statement is on its way or its result
+  not yet read; with ``TABLESIDE_TEST_CRASH_YIELDS=-1`` once the batch committed and before the actor
+  hears of it (so the statement surely reached Postgres): either way nobody was told whether it committed.
 
 With ``TABLESIDE_TEST_CRASH_ARM`` (a file path) a point fires only while that file exists, and firing
 removes it (``unlink`` is atomic: one process, one batch fires per arming). The cluster tests arm the
-current owner of a group, then restart it with the same point, ten times over one cluster.
+current owner of a group, then restart it with the same point, ten times over one cluster. A number in
+the file overrides ``TABLESIDE_TEST_CRASH_YIELDS`` for that firing.
 """
 
 from __future__ import annotations
@@ -37,12 +39,17 @@ POINTS = {"after_confirm_commit", "before_confirm_commit", "during_cart_commit"}
 
 
 def _armed() -> bool:
+    global YIELDS
     if not ARM:
         return True
     try:
+        with open(ARM) as f:
+            text = f.read().strip()
         os.unlink(ARM)
     except FileNotFoundError:
         return False
+    if text:
+        YIELDS = int(text)  # the arming test chose the loop turns for this one firing
     return True
 
 
@@ -64,7 +71,9 @@ def install(point: str) -> None:
             _die()
         if point == "during_cart_commit" and all(w.order is None and w.number_order is None for w in writes) and _armed():
             task = asyncio.ensure_future(commit_writes(self, writes))
-            for _ in range(YIELDS):
+            if YIELDS < 0:
+                await asyncio.shield(task)
+            for _ in range(max(YIELDS, 0)):
                 await asyncio.sleep(0)
             _die()
             return await task  # not reached
