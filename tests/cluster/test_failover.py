@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -48,17 +49,18 @@ def write_report() -> None:
         entry: dict[str, Any] = {"kills": len(samples)}
         for what in ("answered_s", "lease_moved_s"):
             values = [s[what] for s in samples]
-            every[what] += values
+            if not point.startswith("sigstop"):
+                every[what] += values
             entry[what] = {"p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values)}
         summary["points"][point] = entry
-    summary["all"] = {
+    summary["all_sigkill"] = {
         what: {"kills": len(v), "p50": percentile(v, 50), "p99": percentile(v, 99), "max": max(v)}
         for what, v in every.items()
         if v
     }
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\ntakeover ({REPORT}):\n{json.dumps(summary['all'], indent=2)}")
+    print(f"\ntakeover ({REPORT}):\n{json.dumps(summary['all_sigkill'], indent=2)}")
 
 
 @pytest.fixture
@@ -69,8 +71,13 @@ def crash_cluster(cluster_db: str, redis_child: RedisChild, pos_sim: Proc, reque
     c = Cluster(cluster_db, redis_child, pos_sim.base)
     c.arm_dir = arm_dir  # type: ignore[attr-defined]
     c.point = point  # type: ignore[attr-defined]
-    for i, name in enumerate(c.nodes):
-        start_node(c, name, demo=i == 0)
+    start_node(c, "a", demo=True)  # seeds the demo restaurant; the others find it and start side by side
+    others = [threading.Thread(target=start_node, args=(c, name)) for name in ("b", "c")]
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join()
+    assert c.running() == ["a", "b", "c"]
     yield c
     c.stop_all()
     for leftover in Path(arm_dir).iterdir():
