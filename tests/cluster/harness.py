@@ -5,6 +5,7 @@ plus the POS simulator. Phones are websocket clients that reconnect to any node,
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +221,14 @@ class Phone:
         self.node = node
         self.ws: WsClient | None = None
         self.reconnects = 0
+        # Request ids unique for the member across reconnects: ``WsClient.next_id`` starts again on every
+        # new socket (and its ``id(self) % 10000`` prefix repeats), and the owner answers a request id it
+        # has acked before from memory without applying the op again (the resend rule).
+        self._rid_prefix = uuid.uuid4().hex[:10]
+        self._rids = itertools.count(1)
+
+    def next_id(self) -> str:
+        return f"{self._rid_prefix}-{next(self._rids)}"
 
     async def connect(self, node: str | None = None, timeout: float = 15.0) -> WsClient:
         if node is not None:
@@ -251,8 +261,7 @@ class Phone:
     async def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Send with a request id; resend the same id after a reconnect until it is answered (the
         protocol's resend rule), so at-most-once forwarding never loses an op the client cares about."""
-        ws = await self.ensure()
-        rid = ws.next_id()
+        rid = self.next_id()
         deadline = asyncio.get_running_loop().time() + t(timeout)
         while True:
             ws = await self.ensure()
