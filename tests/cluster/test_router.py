@@ -15,11 +15,11 @@ from tableside.actors.base import StopReason
 from tableside.actors.directory import ActorDirectory
 from tableside.actors.messages import CloseSession, Command, Connect, Disconnect, GetCart
 from tableside.actors.table import TableContext
+from tableside.clock import FakeClock
 from tableside.cluster import wire
 from tableside.cluster.memory_bus import MemoryBroker, MemoryBus
 from tableside.cluster.remote import RemoteGroup
 from tableside.cluster.router import ClusterHooks, ClusterRouter, RoutingUnavailable
-from tableside.clock import FakeClock
 from tableside.config import ClusterSettings
 from tableside.demo import seed_demo
 from tableside.menu import MenuCatalog
@@ -180,7 +180,8 @@ async def test_a_gap_in_the_relayed_stream_brings_the_whole_cart_again(world: Wo
 
 
 async def test_a_node_that_lost_the_lease_deactivates_and_its_members_reconnect(world: World) -> None:
-    a, b = await world.node("a"), await world.node("b")
+    a = await world.node("a")
+    await world.node("b")
     j = await world.join()
     ref_a, sock = await connect(a, j)
     key = wire.lease_key(j.group_id)
