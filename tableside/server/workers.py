@@ -37,7 +37,7 @@ import tornado.netutil
 from tableside.cli import WORKER_ENV, _listen_error, _open, print_banner
 from tableside.config import ConfigError, Settings, StartupError
 from tableside.server.app import seed_and_bootstrap
-from tableside.server.redis_child import PrivateRedis, start_private_redis
+from tableside.server.redis_child import PrivateRedis, redis_server_binary, start_private_redis
 from tableside.storage.interface import Table
 
 log = structlog.get_logger("tableside.workers")
@@ -214,6 +214,8 @@ def run_workers(settings: Settings, *, workers: int, demo: bool, config: str | N
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    if settings.redis_url is None:
+        redis_server_binary()  # none on PATH: say so before the database work
     reserved = _reserve_port(settings)
     redis: PrivateRedis | None = None
     supervisor: Supervisor | None = None
