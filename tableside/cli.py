@@ -7,9 +7,10 @@ import asyncio
 import errno
 import gc
 import getpass
+import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,12 @@ from tableside.storage.interface import Store
 
 if TYPE_CHECKING:
     from tableside.server.app import RunningServer
+    from tableside.storage.interface import Table
 
 MAX_PRINTED_TABLES = 100
+MAX_WORKERS = 64
+# Internal: set (to the supervisor's pid) in the environment of the node processes of `serve --workers N`.
+WORKER_ENV = "TABLESIDE_WORKER"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -39,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-id", help="this node's id in a cluster (also TABLESIDE_NODE_ID; default hostname-pid)")
     serve.add_argument(
         "--redis-url", help="Redis for leases, routing and pub/sub between nodes (also TABLESIDE_REDIS_URL)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help=f"node processes on one port (SO_REUSEPORT), 1..{MAX_WORKERS}; without --redis-url they share "
+        "a private redis-server (default 1: one process, no Redis)",
     )
     migrate = sub.add_parser("migrate", help="bring the database schema to the latest migration")
     _common(migrate)
@@ -68,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
+    workers = getattr(args, "workers", 1)
+    if not 1 <= workers <= MAX_WORKERS:
+        return _fail(f"--workers must be between 1 and {MAX_WORKERS} (got {workers})", 2)
     # Mistakes a new user makes (a bad setting, a missing config file, no database, the port taken) end
     # in one clear line on stderr and a non-zero exit, not a traceback: 2 for configuration, 1 at runtime.
     try:
@@ -84,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         if args.command == "serve":
+            supervisor = os.environ.get(WORKER_ENV)
+            if supervisor:
+                return asyncio.run(_serve(settings, demo=False, worker_of=int(supervisor)))
+            if workers > 1:
+                from tableside.server.workers import run_workers
+
+                return run_workers(settings, workers=workers, demo=args.demo, config=args.config)
             return asyncio.run(_serve(settings, demo=args.demo))
         if args.command == "migrate":
             return _with_embedded_stopped_after(settings, lambda: asyncio.run(_migrate(settings)))
@@ -169,7 +191,10 @@ def _listen_error(settings: Settings, exc: OSError) -> str:
     return f"cannot listen on {where}: {exc.strerror or exc}"
 
 
-async def _serve(settings: Settings, *, demo: bool) -> int:
+async def _serve(settings: Settings, *, demo: bool, worker_of: int | None = None) -> int:
+    """``worker_of``: this is a node process of `serve --workers N` run by that supervisor pid: it does no
+    demo seeding or staff bootstrap (the supervisor did), prints one line instead of the banner, and
+    stops when the supervisor is gone."""
     from tableside.server.app import start_server
 
     # Ctrl-C / SIGTERM from here on, also during start-up, ends in an orderly stop below.
@@ -177,13 +202,16 @@ async def _serve(settings: Settings, *, demo: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watch: asyncio.Task[None] | None = None
+    if worker_of is not None:
+        watch = asyncio.create_task(_stop_when_orphaned(worker_of, stop))
     _check_port(settings)
     store: Store | None = None
     running: RunningServer | None = None
     try:
         store, _url = await _open(settings)
         try:
-            running, passwords = await start_server(settings, store, demo=demo)
+            running, passwords = await start_server(settings, store, demo=demo, bootstrap=worker_of is None)
         except OSError as exc:
             if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
                 raise
@@ -194,9 +222,14 @@ async def _serve(settings: Settings, *, demo: bool) -> int:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         if not stop.is_set():  # not interrupted while starting
-            await _print_banner(settings, running, passwords)
+            if worker_of is not None:
+                print(f"worker {settings.node_id} listening on http://{settings.host}:{running.port}", flush=True)
+            else:
+                await _print_banner(settings, running, passwords)
         await stop.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         if running is not None:
             await running.stop()
         elif store is not None:
@@ -210,9 +243,30 @@ async def _serve(settings: Settings, *, demo: bool) -> int:
     return 0
 
 
+async def _stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor is gone stops (on Linux PR_SET_PDEATHSIG also sends it SIGTERM)."""
+    from tableside.server.redis_child import die_with_parent
+
+    die_with_parent(supervisor_pid)
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != supervisor_pid:
+            stop.set()
+            return
+
+
 async def _print_banner(settings: Settings, running: RunningServer, passwords: dict[str, str]) -> None:
-    """What a new user needs, and nothing else: where to point a browser and how to log in."""
+    tables = await running.services.store.list_tables(settings.demo.restaurant_id)
+    print_banner(settings, tables, passwords)
+
+
+def print_banner(
+    settings: Settings, tables: Sequence[Table], passwords: dict[str, str], extra: Sequence[str] = ()
+) -> None:
+    """What a new user needs, and nothing else: where to point a browser and how to log in. ``extra``:
+    more lines after the addresses (the workers of `serve --workers N` and their Redis)."""
     from tableside.demo import demo_logins_path
+    from tableside.server.services import table_join_url
 
     base = settings.base_url()
     out = sys.stdout
@@ -222,6 +276,8 @@ async def _print_banner(settings: Settings, running: RunningServer, passwords: d
     print(f"  kitchen display: {base}/kitchen", file=out)
     print(f"  QR codes:        {base}/staff/qr-sheet (log in at /staff first)", file=out)
     print(f"  health: {base}/healthz   metrics: {base}/metrics", file=out)
+    for line in extra:
+        print(line, file=out)
     logins = demo_logins_path(settings.data_dir)
     if passwords:
         print(f"staff logins (new; kept in {logins}, change with `tableside staff passwd NAME`):", file=out)
@@ -234,15 +290,14 @@ async def _print_banner(settings: Settings, running: RunningServer, passwords: d
     else:
         print("staff logins: set with `tableside staff add NAME --role admin` or `tableside staff passwd NAME`",
               file=out)
-    tables = await running.services.store.list_tables(settings.demo.restaurant_id)
     if tables:
         print("join URLs (open one on a phone or in a browser window to join that table):", file=out)
         for table in tables[:MAX_PRINTED_TABLES]:
-            print(f"  {table.table_id}  {running.services.join_url(table)}", file=out)
+            print(f"  {table.table_id}  {table_join_url(settings, table)}", file=out)
         if len(tables) > MAX_PRINTED_TABLES:
             listing = Path(settings.data_dir) / "join-urls.txt"
             listing.parent.mkdir(parents=True, exist_ok=True)
-            listing.write_text("".join(f"{t.table_id} {running.services.join_url(t)}\n" for t in tables))
+            listing.write_text("".join(f"{t.table_id} {table_join_url(settings, t)}\n" for t in tables))
             print(f"  ... {len(tables) - MAX_PRINTED_TABLES} more in {listing}", file=out)
     print("Stop with Ctrl-C.", file=out)
     out.flush()

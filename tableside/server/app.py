@@ -234,23 +234,36 @@ async def reconcile_open_orders(services: Services) -> int:
 
 
 async def bootstrap_staff(services: Services, *, demo: bool) -> dict[str, str]:
+    """``bootstrap_staff_users`` with the services' settings, store and staff auth."""
+    return await bootstrap_staff_users(services.settings, services.store, services.staff_auth, demo=demo)
+
+
+async def seed_and_bootstrap(settings: Settings, store: Store, *, demo: bool) -> dict[str, str]:
+    """The one-time start-up work of ``start_server`` without serving (the supervisor of ``serve --workers
+    N`` does it once, its workers skip it): seed the demo restaurant when ``demo``, then bootstrap staff."""
+    if demo:
+        await seed_demo(store, settings.demo.restaurant_id, settings.demo.restaurant_name, settings.demo.tables)
+    return await bootstrap_staff_users(
+        settings, store, StaffAuth(store, settings.tokens.staff_ttl_hours * 3600), demo=demo
+    )
+
+
+async def bootstrap_staff_users(settings: Settings, store: Store, staff_auth: StaffAuth, *, demo: bool) -> dict[str, str]:
     """Create missing staff users: ``admin`` (password from settings when given) and, for --demo, one user
     per role. Users that exist keep their passwords: a password changed with `tableside staff passwd`
     survives restarts. Generated passwords are kept in the logins file (mode 0600, under data_dir); lines
     whose password no longer works are dropped from it. Returns the passwords generated now, to print once."""
-    settings = services.settings
-    store = services.store
     created: dict[str, str] = {}
     admin_pw = settings.admin_password
     if admin_pw:
-        await services.staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
+        await staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
     wanted = [] if admin_pw else [StaffRole.ADMIN]
     if demo:
         wanted += [StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN]
     for role in wanted:
         if await store.get_staff(role.value) is None:
             pw = secrets.token_urlsafe(9)
-            await services.staff_auth.set_user(role.value, role, pw)
+            await staff_auth.set_user(role.value, role, pw)
             created[role.value] = pw
     path = demo_logins_path(settings.data_dir)
     kept = await asyncio.to_thread(read_logins, path)
@@ -260,7 +273,7 @@ async def bootstrap_staff(services: Services, *, demo: bool) -> dict[str, str]:
         if username in created:
             continue
         user = await store.get_staff(username)
-        if user is None or not user.active or not await asyncio.to_thread(services.staff_auth.password_matches, user, pw):
+        if user is None or not user.active or not await asyncio.to_thread(staff_auth.password_matches, user, pw):
             del kept[username]  # changed (or removed) since: never show a stale password
     kept.update(created)
     if kept or path.exists():
@@ -276,14 +289,17 @@ async def start_server(
     clock: Clock | None = None,
     pos: PosAdapter | None = None,
     owns_store: bool = True,
+    bootstrap: bool = True,
 ) -> tuple[RunningServer, dict[str, str]]:
-    if demo:
+    """``bootstrap=False``: no demo seeding and no staff bootstrap (a worker of ``serve --workers N``,
+    whose supervisor did both once, see ``seed_and_bootstrap``)."""
+    if demo and bootstrap:
         await seed_demo(store, settings.demo.restaurant_id, settings.demo.restaurant_name, settings.demo.tables)
     clock = clock or SystemClock()
     # Every long-lived loop of the process runs supervised: logged and restarted if it dies.
     background = BackgroundTasks(clock)
     services = await build_services(settings, store, clock=clock, pos=pos, background=background)
-    passwords = await bootstrap_staff(services, demo=demo)
+    passwords = await bootstrap_staff(services, demo=demo) if bootstrap else {}
     app = make_app(services)
     limits = settings.http
     server = LimitedHTTPServer(

@@ -181,7 +181,12 @@ class Services:
         return item
 
     def join_url(self, table: Table) -> str:
-        return f"{self.settings.base_url()}/q/{table.table_id}/{table.qr_secret}"
+        return table_join_url(self.settings, table)
+
+
+def table_join_url(settings: Settings, table: Table) -> str:
+    """What a table's QR code carries."""
+    return f"{settings.base_url()}/q/{table.table_id}/{table.qr_secret}"
 
 
 def build_table_context(
