@@ -5,6 +5,7 @@ postgres process behind; a missing redis-server and a bad --workers are one-line
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -74,10 +75,15 @@ class Run:
         os.unlink(self.stderr_path)
 
 def health(port: int) -> int:
+    return health_body(port)[0]
+
+
+def health_body(port: int) -> tuple[int, dict[str, object]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=t(10))  # a fresh connection each time
     try:
         conn.request("GET", "/healthz")
-        return conn.getresponse().status
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
     finally:
         conn.close()
 
@@ -104,8 +110,13 @@ def test_workers_share_one_port_and_sigterm_leaves_nothing_behind(tmp_path: Path
         assert len(workers) == 3
         assert len(run.redis()) == 1
         assert {w.pid for w in workers} == listening_pids(run.port)
+        answered = []
         for _ in range(40):
-            assert health(run.port) == 200
+            status, body = health_body(run.port)
+            assert status == 200 and body["redis"] == "ok"
+            answered.append(body["node_id"])
+        # The kernel spreads fresh connections over the workers; each answers as its own node of the cluster.
+        assert len(set(answered)) >= 2 and all(str(n).endswith(("-w0", "-w1", "-w2")) for n in answered)
         everything = run.children
         run.proc.send_signal(signal.SIGTERM)
         assert run.proc.wait(t(30)) == 0, run.stderr()
