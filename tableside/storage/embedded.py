@@ -16,6 +16,7 @@ import logging
 import os
 import pwd
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,23 @@ def start_embedded_postgres(data_dir: Path) -> str:
     return url
 
 
+def _postmaster(pgdata: Path) -> Any:
+    """The server's postmaster.pid, or None. A server that is starting (or died starting) may have written
+    only part of the file: read again for a moment rather than fail on it."""
+    for _ in range(20):
+        try:
+            return PostmasterInfo.read_from_pgdata(pgdata)
+        except (IndexError, ValueError, OSError):
+            time.sleep(0.1)
+    return None
+
+
 def embedded_running(data_dir: Path) -> bool:
     """Whether a server is running under ``data_dir/postgres`` (its postmaster.pid names a live process)."""
     pgdata = pgdata_dir(data_dir)
     if not (pgdata / "postmaster.pid").exists():
         return False
-    info = PostmasterInfo.read_from_pgdata(pgdata)
+    info = _postmaster(pgdata)
     return info is not None and bool(info.is_running())
 
 
@@ -107,7 +119,7 @@ def stop_embedded_postgres(data_dir: Path) -> None:
     _forget(pgdata)
     if not (pgdata / "postmaster.pid").exists():
         return
-    info = PostmasterInfo.read_from_pgdata(pgdata)
+    info = _postmaster(pgdata)
     if info is None or not info.is_running():
         return
     # pg_ctl must run as the server's user: under root that is the package's system user, which owns pgdata.
@@ -125,7 +137,7 @@ def stop_embedded_postgres(data_dir: Path) -> None:
         )
     except subprocess.CalledProcessError:
         # Raced with another stopper, or the server died meanwhile: fine as long as it is gone now.
-        again = PostmasterInfo.read_from_pgdata(pgdata)
+        again = _postmaster(pgdata)
         if again is not None and again.is_running():
             raise
     # pg_ctl returns once postmaster.pid is removed, a moment before the postmaster process exits: wait
