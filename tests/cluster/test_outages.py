@@ -89,7 +89,10 @@ class Writers:
                     t(4),
                 )
             except WRITE_ERRORS as exc:
-                self.errors[name].append((time.monotonic(), type(exc).__name__))
+                kind = type(exc).__name__
+                if isinstance(exc, tornado.httpclient.HTTPClientError):
+                    kind = f"HTTP {exc.code}"
+                self.errors[name].append((time.monotonic(), kind))
                 if phone.ws is not None and not phone.ws.closed.is_set():
                     await phone.ws.close()  # a fresh connection (and routing) next time
                 phone.ws = None
