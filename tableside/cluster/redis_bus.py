@@ -134,15 +134,15 @@ class RedisBus:
                     log.info("redis_subscription_restored")
                     if on_reconnect is not None:
                         on_reconnect()
-                probed = self._clock.monotonic()
+                probed = float("-inf")
                 while True:
-                    msg = await pubsub.get_message(timeout=1.0)
                     if not self._command_ok and self._clock.monotonic() - probed >= 1.0:
                         # A command failed (say on a pooled connection that died with the old server) and
                         # this node may have no traffic of its own to run another: ``up`` would stay false
-                        # for good. Check once a second until a command succeeds.
+                        # for good. Check at once, then once a second until a command succeeds.
                         probed = self._clock.monotonic()
                         await self._probe()
+                    msg = await pubsub.get_message(timeout=1.0)
                     if msg is None:
                         continue
                     channel = msg["channel"]
