@@ -169,6 +169,17 @@ async def test_redis_killed_and_restarted_mid_traffic(roomy_cluster: Cluster) ->
         await asyncio.sleep(0.2)
     restarted_at = time.monotonic()
     cluster.redis.start()
+    health_ok_after: dict[str, float] = {}
+
+    async def watch_health() -> None:
+        deadline = time.monotonic() + t(10)
+        while time.monotonic() < deadline and len(health_ok_after) < 3:
+            for name in phones:
+                if name not in health_ok_after and (await asyncio.to_thread(cluster.health, name))["redis"] == "ok":
+                    health_ok_after[name] = time.monotonic() - restarted_at
+            await asyncio.sleep(0.05)
+
+    health_watch = asyncio.get_running_loop().create_task(watch_health())
 
     # Service is back: a member on a non-owner node gets an ack again.
     recovered: dict[str, float] = {}
@@ -179,13 +190,7 @@ async def test_redis_killed_and_restarted_mid_traffic(roomy_cluster: Cluster) ->
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)
     await writers.stop()
-    health_ok_after: dict[str, float] = {}
-    health_deadline = time.monotonic() + t(10)
-    while time.monotonic() < health_deadline and len(health_ok_after) < 3:
-        for name in phones:
-            if name not in health_ok_after and cluster.health(name)["redis"] == "ok":
-                health_ok_after[name] = time.monotonic() - restarted_at
-        await asyncio.sleep(0.1)
+    await health_watch
     print("health ok after restart (s):", health_ok_after)
     if len(health_ok_after) < 3:
         for name in set(phones) - set(health_ok_after):
@@ -193,7 +198,8 @@ async def test_redis_killed_and_restarted_mid_traffic(roomy_cluster: Cluster) ->
                 print(name, "LOG", [ln[:300] for ln in f if '"path"' not in ln][-30:])
 
     print(f"\nredis outage: probes {probes}\nrecovery after restart (s): {recovered}\n"
-          f"acked {len(writers.acked)}; errors per node { {n: len(e) for n, e in writers.errors.items()} }")
+          f"acked {len(writers.acked)}; errors per node { {n: len(e) for n, e in writers.errors.items()} }; "
+          f"kinds { {n: sorted({k for _, k in e}) for n, e in writers.errors.items()} }")
     assert {"down"} <= healths["b"] and {"down"} <= healths["c"] and {"down"} <= healths["a"], healths
     assert set(health_ok_after) == {"a", "b", "c"} and max(health_ok_after.values()) < 5.0, health_ok_after
     # Every probe after the first second of the outage is a clear 503, each one bounded in time.
@@ -201,6 +207,8 @@ async def test_redis_killed_and_restarted_mid_traffic(roomy_cluster: Cluster) ->
     assert all(took < t(4) for _, took in probes), probes
     late = [p for p in probes[len(probes) // 3:]]
     assert late and all(outcome == "503:unavailable" for outcome, _ in late), probes
+    hangs = {n: [k for _, k in e if k == "TimeoutError"] for n, e in writers.errors.items()}
+    assert not any(hangs.values()), f"attempts that hung instead of failing: {hangs}"
     assert set(recovered) == {"b", "c"}, (recovered, writers.errors)
     assert max(recovered.values()) < 5.0, recovered
 
