@@ -134,7 +134,14 @@ class RedisBus:
                     log.info("redis_subscription_restored")
                     if on_reconnect is not None:
                         on_reconnect()
+                probed = float("-inf")
                 while True:
+                    if not self._command_ok and self._clock.monotonic() - probed >= 1.0:
+                        # A command failed (say on a pooled connection that died with the old server) and
+                        # this node may have no traffic of its own to run another: ``up`` would stay false
+                        # for good. Check at once, then once a second until a command succeeds.
+                        probed = self._clock.monotonic()
+                        await self._probe()
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None:
                         continue
@@ -157,6 +164,12 @@ class RedisBus:
                     pass
             await self._clock.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
+
+    async def _probe(self) -> None:
+        try:
+            await self._command(self._redis.ping())
+        except BusUnavailable:
+            pass  # still down: ``up`` stays false
 
     def publish(self, channel: str, data: bytes) -> None:
         self._queue.append((channel, data))
