@@ -4,6 +4,7 @@ Application's ``log_function``) with secret query parameters and the QR secret i
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -14,6 +15,8 @@ from urllib.parse import unquote_plus
 import structlog
 import tornado.httputil
 import tornado.web
+
+from tableside.storage.interface import StorageUnavailable
 
 
 def processors(*, json: bool = True) -> list[structlog.typing.Processor]:
@@ -106,6 +109,16 @@ class RedactedRequestLogging(tornado.web.RequestHandler):
     def _request_summary(self) -> str:
         return request_summary(self.request)
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, StorageUnavailable):
+            self.set_status(503)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.set_header("Retry-After", "1")
+            self.finish(json.dumps({"error": "unavailable", "message": "the database is unavailable; retry shortly"}))
+            return
+        super().write_error(status_code, **kwargs)
+
     def log_exception(
         self,
         typ: type[BaseException] | None,
@@ -114,5 +127,8 @@ class RedactedRequestLogging(tornado.web.RequestHandler):
     ) -> None:
         if isinstance(value, tornado.web.HTTPError):
             super().log_exception(typ, value, tb)  # a warning naming _request_summary(), no traceback
+            return
+        if isinstance(value, StorageUnavailable):  # an outage, answered 503: one line, no traceback
+            _app_log.warning("storage_unavailable", request=self._request_summary(), error=str(value))
             return
         _app_log.error("uncaught_exception", request=self._request_summary(), exc_info=(typ, value, tb))

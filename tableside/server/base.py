@@ -11,7 +11,7 @@ from tableside.auth import token_hash
 from tableside.logs import RedactedRequestLogging
 from tableside.protocol.codecs import string_problem
 from tableside.server.services import Services, ServiceUnavailable
-from tableside.storage.interface import StaffRole, StaffSession, TokenInfo
+from tableside.storage.interface import StaffRole, StaffSession, StorageUnavailable, TokenInfo
 
 GUEST_COOKIE = "tableside_token"
 STAFF_COOKIE = "tableside_staff"
@@ -111,6 +111,9 @@ class BaseHandler(RedactedRequestLogging):
         elif isinstance(exc, ServiceUnavailable):
             body = {"error": "unavailable", "message": exc.message}
             self.set_header("Retry-After", "1")
+        elif isinstance(exc, StorageUnavailable):
+            super().write_error(status_code, **kwargs)  # 503 unavailable
+            return
         elif status_code == 404:
             body = {"error": "not_found", "message": "not found"}
         elif status_code == 405:

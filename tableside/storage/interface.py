@@ -80,6 +80,11 @@ class FencedWrite(StaleWrite):
         self.stored_epoch = stored_epoch
 
 
+class StorageUnavailable(StorageError):
+    """The database cannot be reached now (down, restarting, a connection lost mid-call). Nothing was
+    acknowledged; the caller may retry (HTTP 503 ``unavailable``)."""
+
+
 class InvalidWrite(StorageError):
     """Added by the storage layer: a GroupWrite whose state/items are not JSON (refused on its own)."""
 

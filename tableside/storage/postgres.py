@@ -8,15 +8,18 @@ statement so a whole batch costs one round trip plus BEGIN/COMMIT; see ``_COMMIT
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from tableside.config import first_line
 from tableside.storage import schema as s
 from tableside.storage.codec import dumps as _dumps
 from tableside.storage.codec import encode_write
@@ -43,6 +46,7 @@ from tableside.storage.interface import (
     StaffUser,
     StaleWrite,
     StorageError,
+    StorageUnavailable,
     Table,
     TableNotFound,
     TablePaid,
@@ -298,6 +302,25 @@ def _batch_params(
     return {**g, **o}
 
 
+# asyncpg's "the database system is starting up / shutting down" and lost-connection errors.
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+def _unavailable_error(ctx: sa.engine.ExceptionContext) -> BaseException | None:
+    """SQLAlchemy's ``handle_error`` hook: a database that is down or restarting (or a connection lost
+    mid-call) surfaces as ``StorageUnavailable``, one typed error the server answers with 503, not as one of
+    the many driver exceptions."""
+    if ctx.is_disconnect or isinstance(ctx.original_exception, _UNAVAILABLE):
+        return StorageUnavailable(f"database unavailable: {first_line(ctx.original_exception)}")
+    return None
+
+
 def _table(row: sa.Row[Any]) -> Table:
     m = row._mapping
     return Table(
@@ -362,8 +385,22 @@ class PostgresStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        if not sa.event.contains(engine.sync_engine, "handle_error", _unavailable_error):
+            sa.event.listen(engine.sync_engine, "handle_error", _unavailable_error)
         # Same pool, no BEGIN/COMMIT: for single statements that are a transaction on their own.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @staticmethod
+    @asynccontextmanager
+    async def _connect(opening: Any) -> AsyncIterator[AsyncConnection]:
+        """A connection (or transaction) from the pool; a database that refuses connections (down,
+        starting, shutting down) is ``StorageUnavailable``, as a connection lost mid-call already is (the
+        engine's ``handle_error`` hook)."""
+        try:
+            async with opening as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"database unavailable: {first_line(exc)}") from exc
 
     @classmethod
     async def connect(cls, url: str, *, pool_size: int = 10) -> PostgresStore:
@@ -389,11 +426,11 @@ class PostgresStore:
         stmt = pg_insert(s.restaurants).values(restaurant_id=restaurant.restaurant_id, name=restaurant.name)
         # next_order_number is deliberately untouched: re-seeding must never reuse order numbers.
         stmt = stmt.on_conflict_do_update(index_elements=["restaurant_id"], set_={"name": stmt.excluded.name})
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             await conn.execute(stmt)
 
     async def get_restaurant(self, restaurant_id: int) -> Restaurant | None:
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             row = (
                 await conn.execute(
                     sa.select(s.restaurants.c.restaurant_id, s.restaurants.c.name).where(
@@ -418,14 +455,14 @@ class PostgresStore:
             .on_conflict_do_nothing(index_elements=["table_id"])
         )
         try:
-            async with self.engine.begin() as conn:
+            async with self._connect(self.engine.begin()) as conn:
                 await conn.execute(stmt)
         except IntegrityError as e:
             # The only other constraint is the restaurant foreign key.
             raise RestaurantNotFound(f"restaurant {table.restaurant_id} does not exist") from e
 
     async def remove_table(self, table_id: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             await conn.execute(sa.delete(s.tokens).where(s.tokens.c.table_id == table_id))
             await conn.execute(sa.delete(s.tables).where(s.tables.c.table_id == table_id))
 
@@ -434,7 +471,7 @@ class PostgresStore:
 
     async def _update_one(self, table: sa.Table, key: sa.ColumnElement[bool], values: dict[str, Any]) -> Any:
         """UPDATE one row by key and return it as stored (None when no row matched)."""
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             return (
                 await conn.execute(sa.update(table).where(key).values(**values).returning(*table.c))
             ).first()
@@ -446,12 +483,12 @@ class PostgresStore:
         return _table(row)
 
     async def get_table(self, table_id: str) -> Table | None:
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             row = (await conn.execute(sa.select(s.tables).where(s.tables.c.table_id == table_id))).first()
         return None if row is None else _table(row)
 
     async def list_tables(self, restaurant_id: int) -> list[Table]:
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             rows = await conn.execute(
                 sa.select(s.tables)
                 .where(s.tables.c.restaurant_id == restaurant_id)
@@ -477,12 +514,12 @@ class PostgresStore:
             index_elements=["menu_item_id"],
             set_={k: stmt.excluded[k] for k in values if k != "menu_item_id"},
         )
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             await conn.execute(stmt)
 
     async def list_menu(self, restaurant_id: int) -> list[MenuItem]:
         c = s.menu_items.c
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             rows = await conn.execute(
                 sa.select(s.menu_items)
                 .where(c.restaurant_id == restaurant_id)
@@ -513,7 +550,7 @@ class PostgresStore:
         max_members: int | None = None,
     ) -> JoinResult:
         t = s.tables.c
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             # FOR UPDATE serialises joins of one table: of 20 simultaneous first joins exactly one sees
             # "vacant" and opens the group; the others wait and then join that group.
             row = (
@@ -580,7 +617,7 @@ class PostgresStore:
         if row is None:
             return None
         if now - row.last_used > TOKEN_TOUCH_S:
-            async with self.engine.begin() as conn:
+            async with self._connect(self.engine.begin()) as conn:
                 await conn.execute(
                     sa.update(s.tokens).where(s.tokens.c.token_hash == token_hash).values(last_used=now)
                 )
@@ -594,7 +631,7 @@ class PostgresStore:
 
     async def live_members(self, group_id: str, now: float) -> set[str]:
         k = s.tokens.c
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             rows = await conn.execute(
                 sa.select(k.member_id).distinct().where(k.group_id == group_id, k.expires_at > now)
             )
@@ -602,16 +639,16 @@ class PostgresStore:
 
     async def revoke_member(self, group_id: str, member_id: str) -> int:
         k = s.tokens.c
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             res = await conn.execute(sa.delete(s.tokens).where(k.group_id == group_id, k.member_id == member_id))
         return int(res.rowcount)
 
     async def _fetch_one(self, stmt: sa.TextClause, params: dict[str, Any]) -> Any:
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             return (await conn.execute(stmt, params)).first()
 
     async def checkout_table(self, table_id: str, now: float) -> Table:
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             current = await self._lock_table(conn, table_id)
             if current.status != TableStatus.OCCUPIED:
                 raise InvalidTransition(f"checkout of {current.status} table {table_id}")
@@ -629,7 +666,7 @@ class PostgresStore:
 
     async def reset_table(self, table_id: str, now: float) -> Table:
         """Also accepts a vacant table as a no-op (returned unchanged) so a repeated staff reset is harmless."""
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             current = await self._lock_table(conn, table_id)
             if current.status == TableStatus.VACANT and current.current_group_id is None:
                 return current
@@ -670,12 +707,12 @@ class PostgresStore:
             RETURNING tables.table_id, idle.group_id
             """
         )
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             rows = (await conn.execute(stmt, {"cutoff": cutoff, "now": now})).all()
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def delete_expired_tokens(self, now: float) -> int:
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             res = await conn.execute(sa.delete(s.tokens).where(s.tokens.c.expires_at <= now))
         return int(res.rowcount)
 
@@ -683,7 +720,7 @@ class PostgresStore:
 
     async def activate_group(self, group_id: str, table_id: str, restaurant_id: int, node_id: str) -> Activation:
         params = {"group_id": group_id, "table_id": table_id, "restaurant_id": restaurant_id, "node_id": node_id}
-        async with self._autocommit.connect() as conn:
+        async with self._connect(self._autocommit.connect()) as conn:
             row = (await conn.execute(_ACTIVATE, params)).one()
         epoch, table, restaurant, revision, state = row
         snapshot = None if revision == 0 else GroupSnapshot(group_id, table, restaurant, revision, state)
@@ -691,7 +728,7 @@ class PostgresStore:
 
     async def load_group(self, group_id: str) -> GroupSnapshot | None:
         g = s.group_state.c
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             row = (
                 await conn.execute(
                     # revision 0: a row only activate_group created; nothing was written yet
@@ -735,11 +772,11 @@ class PostgresStore:
             # The common case is one statement: run it as its own implicit transaction (autocommit), one
             # round trip instead of BEGIN / statement / COMMIT, which under load is most of an ack's wait.
             idx = sorted(rounds[0], key=lambda i: writes[i].snapshot.group_id)
-            async with self._autocommit.connect() as conn:
+            async with self._connect(self._autocommit.connect()) as conn:
                 applied = {r[0] for r in await conn.execute(_COMMIT_BATCH, _batch_params(writes, encoded, idx))}
                 await self._mark_refused(conn, writes, idx, applied, results)
             return results
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             locked: set[int] = set()  # restaurants whose kitchen_seq lock this transaction holds
             if needs_seq_lock:
                 await _lock_kitchen_seq(conn, confirming)
@@ -876,7 +913,7 @@ class PostgresStore:
         r = s.restaurants.c
         # A single UPDATE ... RETURNING in its own committed transaction: the row lock orders concurrent
         # callers, and once returned the number is durable, so it is never handed out again after a crash.
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             row = (
                 await conn.execute(
                     sa.update(s.restaurants)
@@ -890,13 +927,13 @@ class PostgresStore:
         return int(row[0])
 
     async def get_order(self, order_id: str) -> OrderRecord | None:
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             row = (await conn.execute(sa.select(s.orders).where(s.orders.c.order_id == order_id))).first()
         return None if row is None else _order(row)
 
     async def list_group_orders(self, group_id: str) -> list[OrderRecord]:
         o = s.orders.c
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             rows = await conn.execute(
                 sa.select(s.orders).where(o.group_id == group_id).order_by(o.created_at, o.order_number)
             )
@@ -904,7 +941,7 @@ class PostgresStore:
 
     async def list_orders_by_status(self, status: OrderStatus) -> list[OrderRecord]:
         o = s.orders.c
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             rows = await conn.execute(
                 sa.select(s.orders).where(o.status == str(status)).order_by(o.created_at, o.order_id)
             )
@@ -912,7 +949,7 @@ class PostgresStore:
 
     async def list_kitchen_orders(self, restaurant_id: int, after_seq: int, limit: int) -> list[OrderRecord]:
         o = s.orders.c
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             rows = await conn.execute(
                 sa.select(s.orders)
                 .where(
@@ -941,18 +978,18 @@ class PostgresStore:
             index_elements=["username"],
             set_={k: stmt.excluded[k] for k in ("role", "password_hash", "active")},
         )
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             await conn.execute(stmt)
 
     async def get_staff(self, username: str) -> StaffUser | None:
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             row = (
                 await conn.execute(sa.select(s.staff_users).where(s.staff_users.c.username == username))
             ).first()
         return None if row is None else _staff(row)
 
     async def list_staff(self) -> list[StaffUser]:
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             rows = await conn.execute(sa.select(s.staff_users).order_by(s.staff_users.c.username))
             return [_staff(r) for r in rows]
 
@@ -966,7 +1003,7 @@ class PostgresStore:
             index_elements=["token_hash"],
             set_={k: stmt.excluded[k] for k in ("username", "role", "expires_at")},
         )
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             await conn.execute(stmt)
 
     async def resolve_staff_session(self, token_hash: str, now: float) -> StaffSession | None:
@@ -977,28 +1014,28 @@ class PostgresStore:
             .select_from(s.staff_sessions.join(s.staff_users, su.username == ss.username))
             .where(ss.token_hash == token_hash, ss.expires_at > now, su.active)
         )
-        async with self.engine.connect() as conn:
+        async with self._connect(self.engine.connect()) as conn:
             row = (await conn.execute(stmt)).first()
         if row is None:
             return None
         return StaffSession(username=row[0], role=StaffRole(row[1]), expires_at=row[2])
 
     async def delete_expired_staff_sessions(self, now: float) -> int:
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             res = await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.expires_at <= now))
         return int(res.rowcount)
 
     async def delete_staff_session(self, token_hash: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.token_hash == token_hash))
 
     async def delete_staff_sessions_for_user(self, username: str) -> int:
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             res = await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username))
         return int(res.rowcount)
 
     async def remove_staff(self, username: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username))
             res = await conn.execute(sa.delete(s.staff_users).where(s.staff_users.c.username == username))
         return int(res.rowcount) > 0
@@ -1014,6 +1051,6 @@ class PostgresStore:
     async def truncate_all(self) -> None:
         """Empty every table and restart kitchen_seq (tests only: much faster than a fresh database)."""
         names = ", ".join(t.name for t in s.ALL_TABLES)
-        async with self.engine.begin() as conn:
+        async with self._connect(self.engine.begin()) as conn:
             await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             await conn.execute(sa.text("ALTER SEQUENCE kitchen_seq_seq RESTART"))

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 import tornado.httpclient
 import tornado.websocket
 
@@ -267,3 +268,26 @@ async def test_qr_link_sets_cookie_and_redirects(harness: Harness) -> None:
     first = await conn.read_message()
     assert first is not None and '"welcome"' in str(first)
     conn.close()
+
+
+async def test_a_database_outage_is_a_503_the_client_retries(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While Postgres cannot be reached, HTTP calls and websocket handshakes get 503 ``unavailable`` with
+    ``Retry-After`` (typed JSON, a warning in the log, no traceback), not a 500."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tableside.storage.postgres import PostgresStore
+
+    joined = await harness.join()
+    dead = PostgresStore(create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nothing"))
+    try:
+        monkeypatch.setattr(harness.running.services.store, "resolve_token", dead.resolve_token)
+        code, body = await harness.http("GET", "/api/cart", token=joined["token"])
+        assert code == 503 and body["error"] == "unavailable", body
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await WsClient.connect(harness.ws_base, joined["token"])
+        assert refused.value.code == 503
+        monkeypatch.undo()
+        code, body = await harness.http("GET", "/api/cart", token=joined["token"])
+        assert code == 200  # back as soon as the database is
+    finally:
+        await dead.close()

@@ -229,3 +229,21 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
         assert (await store.activate_group("g", "t", 1, "node-b")).epoch == 1
     finally:
         await store.close()
+
+
+async def test_a_database_that_cannot_be_reached_is_one_typed_error() -> None:
+    """Down, restarting or a lost connection: ``StorageUnavailable`` (the server's 503), never a driver
+    exception of its own kind."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tableside.storage.interface import StorageUnavailable
+    from tableside.storage.postgres import PostgresStore
+
+    dead = PostgresStore(create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nothing"))
+    try:
+        with pytest.raises(StorageUnavailable, match="database unavailable"):
+            await dead.get_table("T001")
+        with pytest.raises(StorageUnavailable):
+            await dead.resolve_token("x" * 64, 0.0)
+    finally:
+        await dead.close()
