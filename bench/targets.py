@@ -45,6 +45,26 @@ BENCH_LIMITS_ENV = {
     "TABLESIDE_LIMITS__MAX_CONNECTIONS": "100000",
 }
 
+def server_env(pos_url: str, tables: int, password: str, log_level: str, pos_latency_ms: int) -> dict[str, str]:
+    """The environment of a tableside the bench starts (one node or every node of a cluster): the demo with
+    enough tables, the POS simulator always succeeding, limits raised so the generator is not throttled."""
+    env = dict(os.environ)
+    env.update(BENCH_LIMITS_ENV)
+    env.update(
+        {
+            "TABLESIDE_DEMO__TABLES": str(max(1, tables)),
+            "TABLESIDE_ADMIN_PASSWORD": password,
+            "TABLESIDE_POS__ADAPTER": "http",
+            "TABLESIDE_POS__URL": pos_url,
+            "TABLESIDE_POS__LATENCY_MS": str(pos_latency_ms),
+            "TABLESIDE_POS__SUCCESS_RATE": "1.0",
+            "TABLESIDE_LOG_LEVEL": log_level,
+            "TABLESIDE_HOST": "127.0.0.1",
+        }
+    )
+    return env
+
+
 
 class TargetError(RuntimeError):
     pass
@@ -272,20 +292,7 @@ def start_tableside(
             target.info["database"] = "embedded (temporary data dir)"
         port = free_port()
         password = secrets.token_urlsafe(16)
-        env = dict(os.environ)
-        env.update(BENCH_LIMITS_ENV)
-        env.update(
-            {
-                "TABLESIDE_DEMO__TABLES": str(max(1, tables)),
-                "TABLESIDE_ADMIN_PASSWORD": password,
-                "TABLESIDE_POS__ADAPTER": "http",
-                "TABLESIDE_POS__URL": target.pos_url,
-                "TABLESIDE_POS__LATENCY_MS": str(pos_latency_ms),
-                "TABLESIDE_POS__SUCCESS_RATE": "1.0",
-                "TABLESIDE_LOG_LEVEL": log_level,
-                "TABLESIDE_HOST": "127.0.0.1",
-            }
-        )
+        env = server_env(target.pos_url, tables, password, log_level, pos_latency_ms)
         if not database_url:
             env["TABLESIDE_DATA_DIR"] = data_dir
         env.update(extra_env or {})
@@ -375,18 +382,9 @@ def start_cluster(
         assert database_url is not None
         redis_url = start_redis(target)
         password = secrets.token_urlsafe(16)
-        env = dict(os.environ)
-        env.update(BENCH_LIMITS_ENV)
+        env = server_env(target.pos_url, tables, password, log_level, 0)
         env.update(
             {
-                "TABLESIDE_DEMO__TABLES": str(max(1, tables)),
-                "TABLESIDE_ADMIN_PASSWORD": password,
-                "TABLESIDE_POS__ADAPTER": "http",
-                "TABLESIDE_POS__URL": target.pos_url,
-                "TABLESIDE_POS__LATENCY_MS": "0",
-                "TABLESIDE_POS__SUCCESS_RATE": "1.0",
-                "TABLESIDE_LOG_LEVEL": log_level,
-                "TABLESIDE_HOST": "127.0.0.1",
                 "TABLESIDE_REDIS_URL": redis_url,
                 "TABLESIDE_CLUSTER__LEASE_TTL_S": f"{lease_ttl_s:g}",
                 # the product's default ratio (5 s / 1 s); it requires renew <= ttl / 2

@@ -170,3 +170,12 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, what: 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+async def kitchen_screen(base_ws: str, staff_token: str, since: int | None = None) -> WsClient:
+    """A kitchen display on ``/ws/kitchen`` (JSON), returned once its ``kitchen_snapshot`` arrived."""
+    query = f"?token={staff_token}" + (f"&since={since}" if since is not None else "")
+    conn = await tornado.websocket.websocket_connect(f"{base_ws}/ws/kitchen{query}", subprotocols=["tableside.v1.json"])
+    screen = WsClient(conn, False)
+    await screen.wait_type("kitchen_snapshot", timeout=10)
+    return screen

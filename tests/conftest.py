@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.procs import Proc, start_pos_sim
+
 structlog.configure(
     processors=[
         structlog.contextvars.merge_contextvars,
@@ -28,6 +30,14 @@ structlog.configure(
     wrapper_class=structlog.stdlib.BoundLogger,
     cache_logger_on_first_use=False,
 )
+
+
+@pytest.fixture
+def pos_sim() -> Iterator[Proc]:
+    """The POS simulator as its own process (``tableside pos-sim``), answering at once."""
+    sim = start_pos_sim("--latency-ms", "0")
+    yield sim
+    sim.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

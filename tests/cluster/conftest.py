@@ -6,7 +6,7 @@ import pytest
 
 from tests.cluster.harness import Cluster, RedisChild
 from tests.pg import create_database_sync, drop_database_sync
-from tests.procs import Proc, start_pos_sim
+from tests.procs import Proc
 
 
 @pytest.fixture
@@ -22,13 +22,6 @@ def cluster_db() -> Iterator[str]:
     url = create_database_sync("ts_cluster")
     yield url
     drop_database_sync(url)
-
-
-@pytest.fixture
-def pos_sim() -> Iterator[Proc]:
-    sim = start_pos_sim("--latency-ms", "0")
-    yield sim
-    sim.stop()
 
 
 @pytest.fixture

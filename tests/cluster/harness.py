@@ -22,7 +22,7 @@ from typing import Any
 
 import tornado.websocket
 
-from tests.client import WsClient, t
+from tests.client import WsClient, kitchen_screen, t
 from tests.procs import Proc, start_tableside
 
 ADMIN = "cluster-test-admin-pw"
@@ -190,13 +190,7 @@ class Cluster:
         return list(self.call(name, "/api/staff/board", token=self.staff_token(name)))
 
     async def kitchen(self, name: str, since: int | None = None) -> WsClient:
-        query = f"?token={self.staff_token(name)}" + (f"&since={since}" if since is not None else "")
-        conn = await tornado.websocket.websocket_connect(
-            f"{self.nodes[name].live.ws}/ws/kitchen{query}", subprotocols=["tableside.v1.json"]
-        )
-        screen = WsClient(conn, False)
-        await screen.wait_type("kitchen_snapshot", timeout=10)
-        return screen
+        return await kitchen_screen(self.nodes[name].live.ws, self.staff_token(name), since)
 
     def owner(self, group_id: str) -> str | None:
         """Who holds the group's lease, read straight from Redis."""

@@ -17,14 +17,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import tornado.websocket
 
 from tableside.storage.interface import OrderStatus
 from tableside.storage.postgres import PostgresStore
-from tests.client import WsClient, t
+from tests.client import WsClient, kitchen_screen, t
 from tests.exactly_once import assert_submitted_once, calls_for
 from tests.pg import create_database_sync, drop_database_sync
-from tests.procs import Proc, start_pos_sim, start_tableside
+from tests.procs import Proc, start_tableside
 
 ADMIN = "crash-test-admin-pw"
 
@@ -34,13 +33,6 @@ def crash_db() -> Iterator[str]:
     url = create_database_sync("ts_crash")
     yield url
     drop_database_sync(url)
-
-
-@pytest.fixture
-def pos_sim() -> Iterator[Proc]:
-    sim = start_pos_sim("--latency-ms", "0")
-    yield sim
-    sim.stop()
 
 
 async def sim_log(sim: Proc, **wait_for: str) -> dict[str, Any]:
@@ -111,13 +103,7 @@ class Cluster:
         return client
 
     async def kitchen(self, since: int | None = None) -> WsClient:
-        query = f"?token={self.staff_token()}" + (f"&since={since}" if since is not None else "")
-        conn = await tornado.websocket.websocket_connect(
-            f"{self.live.ws}/ws/kitchen{query}", subprotocols=["tableside.v1.json"]
-        )
-        screen = WsClient(conn, False)
-        await screen.wait_type("kitchen_snapshot", timeout=10)
-        return screen
+        return await kitchen_screen(self.live.ws, self.staff_token(), since)
 
 
 @pytest.fixture
