@@ -188,10 +188,13 @@ class RedisBus:
                 continue
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_PIPELINE))]
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for channel, data in batch:
-                    pipe.publish(channel, data)
-                results = await pipe.execute()
+                if len(batch) == 1:  # the common case at low load: no pipeline object to build
+                    results = [await self._redis.publish(*batch[0])]
+                else:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for channel, data in batch:
+                        pipe.publish(channel, data)
+                    results = await pipe.execute()
                 self._command_ok = True
             except asyncio.CancelledError:
                 raise
