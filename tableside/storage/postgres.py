@@ -8,8 +8,7 @@ statement so a whole batch costs one round trip plus BEGIN/COMMIT; see ``_COMMIT
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -316,9 +315,32 @@ def _unavailable_error(ctx: sa.engine.ExceptionContext) -> BaseException | None:
     """SQLAlchemy's ``handle_error`` hook: a database that is down or restarting (or a connection lost
     mid-call) surfaces as ``StorageUnavailable``, one typed error the server answers with 503, not as one of
     the many driver exceptions."""
+    if not isinstance(ctx.original_exception, Exception):
+        return None  # a cancellation (task cancelled mid-query) must stay a cancellation
     if ctx.is_disconnect or isinstance(ctx.original_exception, _UNAVAILABLE):
         return StorageUnavailable(f"database unavailable: {first_line(ctx.original_exception)}")
     return None
+
+
+class _Opening:
+    """Wraps ``engine.connect()`` / ``engine.begin()``: only taking the connection is translated (that is
+    where a refused connection shows); the body and the release are the engine's own, untouched (a
+    generator-based wrapper here made cancellation during teardown hang)."""
+
+    __slots__ = ("_cm",)
+
+    def __init__(self, cm: Any) -> None:
+        self._cm = cm
+
+    async def __aenter__(self) -> AsyncConnection:
+        try:
+            conn: AsyncConnection = await self._cm.__aenter__()
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"database unavailable: {first_line(exc)}") from exc
+        return conn
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        return await self._cm.__aexit__(*exc_info)
 
 
 def _table(row: sa.Row[Any]) -> Table:
@@ -391,16 +413,11 @@ class PostgresStore:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @staticmethod
-    @asynccontextmanager
-    async def _connect(opening: Any) -> AsyncIterator[AsyncConnection]:
+    def _connect(opening: Any) -> _Opening:
         """A connection (or transaction) from the pool; a database that refuses connections (down,
         starting, shutting down) is ``StorageUnavailable``, as a connection lost mid-call already is (the
         engine's ``handle_error`` hook)."""
-        try:
-            async with opening as conn:
-                yield conn
-        except _UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database unavailable: {first_line(exc)}") from exc
+        return _Opening(opening)
 
     @classmethod
     async def connect(cls, url: str, *, pool_size: int = 10) -> PostgresStore:

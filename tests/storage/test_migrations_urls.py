@@ -247,3 +247,28 @@ async def test_a_database_that_cannot_be_reached_is_one_typed_error() -> None:
             await dead.resolve_token("x" * 64, 0.0)
     finally:
         await dead.close()
+
+
+async def test_a_query_cancelled_midway_stays_a_cancellation(pg_url: str) -> None:
+    """The outage translation must never turn a task's cancellation into an error (a server stopping
+    would then wait forever for tasks that were told to stop)."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from tableside.storage.postgres import PostgresStore
+
+    store = await PostgresStore.connect(pg_url)
+    try:
+        async def slow() -> None:
+            async with store.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT pg_sleep(5)"))
+
+        task = asyncio.ensure_future(slow())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        assert task.cancelled()
+    finally:
+        await store.close()
