@@ -156,7 +156,11 @@ def test_demo_logins_survive_restarts(tmp_path: Path) -> None:
     try:
         first = serve_once(url, tmp_path)
         logins = printed_logins(first)
-        assert set(logins) == {"admin", "manager", "server", "kitchen"}, first
+        assert set(logins) == {"admin", "manager", "server", "kitchen", "manager2", "kitchen2"}, first
+        # two demo stores, and the join URLs say which store each table is in
+        assert " store 1: Tableside Demo Bistro" in first and " store 2: Tableside Demo Trattoria" in first
+        assert first.index(" store 1:") < first.index("/q/T001/") < first.index(" store 2:")
+        assert first.index(" store 2:") < first.index("/q/S2-T001/")
         path = tmp_path / "demo-logins.txt"
         assert f"kept in {path}" in first
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
