@@ -46,6 +46,11 @@ async def test_public_store_list_and_store_menus_of_the_two_demo_stores(harness:
     code, _ = await harness.http("GET", "/api/stores/abc/menu")
     assert code == 404
 
+    # the demo's staff: manager/server/kitchen work in store 1, manager2/kitchen2 in store 2, admin everywhere
+    store = harness.running.services.store
+    bound = {u.username: u.store_id for u in await store.list_staff()}
+    assert bound == {"admin": None, "manager": 1, "server": 1, "kitchen": 1, "manager2": 2, "kitchen2": 2}
+
     # each store has its own tables; a guest of store 2 orders from store 2's menu only
     tables2 = await harness.running.services.store.list_tables(2)
     assert [t.table_id for t in tables2] == ["S2-T001", "S2-T002", "S2-T003", "S2-T004"]
