@@ -232,10 +232,13 @@ def store_view(store: Restaurant) -> dict[str, Any]:
 
 
 class MenuHandler(BaseHandler):
-    """The first store's menu (the single-restaurant API; ``/api/stores/{id}/menu`` names the store)."""
+    """The menu of the guest's table's store (a valid guest token, Bearer or cookie); without one the first
+    store's (``/api/stores/{id}/menu`` names the store)."""
 
     async def get(self) -> None:
-        self.send_json(menu_view(self.services, await self.services.default_store_id()))
+        info = await self.services.resolve_guest(bearer_token(self) or self.get_cookie(GUEST_COOKIE))
+        store_id = info.restaurant_id if info is not None else await self.services.default_store_id()
+        self.send_json(menu_view(self.services, store_id))
 
 
 class StoresHandler(BaseHandler):

@@ -54,8 +54,13 @@ async def test_public_store_list_and_store_menus_of_the_two_demo_stores(harness:
     # each store has its own tables; a guest of store 2 orders from store 2's menu only
     tables2 = await harness.running.services.store.list_tables(2)
     assert [t.table_id for t in tables2] == ["S2-T001", "S2-T002", "S2-T003", "S2-T004"]
-    _, phone, order_id = await order_something(harness, "S2-T001", "s2-margherita")
+    joined, phone, order_id = await order_something(harness, "S2-T001", "s2-margherita")
     assert order_id.startswith("ORD-2-")
+    # the guest page's /api/menu (with the guest's token or cookie) is the menu of the table's store
+    code, own_menu = await harness.http("GET", "/api/menu", token=joined["token"])
+    assert code == 200 and own_menu == menu2
+    code, own_menu = await harness.http("GET", "/api/menu", headers={"Cookie": f"tableside_token={joined['token']}"})
+    assert code == 200 and own_menu == menu2
     refused = await phone.request({"type": "add_item", "menu_item_id": "gyoza", "qty": 1})
     assert refused["type"] == "error"
     await phone.close()
