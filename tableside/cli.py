@@ -350,6 +350,10 @@ async def _staff(settings: Settings, args: argparse.Namespace) -> int:
                 if await store.get_restaurant(store_id) is None:
                     print(f"no store {store_id}", file=sys.stderr)
                     return 1
+            elif (existing := await store.get_staff(args.username)) is not None and (
+                existing.store_id is not None or role == StaffRole.ADMIN
+            ):
+                store_id = existing.store_id  # replacing a user keeps their store unless --store says otherwise
             elif role != StaffRole.ADMIN:
                 stores = await store.list_restaurants()
                 store_id = stores[0].restaurant_id if stores else None  # None: the first store, once there is one

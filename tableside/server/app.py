@@ -256,7 +256,8 @@ async def bootstrap_staff_users(settings: Settings, store: Store, staff_auth: St
     created: dict[str, str] = {}
     admin_pw = settings.admin_password
     if admin_pw:
-        await staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
+        before = await store.get_staff("admin")
+        await staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw, before.store_id if before else None)
     first = settings.demo.restaurant_id
     # (username, role, store): admin works in every store; the demo users in the first store, and
     # manager2 / kitchen2 in the second demo store.

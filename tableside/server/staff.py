@@ -253,6 +253,8 @@ class QrSheetHandler(BaseHandler):
             what = "This link has expired or is not valid" if token else "The QR sheet is for staff only"
             if err.status_code == 403:
                 what = "Your staff role cannot print the QR sheet (it needs manager or server)"
+                if "store" in err.message:
+                    what = "Your staff login is for another store"
             finish_error_page(
                 self,
                 err,

@@ -90,6 +90,8 @@ def test_staff_add_binds_a_user_to_a_store(empty_db: str) -> None:
     done = tableside("staff", "add", "ghost", "--role", "kitchen", "--store", "9", "--password", "p-1", *db)
     assert done.returncode == 1 and "no store 9" in done.stderr
     assert tableside("staff", "passwd", "m2", "--password", "p-2", *db).returncode == 0
+    # replacing a user without --store keeps their store
+    assert tableside("staff", "add", "m2", "--role", "manager", "--password", "p-3", *db).returncode == 0
     listed = tableside("staff", "list", *db).stdout
     assert "m2\tmanager\tactive\tstore 2" in listed and "s1\tserver\tactive\tstore 1" in listed
     assert "boss\tadmin\tactive\tevery store" in listed and "ghost" not in listed
