@@ -48,12 +48,13 @@ class StaffAuth:
     def hash_password(self, password: str) -> str:
         return self._hasher.hash(password)
 
-    async def set_user(self, username: str, role: StaffRole, password: str) -> int:
-        """Create or replace a user. When the password or role changes (or a disabled user is enabled),
-        every session of theirs ends; returns how many. Setting the same password and role again (the
-        admin password from the settings on every start) keeps the sessions."""
+    async def set_user(self, username: str, role: StaffRole, password: str, store_id: int | None = None) -> int:
+        """Create or replace a user (``store_id``: the store they work in; None = every store, for admin).
+        When the password or role changes (or a disabled user is enabled), every session of theirs ends;
+        returns how many. Setting the same password and role again (the admin password from the settings on
+        every start) keeps the sessions. A store change needs no new login: sessions read the user's store."""
         before = await self._store.get_staff(username)
-        await self._store.upsert_staff(StaffUser(username, role, self.hash_password(password)))
+        await self._store.upsert_staff(StaffUser(username, role, self.hash_password(password), store_id=store_id))
         if before is not None and before.role == role and before.active and self.password_matches(before, password):
             return 0
         return await self._store.delete_staff_sessions_for_user(username)

@@ -20,7 +20,7 @@ from tableside.storage.interface import Store
 
 if TYPE_CHECKING:
     from tableside.server.app import RunningServer
-    from tableside.storage.interface import Table
+    from tableside.storage.interface import Restaurant, Table
 
 MAX_PRINTED_TABLES = 100
 MAX_WORKERS = 64
@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=["admin", "manager", "server", "kitchen"])
     add.add_argument("--password", help="(prompted when omitted)")
+    add.add_argument(
+        "--store",
+        type=int,
+        default=None,
+        help="the store the user works in (default: the first store; an admin without --store: every store)",
+    )
     _common(staff_sub.add_parser("list", help="list users and roles"))
     passwd = staff_sub.add_parser("passwd", help="change a user's password")
     _common(passwd)
@@ -255,13 +261,27 @@ async def _stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
             return
 
 
+async def banner_tables(store: Store) -> tuple[list[Table], list[Restaurant]]:
+    """Every store and the tables of each (for the banner's join URLs)."""
+    stores = await store.list_restaurants()
+    tables: list[Table] = []
+    for info in stores:
+        tables += await store.list_tables(info.restaurant_id)
+    return tables, stores
+
+
 async def _print_banner(settings: Settings, running: RunningServer, passwords: dict[str, str]) -> None:
-    tables = await running.services.store.list_tables(settings.demo.restaurant_id)
-    print_banner(settings, tables, passwords)
+    tables, stores = await banner_tables(running.services.store)
+    print_banner(settings, tables, passwords, stores=stores)
 
 
 def print_banner(
-    settings: Settings, tables: Sequence[Table], passwords: dict[str, str], extra: Sequence[str] = ()
+    settings: Settings,
+    tables: Sequence[Table],
+    passwords: dict[str, str],
+    extra: Sequence[str] = (),
+    *,
+    stores: Sequence[Restaurant] = (),
 ) -> None:
     """What a new user needs, and nothing else: where to point a browser and how to log in. ``extra``:
     more lines after the addresses (the workers of `serve --workers N` and their Redis)."""
@@ -292,12 +312,20 @@ def print_banner(
               file=out)
     if tables:
         print("join URLs (open one on a phone or in a browser window to join that table):", file=out)
+        names = {s.restaurant_id: s.name for s in stores}
+        shown_store: int | None = None
         for table in tables[:MAX_PRINTED_TABLES]:
+            if len(names) > 1 and table.restaurant_id != shown_store:
+                shown_store = table.restaurant_id
+                name = names.get(shown_store, "")
+                print(f" store {shown_store}: {name}", file=out)
             print(f"  {table.table_id}  {table_join_url(settings, table)}", file=out)
         if len(tables) > MAX_PRINTED_TABLES:
             listing = Path(settings.data_dir) / "join-urls.txt"
             listing.parent.mkdir(parents=True, exist_ok=True)
-            listing.write_text("".join(f"{t.table_id} {table_join_url(settings, t)}\n" for t in tables))
+            listing.write_text(
+                "".join(f"{t.table_id} {table_join_url(settings, t)} store={t.restaurant_id}\n" for t in tables)
+            )
             print(f"  ... {len(tables) - MAX_PRINTED_TABLES} more in {listing}", file=out)
     print("Stop with Ctrl-C.", file=out)
     out.flush()
@@ -312,12 +340,27 @@ async def _staff(settings: Settings, args: argparse.Namespace) -> int:
         auth = StaffAuth(store, settings.tokens.staff_ttl_hours * 3600)
         if args.staff_command == "list":
             for user in await store.list_staff():
-                print(f"{user.username}\t{user.role.value}\t{'active' if user.active else 'disabled'}")
+                where = "every store" if user.store_id is None else f"store {user.store_id}"
+                print(f"{user.username}\t{user.role.value}\t{'active' if user.active else 'disabled'}\t{where}")
             return 0
         if args.staff_command == "add":
+            role = StaffRole(args.role)
+            store_id: int | None = args.store
+            if store_id is not None:
+                if await store.get_restaurant(store_id) is None:
+                    print(f"no store {store_id}", file=sys.stderr)
+                    return 1
+            elif (existing := await store.get_staff(args.username)) is not None and (
+                existing.store_id is not None or role == StaffRole.ADMIN
+            ):
+                store_id = existing.store_id  # replacing a user keeps their store unless --store says otherwise
+            elif role != StaffRole.ADMIN:
+                stores = await store.list_restaurants()
+                store_id = stores[0].restaurant_id if stores else None  # None: the first store, once there is one
             pw = args.password or getpass.getpass(f"password for {args.username}: ")
-            ended = await auth.set_user(args.username, StaffRole(args.role), pw)
-            print(f"added {args.username} ({args.role})" + _sessions_ended(ended))
+            ended = await auth.set_user(args.username, role, pw, store_id)
+            where = "every store" if store_id is None and role == StaffRole.ADMIN else f"store {store_id or 'first'}"
+            print(f"added {args.username} ({args.role}, {where})" + _sessions_ended(ended))
             return 0
         if args.staff_command == "passwd":
             found = await store.get_staff(args.username)
@@ -325,7 +368,7 @@ async def _staff(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"no staff user {args.username}", file=sys.stderr)
                 return 1
             pw = args.password or getpass.getpass(f"new password for {args.username}: ")
-            ended = await auth.set_user(found.username, found.role, pw)
+            ended = await auth.set_user(found.username, found.role, pw, found.store_id)
             print(f"password changed for {args.username}" + _sessions_ended(ended))
             return 0
         if args.staff_command == "remove":

@@ -1,9 +1,11 @@
-"""The demo restaurant: tables with QR secrets and a priced menu, seeded idempotently."""
+"""The demo stores: two restaurants, each with tables (QR secrets) and its own priced menu, seeded
+idempotently."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from tableside.auth import new_qr_secret
 from tableside.storage.interface import MenuItem, Restaurant, Store, Table, TableStatus
@@ -27,20 +29,65 @@ DEMO_MENU: list[tuple[str, str, str, int]] = [
 ]
 
 
-def table_id_for(n: int) -> str:
-    return f"T{n:03d}" if n < 1000 else f"T{n}"
+# The second demo store: a different kitchen (menu item ids are unique across the deployment).
+DEMO_MENU_2: list[tuple[str, str, str, int]] = [
+    ("s2-bruschetta", "Bruschetta", "Starters", 620),
+    ("s2-burrata", "Burrata", "Starters", 950),
+    ("s2-margherita", "Pizza Margherita", "Pizza", 1200),
+    ("s2-diavola", "Pizza Diavola", "Pizza", 1390),
+    ("s2-carbonara", "Spaghetti Carbonara", "Pasta", 1450),
+    ("s2-tiramisu", "Tiramisu", "Desserts", 690),
+    ("s2-espresso", "Espresso", "Drinks", 280),
+    ("s2-limonata", "Limonata", "Drinks", 420),
+]
+DEMO_STORE_2_NAME = "Tableside Demo Trattoria"
+DEMO_STORE_2_MAX_TABLES = 6
+DEMO_HOURS_2: dict[str, Any] = {
+    **{day: [["12:00", "15:00"], ["18:00", "23:00"]] for day in ("tue", "wed", "thu", "fri", "sat", "sun")},
+    "mon": [],
+    "closed_dates": [],
+}
+
+
+def table_id_for(n: int, prefix: str = "") -> str:
+    return prefix + (f"T{n:03d}" if n < 1000 else f"T{n}")
+
+
+def second_store_id(restaurant_id: int) -> int:
+    return restaurant_id + 1
 
 
 async def seed_demo(store: Store, restaurant_id: int, name: str, tables: int) -> None:
-    await store.upsert_restaurant(Restaurant(restaurant_id, name))
-    existing = {m.menu_item_id for m in await store.list_menu(restaurant_id)}
-    for order, (item_id, item_name, category, price) in enumerate(DEMO_MENU):
+    """Store ``restaurant_id`` (``tables`` tables T001..., the ramen menu) and store ``restaurant_id + 1``
+    (up to 6 tables S2-T001..., a trattoria menu). Existing rows are kept (QR secrets, availability)."""
+    await _seed_store(store, Restaurant(restaurant_id, name, "1 Demo Street", "+1 555 0100"), DEMO_MENU, tables, "")
+    await _seed_store(
+        store,
+        Restaurant(second_store_id(restaurant_id), DEMO_STORE_2_NAME, "2 Demo Square", "+1 555 0200", DEMO_HOURS_2),
+        DEMO_MENU_2,
+        min(tables, DEMO_STORE_2_MAX_TABLES),
+        "S2-",
+    )
+
+
+async def _seed_store(
+    store: Store, info: Restaurant, menu: list[tuple[str, str, str, int]], tables: int, prefix: str
+) -> None:
+    rid = info.restaurant_id
+    before = await store.get_restaurant(rid)
+    if before is None:
+        await store.upsert_restaurant(info)
+    elif before.name != info.name:
+        before.name = info.name  # the configured name wins; hours, address etc. changed since are kept
+        await store.upsert_restaurant(before)
+    existing = {m.menu_item_id for m in await store.list_menu(rid)}
+    for order, (item_id, item_name, category, price) in enumerate(menu):
         if item_id not in existing:  # keep staff's availability changes across restarts
-            await store.upsert_menu_item(MenuItem(item_id, restaurant_id, item_name, category, price, True, order))
+            await store.upsert_menu_item(MenuItem(item_id, rid, item_name, category, price, True, order))
     for n in range(1, tables + 1):
         # add_table leaves an existing table (and its QR secret, status, group) untouched.
         await store.add_table(
-            Table(table_id_for(n), restaurant_id, f"Table {n}", TableStatus.VACANT, None, new_qr_secret(), 0.0)
+            Table(table_id_for(n, prefix), rid, f"Table {n}", TableStatus.VACANT, None, new_qr_secret(), 0.0)
         )
 
 

@@ -20,8 +20,10 @@ class MenuCatalog:
         self._refresh_unavailable()
 
     async def reload(self) -> None:
-        """Read the menu again (another node changed it)."""
-        await self.load(sorted({item.restaurant_id for item in self._items.values()}))
+        """Read the menu again (another node changed it), of every store (one added since is included)."""
+        known = {item.restaurant_id for item in self._items.values()}
+        known |= {r.restaurant_id for r in await self._store.list_restaurants()}
+        await self.load(sorted(known))
 
     def _refresh_unavailable(self) -> None:
         self._unavailable = frozenset(i for i, item in self._items.items() if not item.available)

@@ -20,7 +20,7 @@ from tableside.cluster.bus import Bus
 from tableside.cluster.redis_bus import RedisBus
 from tableside.cluster.router import ClusterHooks, ClusterRouter, LocalRouter
 from tableside.config import Settings
-from tableside.demo import demo_logins_path, read_logins, seed_demo, write_logins
+from tableside.demo import demo_logins_path, read_logins, second_store_id, seed_demo, write_logins
 from tableside.logs import log_request
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS
@@ -88,6 +88,8 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/api/leave", http.LeaveHandler, s),
         (r"/q/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,128})", http.QrJoinHandler, s),
         (r"/api/menu", http.MenuHandler, s),
+        (r"/api/stores", http.StoresHandler, s),
+        (r"/api/stores/([0-9]{1,9})/menu", http.StoreMenuHandler, s),
         (r"/api/cart", http.CartHandler, s),
         (r"/api/orders", http.OrdersHandler, s),
         (r"/api/staff/login", http.StaffLoginHandler, s),
@@ -157,7 +159,6 @@ async def build_services(
     they run as bare tasks (tests that build services alone). ``bus``: the cluster bus; by default Redis at
     ``settings.redis_url``, and none (one node on its own) when that is not set."""
     clock = clock or SystemClock()
-    rid = settings.demo.restaurant_id
     def observe(size: int, seconds: float) -> None:
         METRICS.commit_batch.observe(size)
         METRICS.commit_seconds.observe(seconds)
@@ -165,7 +166,7 @@ async def build_services(
     committer = GroupCommitter(store, observe=observe)
     committer.start()
     menu = MenuCatalog(store)
-    await menu.load([rid])
+    await menu.load([r.restaurant_id for r in await store.list_restaurants()])  # every store's menu
     pos = pos or build_pos_adapter(
         settings.pos.adapter,
         clock=clock,
@@ -212,7 +213,6 @@ async def build_services(
         directory=directory,
         router=router,
         limits=limits,
-        restaurant_id=rid,
         join_limiter=KeyedRateLimiter.per_minute(settings.limits.join_per_minute_per_ip),
         table_join_limiter=KeyedRateLimiter.per_minute(settings.limits.join_per_minute_per_table),
     )
@@ -256,15 +256,20 @@ async def bootstrap_staff_users(settings: Settings, store: Store, staff_auth: St
     created: dict[str, str] = {}
     admin_pw = settings.admin_password
     if admin_pw:
-        await staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw)
-    wanted = [] if admin_pw else [StaffRole.ADMIN]
+        before = await store.get_staff("admin")
+        await staff_auth.set_user("admin", StaffRole.ADMIN, admin_pw, before.store_id if before else None)
+    first = settings.demo.restaurant_id
+    # (username, role, store): admin works in every store; the demo users in the first store, and
+    # manager2 / kitchen2 in the second demo store.
+    wanted: list[tuple[str, StaffRole, int | None]] = [] if admin_pw else [("admin", StaffRole.ADMIN, None)]
     if demo:
-        wanted += [StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN]
-    for role in wanted:
-        if await store.get_staff(role.value) is None:
+        wanted += [(role.value, role, first) for role in (StaffRole.MANAGER, StaffRole.SERVER, StaffRole.KITCHEN)]
+        wanted += [(f"{role.value}2", role, second_store_id(first)) for role in (StaffRole.MANAGER, StaffRole.KITCHEN)]
+    for username, role, store_id in wanted:
+        if await store.get_staff(username) is None:
             pw = secrets.token_urlsafe(9)
-            await staff_auth.set_user(role.value, role, pw)
-            created[role.value] = pw
+            await staff_auth.set_user(username, role, pw, store_id)
+            created[username] = pw
     path = demo_logins_path(settings.data_dir)
     kept = await asyncio.to_thread(read_logins, path)
     if admin_pw:

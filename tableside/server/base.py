@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import tornado.web
@@ -20,6 +21,20 @@ MAX_JSON_DEPTH = 32
 # A body over MAX_JSON_BODY is answered 413 at once and the rest of it read and dropped (never buffered),
 # so the client gets to read the answer; past this many bytes tornado just closes the connection.
 MAX_DISCARDED_BODY = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class StoreScope:
+    """The stores a staff request may see and change. ``store_id``: the store whose tables, menu, board and
+    kitchen the request lists (the user's own store; for an admin the ``?store_id=`` asked for, else the
+    first store). ``every``: an admin who did not pick a store may act on a table, item or order of any
+    store (it names the object); everyone else only on objects of ``store_id``."""
+
+    store_id: int
+    every: bool = False
+
+    def allows(self, store_id: int) -> bool:
+        return self.every or store_id == self.store_id
 
 
 class ApiError(tornado.web.HTTPError):
@@ -173,3 +188,31 @@ class BaseHandler(RedactedRequestLogging):
         if roles and session.role not in roles and session.role != StaffRole.ADMIN:
             raise ApiError(403, "forbidden", f"needs role {' or '.join(r.value for r in roles)}")
         return session
+
+    async def staff_scope(self, session: StaffSession) -> StoreScope:
+        """Resolve the request's store: a staff user works in their store (a non-admin without one: the
+        first store); an admin bound to no store picks one with ``?store_id=`` (default: the first store).
+        Asking for another store than one's own is 403 ``forbidden``; an unknown store 404."""
+        raw = self.get_query_argument("store_id", None)
+        requested: int | None = None
+        if raw is not None:
+            try:
+                requested = int(raw)
+            except ValueError as exc:
+                raise ApiError(400, "bad_request", "store_id must be an integer") from exc
+            if not 0 <= requested < 1 << 31:
+                raise ApiError(400, "bad_request", "store_id out of range")
+        if session.role == StaffRole.ADMIN and session.store_id is None:
+            if requested is None:
+                return StoreScope(await self.services.default_store_id(), every=True)
+            if await self.services.store.get_restaurant(requested) is None:
+                raise ApiError(404, "store_not_found", f"no store {requested}")
+            return StoreScope(requested)
+        own = session.store_id if session.store_id is not None else await self.services.default_store_id()
+        if requested is not None and requested != own:
+            raise ApiError(403, "forbidden", "your staff login is for another store")
+        return StoreScope(own)
+
+    async def require_staff_in_store(self, *roles: StaffRole) -> tuple[StaffSession, StoreScope]:
+        session = await self.require_staff(*roles)
+        return session, await self.staff_scope(session)

@@ -9,12 +9,14 @@ from typing import Any
 
 from tableside.actors.messages import GetCart
 from tableside.server.base import GUEST_COOKIE, ApiError, BaseHandler, bearer_token
+from tableside.server.services import Services
 from tableside.storage.interface import (
     BadQrSecret,
     GroupFull,
     InvalidTransition,
     JoinResult,
     OrderStatus,
+    Restaurant,
     StaffRole,
     Table,
     TableNotFound,
@@ -202,23 +204,58 @@ def closed_page(
     )
 
 
-class MenuHandler(BaseHandler):
-    async def get(self) -> None:
-        rid = self.services.restaurant_id
-        self.send_json(
+def menu_view(services: Services, store_id: int) -> dict[str, Any]:
+    """``{"items": [...]}``: one store's menu as guests see it (``/api/menu``, ``/api/stores/{id}/menu``)."""
+    return {
+        "items": [
             {
-                "items": [
-                    {
-                        "menu_item_id": i.menu_item_id,
-                        "name": i.name,
-                        "category": i.category,
-                        "price": i.price,
-                        "available": i.available,
-                    }
-                    for i in self.services.menu.items(rid)
-                ]
+                "menu_item_id": i.menu_item_id,
+                "name": i.name,
+                "category": i.category,
+                "price": i.price,
+                "available": i.available,
             }
-        )
+            for i in services.menu.items(store_id)
+        ]
+    }
+
+
+def store_view(store: Restaurant) -> dict[str, Any]:
+    return {
+        "store_id": store.restaurant_id,
+        "name": store.name,
+        "address": store.address,
+        "phone": store.phone,
+        "business_hours": store.business_hours,
+        "timezone": store.timezone,
+    }
+
+
+class MenuHandler(BaseHandler):
+    """The menu of the guest's table's store (a valid guest token, Bearer or cookie); without one the first
+    store's (``/api/stores/{id}/menu`` names the store)."""
+
+    async def get(self) -> None:
+        info = await self.services.resolve_guest(bearer_token(self) or self.get_cookie(GUEST_COOKIE))
+        store_id = info.restaurant_id if info is not None else await self.services.default_store_id()
+        self.send_json(menu_view(self.services, store_id))
+
+
+class StoresHandler(BaseHandler):
+    """``GET /api/stores``: every store of the deployment (public)."""
+
+    async def get(self) -> None:
+        self.send_json({"stores": [store_view(r) for r in await self.services.stores()]})
+
+
+class StoreMenuHandler(BaseHandler):
+    """``GET /api/stores/{store_id}/menu``: one store's menu (public); 404 ``store_not_found``."""
+
+    async def get(self, store_id: str) -> None:
+        rid = int(store_id) if store_id.isdigit() and len(store_id) < 10 else -1
+        if rid < 0 or await self.services.store.get_restaurant(rid) is None:
+            raise ApiError(404, "store_not_found", f"no store {store_id!r}")
+        self.send_json(menu_view(self.services, rid))
 
 
 class CartHandler(BaseHandler):
@@ -266,6 +303,7 @@ def table_view(handler: BaseHandler, table: Table, *, with_join_url: bool = True
         "name": table.name,
         "status": table.status.value,
         "group_id": table.current_group_id,
+        "store_id": table.restaurant_id,
     }
     if with_join_url:
         view["join_url"] = handler.services.join_url(table)
@@ -274,8 +312,8 @@ def table_view(handler: BaseHandler, table: Table, *, with_join_url: bool = True
 
 class StaffTablesHandler(BaseHandler):
     async def get(self) -> None:
-        await self.require_staff(StaffRole.MANAGER, StaffRole.SERVER)
-        tables = await self.services.store.list_tables(self.services.restaurant_id)
+        _, scope = await self.require_staff_in_store(StaffRole.MANAGER, StaffRole.SERVER)
+        tables = await self.services.store.list_tables(scope.store_id)
         self.send_json([table_view(self, t) for t in tables])
 
 
@@ -286,7 +324,10 @@ class TableTransitionHandler(BaseHandler):
         raise NotImplementedError
 
     async def post(self, table_id: str) -> None:
-        await self.require_staff(StaffRole.MANAGER, StaffRole.SERVER)
+        _, scope = await self.require_staff_in_store(StaffRole.MANAGER, StaffRole.SERVER)
+        before = await self.services.store.get_table(table_id)
+        if before is None or not scope.allows(before.restaurant_id):  # another store's table: not found
+            raise ApiError(404, "table_not_found", f"no table {table_id!r}")
         try:
             table = await self.change(table_id)
         except TableNotFound as exc:

@@ -26,7 +26,7 @@ from tableside.protocol import Leave, Limits, TokenBucket
 from tableside.server.keepalive import KeepAlive
 from tableside.server.kitchen import KitchenHub
 from tableside.storage.committer import GroupCommitter
-from tableside.storage.interface import JoinResult, MenuItem, Store, Table, TableStatus, TokenInfo
+from tableside.storage.interface import JoinResult, MenuItem, Restaurant, Store, Table, TableStatus, TokenInfo
 
 log = structlog.get_logger("tableside.server")
 
@@ -81,13 +81,23 @@ class Services:
     directory: ActorDirectory  # this node's actors
     router: Router  # any group, here or on its owner node
     limits: Limits
-    restaurant_id: int
     join_limiter: KeyedRateLimiter  # new members per client IP (limits.join_per_minute_per_ip)
     table_join_limiter: KeyedRateLimiter  # new members per table (limits.join_per_minute_per_table)
     keepalive: KeepAlive = field(default_factory=KeepAlive)
     metrics: Metrics = METRICS
     # Failed logins per IP and per (username, IP); see LoginThrottle. Never locks the account itself.
     staff_login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+
+    # -- stores (issue 11) ----------------------------------------------------------------------------
+    async def stores(self) -> list[Restaurant]:
+        """Every store of the deployment, by id."""
+        return await self.store.list_restaurants()
+
+    async def default_store_id(self) -> int:
+        """The first store (lowest id): what ``/api/menu`` serves and where staff without a store and an
+        admin who picked none work. Before any store exists: the configured ``demo.restaurant_id``."""
+        stores = await self.store.list_restaurants()
+        return stores[0].restaurant_id if stores else self.settings.demo.restaurant_id
 
     # -- table lifecycle (seed 000) ------------------------------------------------------------------
     def table_join_allowed(self, table_id: str, qr: str) -> bool:

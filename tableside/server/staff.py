@@ -25,7 +25,7 @@ from tableside.protocol import (
 from tableside.protocol import (
     server_messages as sm,
 )
-from tableside.server.base import STAFF_COOKIE, ApiError, BaseHandler, bearer_token
+from tableside.server.base import STAFF_COOKIE, ApiError, BaseHandler, StoreScope, bearer_token
 from tableside.server.http import StaffTablesHandler, finish_error_page, table_view
 from tableside.server.kitchen import ticket_view
 from tableside.server.services import Services
@@ -56,12 +56,14 @@ def may_print_qr(session: StaffSession) -> bool:
     return session.role in QR_PRINTERS or session.role == StaffRole.ADMIN
 
 
-async def change_kitchen_status(services: Services, order_id: str, requested: str) -> OrderRecord:
+async def change_kitchen_status(
+    services: Services, order_id: str, requested: str, scope: StoreScope
+) -> OrderRecord:
     """Validate and apply a ticket status change, then tell every screen and the table's phones (setting the
-    current status changes nothing and tells no one)."""
+    current status changes nothing and tells no one). A ticket of a store outside ``scope`` is not found."""
     async with _kitchen_lock:  # two screens bumping one ticket at once see one order of events
         order = await services.store.get_order(order_id)
-        if order is None or order.status != OrderStatus.CONFIRMED:
+        if order is None or order.status != OrderStatus.CONFIRMED or not scope.allows(order.restaurant_id):
             raise ApiError(404, "not_found", f"no kitchen ticket {order_id!r}")
         try:
             status = next_kitchen_status(order.kitchen_status, requested)
@@ -94,8 +96,8 @@ class StaffLogoutHandler(BaseHandler):
 
 class BoardHandler(BaseHandler):
     async def get(self) -> None:
-        session = await self.require_staff(*ANY_STAFF)
-        tables = await self.services.store.list_tables(self.services.restaurant_id)
+        session, scope = await self.require_staff_in_store(*ANY_STAFF)
+        tables = await self.services.store.list_tables(scope.store_id)
         with_join_url = may_print_qr(session)
         rows = await asyncio.gather(*(self._row(t, with_join_url) for t in tables))
         self.send_json(rows)
@@ -128,7 +130,7 @@ class BoardHandler(BaseHandler):
 
 class TablesAdminHandler(StaffTablesHandler):
     async def post(self) -> None:
-        await self.require_staff(StaffRole.MANAGER)
+        _, scope = await self.require_staff_in_store(StaffRole.MANAGER)
         data = self.json_body()
         table_id = self.field_str(data, "table_id", 32)
         if not set(table_id) <= TABLE_ID_CHARS:
@@ -136,7 +138,7 @@ class TablesAdminHandler(StaffTablesHandler):
         name = self.field_str(data, "name", 64) if "name" in data else table_id
         if await self.services.store.get_table(table_id) is not None:
             raise ApiError(409, "exists", f"table {table_id} exists")
-        table = Table(table_id, self.services.restaurant_id, name, TableStatus.VACANT, None, new_qr_secret(),
+        table = Table(table_id, scope.store_id, name, TableStatus.VACANT, None, new_qr_secret(),
                       self.services.clock.now())
         await self.services.store.add_table(table)
         self.send_json(table_view(self, table), 201)
@@ -144,24 +146,26 @@ class TablesAdminHandler(StaffTablesHandler):
 
 class TableAdminHandler(BaseHandler):
     async def delete(self, table_id: str) -> None:
-        await self.require_staff(StaffRole.MANAGER)
-        table = await self._table(table_id)
+        _, scope = await self.require_staff_in_store(StaffRole.MANAGER)
+        table = await self._table(table_id, scope)
         if table.status == TableStatus.OCCUPIED:
             raise ApiError(409, "invalid_transition", "check the table out before removing it")
         await self.services.store.remove_table(table_id)
         self.send_json({"removed": table_id})
 
-    async def _table(self, table_id: str) -> Table:
+    async def _table(self, table_id: str, scope: StoreScope) -> Table:
+        """The table, when it is one of the scope's stores (another store's table is not found: no leak)."""
         table = await self.services.store.get_table(table_id)
-        if table is None:
+        if table is None or not scope.allows(table.restaurant_id):
             raise ApiError(404, "table_not_found", f"no table {table_id!r}")
         return table
 
 
 class RenameTableHandler(TableAdminHandler):
     async def post(self, table_id: str) -> None:
-        await self.require_staff(StaffRole.MANAGER)
+        _, scope = await self.require_staff_in_store(StaffRole.MANAGER)
         name = self.field_str(self.json_body(), "name", 64)
+        await self._table(table_id, scope)
         try:
             table = await self.services.store.rename_table(table_id, name)
         except TableNotFound as exc:
@@ -171,7 +175,8 @@ class RenameTableHandler(TableAdminHandler):
 
 class RotateQrHandler(TableAdminHandler):
     async def post(self, table_id: str) -> None:
-        await self.require_staff(StaffRole.MANAGER)
+        _, scope = await self.require_staff_in_store(StaffRole.MANAGER)
+        await self._table(table_id, scope)
         try:
             table = await self.services.store.rotate_qr_secret(table_id, new_qr_secret(), self.services.clock.now())
         except TableNotFound as exc:
@@ -181,8 +186,8 @@ class RotateQrHandler(TableAdminHandler):
 
 class StaffMenuHandler(BaseHandler):
     async def get(self) -> None:
-        await self.require_staff(*ANY_STAFF)
-        items = self.services.menu.items(self.services.restaurant_id)
+        _, scope = await self.require_staff_in_store(*ANY_STAFF)
+        items = self.services.menu.items(scope.store_id)
         self.send_json({"items": [
             {"menu_item_id": i.menu_item_id, "name": i.name, "category": i.category, "price": i.price,
              "available": i.available} for i in items
@@ -191,11 +196,12 @@ class StaffMenuHandler(BaseHandler):
 
 class AvailabilityHandler(BaseHandler):
     async def post(self, menu_item_id: str) -> None:
-        await self.require_staff(*MENU_EDITORS)
+        _, scope = await self.require_staff_in_store(*MENU_EDITORS)
         available = self.json_body().get("available")
         if not isinstance(available, bool):
             raise ApiError(400, "bad_request", "available must be true or false")
-        if self.services.menu.get(menu_item_id) is None:
+        known = self.services.menu.get(menu_item_id)
+        if known is None or not scope.allows(known.restaurant_id):
             raise ApiError(404, "not_found", f"no menu item {menu_item_id!r}")
         try:
             item = await self.services.set_availability(menu_item_id, available)
@@ -206,17 +212,17 @@ class AvailabilityHandler(BaseHandler):
 
 class KitchenStatusHandler(BaseHandler):
     async def post(self, order_id: str) -> None:
-        await self.require_staff(*KITCHEN)
+        _, scope = await self.require_staff_in_store(*KITCHEN)
         status = self.field_str(self.json_body(), "status", 16)
-        order = await change_kitchen_status(self.services, order_id, status)
+        order = await change_kitchen_status(self.services, order_id, status, scope)
         self.send_json({"order_id": order.order_id, "status": order.kitchen_status})
 
 
 class KitchenTicketsHandler(BaseHandler):
     async def get(self) -> None:
-        await self.require_staff(*KITCHEN)
+        _, scope = await self.require_staff_in_store(*KITCHEN)
         since = _int_arg(self.get_query_argument("since", "0"))
-        orders = await self.services.store.list_kitchen_orders(self.services.restaurant_id, since, 500)
+        orders = await self.services.store.list_kitchen_orders(scope.store_id, since, 500)
         self.send_json({"tickets": [ticket_view(o) for o in orders]})
 
 
@@ -238,7 +244,7 @@ class QrSheetHandler(BaseHandler):
         if token:
             self.request.headers["Authorization"] = f"Bearer {token}"
         try:
-            await self.require_staff(*QR_PRINTERS)
+            _, scope = await self.require_staff_in_store(*QR_PRINTERS)
         except ApiError as err:
             # Opened in a browser (a bookmark, a link from the startup banner): a page that says what to
             # do. API clients (no text/html in Accept) keep the JSON error.
@@ -247,6 +253,8 @@ class QrSheetHandler(BaseHandler):
             what = "This link has expired or is not valid" if token else "The QR sheet is for staff only"
             if err.status_code == 403:
                 what = "Your staff role cannot print the QR sheet (it needs manager or server)"
+                if "store" in err.message:
+                    what = "Your staff login is for another store"
             finish_error_page(
                 self,
                 err,
@@ -256,7 +264,7 @@ class QrSheetHandler(BaseHandler):
                 links=[("/staff", "Log in on the staff console")],
             )
             return
-        tables = await self.services.store.list_tables(self.services.restaurant_id)
+        tables = await self.services.store.list_tables(scope.store_id)
         if self.get_query_argument("format", "html") == "pdf":
             self.set_header("Content-Type", "application/pdf")
             self.set_header("Content-Disposition", "inline; filename=qr-sheet.pdf")
@@ -306,6 +314,7 @@ class KitchenSocket(SocketBase):
     """A kitchen display: every confirmed order once, in order; status changes from any screen."""
 
     session: StaffSession
+    scope: StoreScope
     session_key: str  # hash of the staff token: the screen lives as long as that session
     subscribed = False
     ended = False
@@ -316,6 +325,7 @@ class KitchenSocket(SocketBase):
             self.request.headers["Authorization"] = f"Bearer {token}"
         try:
             self.session = await BaseHandler.require_staff(self, *KITCHEN)  # type: ignore[arg-type]
+            self.scope = await BaseHandler.staff_scope(self, self.session)  # type: ignore[arg-type]
         except ApiError as err:
             self.refuse(err.status_code, err.code, err.message)
             return
@@ -332,7 +342,7 @@ class KitchenSocket(SocketBase):
         self.set_nodelay(True)
         self.watch()
         services = self.services
-        rid = services.restaurant_id
+        rid = self.scope.store_id  # the screen shows the orders of one store only
         # Snapshot first (open tickets up to the cursor), then live orders after the cursor: no ticket twice.
         open_orders: list[OrderRecord] = []
         cursor = 0
@@ -373,7 +383,7 @@ class KitchenSocket(SocketBase):
             self.send_message(sm.pong(msg.request_id))
             return
         try:
-            order = await change_kitchen_status(self.services, msg.order_id, msg.status)
+            order = await change_kitchen_status(self.services, msg.order_id, msg.status, self.scope)
         except ApiError as err:
             code = ErrorCode.NOT_FOUND if err.status_code == 404 else ErrorCode.BAD_REQUEST
             self.send_message(sm.error(msg.request_id, code, err.message))

@@ -34,11 +34,11 @@ from urllib.parse import urlsplit
 import structlog
 import tornado.netutil
 
-from tableside.cli import WORKER_ENV, _listen_error, _open, print_banner
+from tableside.cli import WORKER_ENV, _listen_error, _open, banner_tables, print_banner
 from tableside.config import ConfigError, Settings, StartupError
 from tableside.server.app import seed_and_bootstrap
 from tableside.server.redis_child import PrivateRedis, redis_server_binary, start_private_redis
-from tableside.storage.interface import Table
+from tableside.storage.interface import Restaurant, Table
 
 log = structlog.get_logger("tableside.workers")
 
@@ -190,15 +190,17 @@ def _reserve_port(settings: Settings) -> socket.socket:
     return reserved
 
 
-async def _prepare(settings: Settings, *, demo: bool) -> tuple[str, dict[str, str], list[Table]]:
+async def _prepare(
+    settings: Settings, *, demo: bool
+) -> tuple[str, dict[str, str], list[Table], list[Restaurant]]:
     """Database (embedded started when no URL), migrations, demo seed and staff bootstrap, once."""
     store, url = await _open(settings)
     try:
         passwords = await seed_and_bootstrap(settings, store, demo=demo)
-        tables = await store.list_tables(settings.demo.restaurant_id)
+        tables, stores = await banner_tables(store)
     finally:
         await store.close()
-    return url, passwords, tables
+    return url, passwords, tables, stores
 
 
 def _shown_redis(url: str) -> str:
@@ -220,7 +222,7 @@ def run_workers(settings: Settings, *, workers: int, demo: bool, config: str | N
     redis: PrivateRedis | None = None
     supervisor: Supervisor | None = None
     try:
-        database_url, passwords, tables = asyncio.run(_prepare(settings, demo=demo))
+        database_url, passwords, tables, stores = asyncio.run(_prepare(settings, demo=demo))
         if stop.is_set():
             return 0
         if settings.redis_url is None:
@@ -237,7 +239,7 @@ def run_workers(settings: Settings, *, workers: int, demo: bool, config: str | N
         if not supervisor.wait_all_listening(stop):
             return 0
         ids = ", ".join(w.node_id for w in supervisor.workers)
-        print_banner(settings, tables, passwords, [f"  {workers} workers: node ids {ids}", redis_line])
+        print_banner(settings, tables, passwords, [f"  {workers} workers: node ids {ids}", redis_line], stores=stores)
         supervisor.supervise(stop, redis)
     finally:
         if supervisor is not None:

@@ -7,10 +7,12 @@ All timestamps are epoch seconds (float) from the injected clock; money is integ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class TableStatus(StrEnum):
@@ -93,6 +95,10 @@ class RestaurantNotFound(StorageError):
     """Added by the storage layer: next_order_number / add_table for a restaurant that does not exist."""
 
 
+class InvalidStoreData(StorageError):
+    """A store (restaurant) write with a malformed ``business_hours`` or an unknown ``timezone``."""
+
+
 class MenuItemNotFound(StorageError):
     """Added by the storage layer: set_item_availability of an unknown menu item."""
 
@@ -101,10 +107,89 @@ class OrderNotFound(StorageError):
     """Added by the storage layer: set_kitchen_status of an unknown order."""
 
 
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def default_business_hours() -> dict[str, Any]:
+    """Every day 11:00-22:00, no closed dates (what migration 0004 gives the existing restaurant)."""
+    hours: dict[str, Any] = {day: [["11:00", "22:00"]] for day in WEEKDAYS}
+    hours["closed_dates"] = []
+    return hours
+
+
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
+_DATE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+
+
+def validate_business_hours(hours: Any) -> dict[str, Any]:
+    """Check (and return a normalised copy of) ``business_hours``: ``{"mon": [["11:00", "14:00"], ["17:00",
+    "22:00"]], ..., "closed_dates": ["2026-12-31"]}``. A weekday that is missing or has ``[]`` is closed; the
+    pairs of a day are ``HH:MM`` (00:00-24:00), open before close, ascending and not overlapping. Anything
+    else is ``InvalidStoreData``."""
+    if not isinstance(hours, dict):
+        raise InvalidStoreData("business_hours must be an object")
+    unknown = set(hours) - set(WEEKDAYS) - {"closed_dates"}
+    if unknown:
+        raise InvalidStoreData(f"business_hours: unknown keys {sorted(unknown)}")
+    out: dict[str, Any] = {}
+    for day in WEEKDAYS:
+        pairs = hours.get(day, [])
+        if not isinstance(pairs, list):
+            raise InvalidStoreData(f"business_hours.{day} must be a list of [open, close] pairs")
+        last = ""
+        clean: list[list[str]] = []
+        for pair in pairs:
+            if (
+                not isinstance(pair, list | tuple)
+                or len(pair) != 2
+                or not all(isinstance(t, str) and _HHMM.match(t) for t in pair)
+            ):
+                raise InvalidStoreData(f"business_hours.{day}: {pair!r} is not an [\"HH:MM\", \"HH:MM\"] pair")
+            opens, closes = pair
+            if not opens < closes:
+                raise InvalidStoreData(f"business_hours.{day}: {opens} is not before {closes}")
+            if opens < last:
+                raise InvalidStoreData(f"business_hours.{day}: pairs overlap or are not in order")
+            last = closes
+            clean.append([opens, closes])
+        out[day] = clean
+    dates = hours.get("closed_dates", [])
+    if not isinstance(dates, list) or not all(isinstance(d, str) and _DATE.match(d) for d in dates):
+        raise InvalidStoreData("business_hours.closed_dates must be a list of YYYY-MM-DD dates")
+    out["closed_dates"] = sorted(set(dates))
+    return out
+
+
+def validate_timezone(name: Any) -> str:
+    """An IANA zone name ``zoneinfo`` knows (``UTC``, ``Asia/Tokyo``); else ``InvalidStoreData``."""
+    if not isinstance(name, str) or not name or len(name) > 64 or name.startswith("/") or ".." in name:
+        raise InvalidStoreData(f"unknown timezone {name!r}")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidStoreData(f"unknown timezone {name!r}") from exc
+    return name
+
+
 @dataclass(slots=True)
 class Restaurant:
+    """A store: one restaurant of the deployment (table ``stores``; ``restaurant_id`` is its ``store_id``,
+    the ``{store}`` of order ids ``ORD-{store}-{n}``)."""
+
     restaurant_id: int
     name: str
+    address: str = ""
+    phone: str = ""
+    business_hours: dict[str, Any] = field(default_factory=default_business_hours)
+    timezone: str = "UTC"
+    created_at: float = field(default=0.0, compare=False)  # set by the store on first insert when 0
+
+    @property
+    def store_id(self) -> int:
+        return self.restaurant_id
+
+
+StoreInfo = Restaurant  # the name used by the multi-store API (``Store`` is the storage interface)
 
 
 @dataclass(slots=True)
@@ -221,6 +306,9 @@ class StaffUser:
     role: StaffRole
     password_hash: str
     active: bool = True
+    # The store the user works in; None = every store (meant for admin; a non-admin without a store is
+    # scoped to the first store by the server).
+    store_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -228,6 +316,7 @@ class StaffSession:
     username: str
     role: StaffRole
     expires_at: float
+    store_id: int | None = None  # the user's store now (read with the session, so a change applies at once)
 
 
 @dataclass(slots=True)
@@ -242,8 +331,13 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # -- restaurants, tables, menu -------------------------------------------------------------
-    async def upsert_restaurant(self, restaurant: Restaurant) -> None: ...
+    async def upsert_restaurant(self, restaurant: Restaurant) -> None:
+        """Insert or update a store (name, address, phone, business_hours, timezone; ``created_at`` and
+        the order counter are kept). Raises InvalidStoreData for bad business_hours or timezone."""
+
     async def get_restaurant(self, restaurant_id: int) -> Restaurant | None: ...
+    async def list_restaurants(self) -> list[Restaurant]:
+        """Every store, by ascending id (the first one is the deployment's default store)."""
     async def add_table(self, table: Table) -> None:
         """Insert a table; an existing table_id is left untouched (idempotent seeding)."""
 
@@ -335,7 +429,9 @@ class Store(Protocol):
     async def set_kitchen_status(self, order_id: str, status: str) -> OrderRecord: ...
 
     # -- staff -----------------------------------------------------------------------------------
-    async def upsert_staff(self, user: StaffUser) -> None: ...
+    async def upsert_staff(self, user: StaffUser) -> None:
+        """Create or replace a user; RestaurantNotFound when ``store_id`` names no store."""
+
     async def get_staff(self, username: str) -> StaffUser | None: ...
     async def list_staff(self) -> list[StaffUser]: ...
     async def create_staff_session(self, token_hash: str, username: str, role: StaffRole, expires_at: float) -> None: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hmac
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,6 +44,8 @@ from tableside.storage.interface import (
     TablePaid,
     TableStatus,
     TokenInfo,
+    validate_business_hours,
+    validate_timezone,
 )
 
 
@@ -91,12 +94,26 @@ class MemoryStore:
     # -- restaurants, tables, menu ---------------------------------------------------------------
 
     async def upsert_restaurant(self, restaurant: Restaurant) -> None:
-        self._restaurants[restaurant.restaurant_id] = replace(restaurant)
+        hours = validate_business_hours(restaurant.business_hours)
+        tz = validate_timezone(restaurant.timezone)
+        before = self._restaurants.get(restaurant.restaurant_id)
+        if before is not None:
+            created = before.created_at
+        else:
+            created = restaurant.created_at or time.time()
+        self._restaurants[restaurant.restaurant_id] = replace(
+            restaurant, business_hours=hours, timezone=tz, created_at=created
+        )
         self._next_order_number.setdefault(restaurant.restaurant_id, 1)
 
     async def get_restaurant(self, restaurant_id: int) -> Restaurant | None:
         r = self._restaurants.get(restaurant_id)
-        return None if r is None else replace(r)
+        return None if r is None else replace(r, business_hours=copy.deepcopy(r.business_hours))
+
+    async def list_restaurants(self) -> list[Restaurant]:
+        return [
+            replace(r, business_hours=copy.deepcopy(r.business_hours)) for _, r in sorted(self._restaurants.items())
+        ]
 
     async def add_table(self, table: Table) -> None:
         if table.table_id in self._tables:
@@ -430,6 +447,8 @@ class MemoryStore:
     # -- staff -----------------------------------------------------------------------------------
 
     async def upsert_staff(self, user: StaffUser) -> None:
+        if user.store_id is not None and user.store_id not in self._restaurants:
+            raise RestaurantNotFound(f"store {user.store_id} does not exist")
         self._staff[user.username] = replace(user, role=StaffRole(user.role))
 
     async def get_staff(self, username: str) -> StaffUser | None:
@@ -452,7 +471,9 @@ class MemoryStore:
         user = self._staff.get(sess.username)
         if user is None or not user.active:
             return None
-        return StaffSession(username=sess.username, role=sess.role, expires_at=sess.expires_at)
+        return StaffSession(
+            username=sess.username, role=sess.role, expires_at=sess.expires_at, store_id=user.store_id
+        )
 
     async def delete_expired_staff_sessions(self, now: float) -> int:
         expired = [h for h, sess in self._sessions.items() if sess.expires_at <= now]

@@ -51,6 +51,8 @@ from tableside.storage.interface import (
     TablePaid,
     TableStatus,
     TokenInfo,
+    validate_business_hours,
+    validate_timezone,
 )
 from tableside.storage.urls import to_async_url
 
@@ -190,11 +192,11 @@ WHERE group_id = ANY(CAST(:ids AS text[])) ORDER BY group_id FOR UPDATE
 # The counter row stays locked until commit, so numbers become visible in the order they were taken.
 _LOCK_COUNTERS = sa.text(
     """
-SELECT restaurant_id, next_order_number FROM restaurants
-WHERE restaurant_id = ANY(CAST(:ids AS int[])) ORDER BY restaurant_id FOR UPDATE
+SELECT store_id, next_order_number FROM stores
+WHERE store_id = ANY(CAST(:ids AS int[])) ORDER BY store_id FOR UPDATE
 """
 )
-_SET_COUNTER = sa.text("UPDATE restaurants SET next_order_number = :n WHERE restaurant_id = :rid")
+_SET_COUNTER = sa.text("UPDATE stores SET next_order_number = :n WHERE store_id = :rid")
 _GROUP_EPOCHS = sa.text("SELECT group_id, epoch FROM group_state WHERE group_id = ANY(CAST(:ids AS text[]))")
 
 TOKEN_TOUCH_S = 300.0
@@ -398,6 +400,7 @@ def _staff(row: sa.Row[Any]) -> StaffUser:
         role=StaffRole(m["role"]),
         password_hash=m["password_hash"],
         active=m["active"],
+        store_id=m["store_id"],
     )
 
 
@@ -440,22 +443,43 @@ class PostgresStore:
     # -- restaurants, tables, menu ---------------------------------------------------------------
 
     async def upsert_restaurant(self, restaurant: Restaurant) -> None:
-        stmt = pg_insert(s.restaurants).values(restaurant_id=restaurant.restaurant_id, name=restaurant.name)
-        # next_order_number is deliberately untouched: re-seeding must never reuse order numbers.
-        stmt = stmt.on_conflict_do_update(index_elements=["restaurant_id"], set_={"name": stmt.excluded.name})
+        hours = validate_business_hours(restaurant.business_hours)
+        tz = validate_timezone(restaurant.timezone)
+        created = restaurant.created_at or sa.func.extract("epoch", sa.func.now())
+        stmt = pg_insert(s.stores).values(
+            store_id=restaurant.restaurant_id,
+            name=restaurant.name,
+            address=restaurant.address,
+            phone=restaurant.phone,
+            business_hours=hours,
+            timezone=tz,
+            created_at=created,
+        )
+        # next_order_number and created_at are deliberately untouched: re-seeding must never reuse numbers.
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["store_id"],
+            set_={k: stmt.excluded[k] for k in ("name", "address", "phone", "business_hours", "timezone")},
+        )
         async with self._connect(self.engine.begin()) as conn:
             await conn.execute(stmt)
 
+    _STORE_COLUMNS = ("store_id", "name", "address", "phone", "business_hours", "timezone", "created_at")
+
     async def get_restaurant(self, restaurant_id: int) -> Restaurant | None:
+        c = s.stores.c
         async with self._connect(self.engine.connect()) as conn:
             row = (
                 await conn.execute(
-                    sa.select(s.restaurants.c.restaurant_id, s.restaurants.c.name).where(
-                        s.restaurants.c.restaurant_id == restaurant_id
-                    )
+                    sa.select(*(c[k] for k in self._STORE_COLUMNS)).where(c.store_id == restaurant_id)
                 )
             ).first()
-        return None if row is None else Restaurant(restaurant_id=row[0], name=row[1])
+        return None if row is None else Restaurant(*row)
+
+    async def list_restaurants(self) -> list[Restaurant]:
+        c = s.stores.c
+        async with self._connect(self.engine.connect()) as conn:
+            rows = await conn.execute(sa.select(*(c[k] for k in self._STORE_COLUMNS)).order_by(c.store_id))
+            return [Restaurant(*r) for r in rows]
 
     async def add_table(self, table: Table) -> None:
         stmt = (
@@ -927,14 +951,14 @@ class PostgresStore:
     async def next_order_number(self, restaurant_id: int, count: int = 1) -> int:
         if count < 1:
             raise ValueError("count must be >= 1")
-        r = s.restaurants.c
+        r = s.stores.c
         # A single UPDATE ... RETURNING in its own committed transaction: the row lock orders concurrent
         # callers, and once returned the number is durable, so it is never handed out again after a crash.
         async with self._connect(self.engine.begin()) as conn:
             row = (
                 await conn.execute(
-                    sa.update(s.restaurants)
-                    .where(r.restaurant_id == restaurant_id)
+                    sa.update(s.stores)
+                    .where(r.store_id == restaurant_id)
                     .values(next_order_number=r.next_order_number + count)
                     .returning(r.next_order_number - count)
                 )
@@ -989,14 +1013,21 @@ class PostgresStore:
 
     async def upsert_staff(self, user: StaffUser) -> None:
         stmt = pg_insert(s.staff_users).values(
-            username=user.username, role=str(user.role), password_hash=user.password_hash, active=user.active
+            username=user.username,
+            role=str(user.role),
+            password_hash=user.password_hash,
+            active=user.active,
+            store_id=user.store_id,
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=["username"],
-            set_={k: stmt.excluded[k] for k in ("role", "password_hash", "active")},
+            set_={k: stmt.excluded[k] for k in ("role", "password_hash", "active", "store_id")},
         )
-        async with self._connect(self.engine.begin()) as conn:
-            await conn.execute(stmt)
+        try:
+            async with self._connect(self.engine.begin()) as conn:
+                await conn.execute(stmt)
+        except IntegrityError as e:  # the store foreign key
+            raise RestaurantNotFound(f"store {user.store_id} does not exist") from e
 
     async def get_staff(self, username: str) -> StaffUser | None:
         async with self._connect(self.engine.connect()) as conn:
@@ -1027,7 +1058,7 @@ class PostgresStore:
         """None when expired, or when the user has since been removed or deactivated (that ends sessions)."""
         ss, su = s.staff_sessions.c, s.staff_users.c
         stmt = (
-            sa.select(ss.username, ss.role, ss.expires_at)
+            sa.select(ss.username, ss.role, ss.expires_at, su.store_id)
             .select_from(s.staff_sessions.join(s.staff_users, su.username == ss.username))
             .where(ss.token_hash == token_hash, ss.expires_at > now, su.active)
         )
@@ -1035,7 +1066,7 @@ class PostgresStore:
             row = (await conn.execute(stmt)).first()
         if row is None:
             return None
-        return StaffSession(username=row[0], role=StaffRole(row[1]), expires_at=row[2])
+        return StaffSession(username=row[0], role=StaffRole(row[1]), expires_at=row[2], store_id=row[3])
 
     async def delete_expired_staff_sessions(self, now: float) -> int:
         async with self._connect(self.engine.begin()) as conn:

@@ -17,14 +17,23 @@ metadata = sa.MetaData()
 # max()+1) so concurrent batches never collide; gaps are harmless because the kitchen reads by cursor.
 kitchen_seq_seq = sa.Sequence("kitchen_seq_seq", metadata=metadata, start=1)
 
-restaurants = sa.Table(
-    "restaurants",
+# The restaurants of the deployment (migration 0004 renamed ``restaurants`` to ``stores`` and its key to
+# ``store_id``). The other tables keep their column name ``restaurant_id`` for the same integer id.
+stores = sa.Table(
+    "stores",
     metadata,
-    sa.Column("restaurant_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("store_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("name", sa.Text, nullable=False),
     # The next order number to hand out; bumped by a single UPDATE ... RETURNING so it is never reused.
     sa.Column("next_order_number", sa.BigInteger, nullable=False, server_default="1"),
+    sa.Column("address", sa.Text, nullable=False, server_default=""),
+    sa.Column("phone", sa.Text, nullable=False, server_default=""),
+    # {"mon": [["11:00", "22:00"]], ..., "closed_dates": ["2026-12-31"]} (interface.validate_business_hours)
+    sa.Column("business_hours", JSONB, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
+    sa.Column("created_at", sa.Double, nullable=False),
 )
+restaurants = stores  # the old name, for code that still says restaurant
 
 tables = sa.Table(
     "tables",
@@ -33,7 +42,7 @@ tables = sa.Table(
     sa.Column(
         "restaurant_id",
         sa.Integer,
-        sa.ForeignKey("restaurants.restaurant_id", ondelete="CASCADE"),
+        sa.ForeignKey("stores.store_id", ondelete="CASCADE"),
         nullable=False,
         index=True,
     ),
@@ -116,6 +125,8 @@ staff_users = sa.Table(
     sa.Column("role", sa.Text, nullable=False),
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    # NULL: every store (admin); else the one store the user sees and changes.
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id"), nullable=True),
 )
 
 staff_sessions = sa.Table(
@@ -128,7 +139,7 @@ staff_sessions = sa.Table(
 )
 
 ALL_TABLES: tuple[sa.Table, ...] = (
-    restaurants,
+    stores,
     tables,
     menu_items,
     tokens,

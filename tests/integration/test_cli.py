@@ -64,6 +64,39 @@ def test_migrate_and_staff_commands(empty_db: str) -> None:
     asyncio.run(check())
 
 
+def test_staff_add_binds_a_user_to_a_store(empty_db: str) -> None:
+    """``staff add --store N``; without it a non-admin works in the first store and an admin in every store;
+    an unknown store is refused; ``passwd`` keeps the store."""
+    from tableside.storage.interface import Restaurant
+
+    assert tableside("migrate", "--database-url", empty_db).returncode == 0
+
+    async def stores() -> None:
+        store = await PostgresStore.connect(empty_db)
+        try:
+            await store.upsert_restaurant(Restaurant(1, "One"))
+            await store.upsert_restaurant(Restaurant(2, "Two"))
+        finally:
+            await store.close()
+
+    asyncio.run(stores())
+    db = ("--database-url", empty_db)
+    done = tableside("staff", "add", "m2", "--role", "manager", "--store", "2", "--password", "p-1", *db)
+    assert done.returncode == 0 and "store 2" in done.stdout, done.stderr
+    done = tableside("staff", "add", "s1", "--role", "server", "--password", "p-1", *db)
+    assert done.returncode == 0 and "store 1" in done.stdout, done.stderr
+    done = tableside("staff", "add", "boss", "--role", "admin", "--password", "p-1", *db)
+    assert done.returncode == 0 and "every store" in done.stdout, done.stderr
+    done = tableside("staff", "add", "ghost", "--role", "kitchen", "--store", "9", "--password", "p-1", *db)
+    assert done.returncode == 1 and "no store 9" in done.stderr
+    assert tableside("staff", "passwd", "m2", "--password", "p-2", *db).returncode == 0
+    # replacing a user without --store keeps their store
+    assert tableside("staff", "add", "m2", "--role", "manager", "--password", "p-3", *db).returncode == 0
+    listed = tableside("staff", "list", *db).stdout
+    assert "m2\tmanager\tactive\tstore 2" in listed and "s1\tserver\tactive\tstore 1" in listed
+    assert "boss\tadmin\tactive\tevery store" in listed and "ghost" not in listed
+
+
 # -- what a new user meets: mistakes end in one clear line, not a traceback -----------------------------
 
 
@@ -156,7 +189,11 @@ def test_demo_logins_survive_restarts(tmp_path: Path) -> None:
     try:
         first = serve_once(url, tmp_path)
         logins = printed_logins(first)
-        assert set(logins) == {"admin", "manager", "server", "kitchen"}, first
+        assert set(logins) == {"admin", "manager", "server", "kitchen", "manager2", "kitchen2"}, first
+        # two demo stores, and the join URLs say which store each table is in
+        assert " store 1: Tableside Demo Bistro" in first and " store 2: Tableside Demo Trattoria" in first
+        assert first.index(" store 1:") < first.index("/q/T001/") < first.index(" store 2:")
+        assert first.index(" store 2:") < first.index("/q/S2-T001/")
         path = tmp_path / "demo-logins.txt"
         assert f"kept in {path}" in first
         assert stat.S_IMODE(path.stat().st_mode) == 0o600

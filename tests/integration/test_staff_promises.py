@@ -289,12 +289,13 @@ async def test_checkout_needs_an_occupied_table_and_board_has_its_fields(harness
     code, board = await harness.http("GET", "/api/staff/board", token=sam)
     row = {r["table_id"]: r for r in board}["T001"]
     assert set(row) == {"table_id", "name", "status", "group_id", "join_url", "members_online", "cart_total",
-                        "pending_order_id", "order_processing_status", "owner_node"}
+                        "pending_order_id", "order_processing_status", "owner_node", "store_id"}
+    assert row["store_id"] == 1
     assert row["owner_node"] == harness.running.services.settings.node_id  # its actor runs on this node
     assert row["members_online"] == 1 and row["cart_total"] > 0 and row["pending_order_id"] is None
     assert row["order_processing_status"] == "idle"
     code, tables = await harness.http("GET", "/api/staff/tables", token=sam)
-    assert set(tables[0]) == {"table_id", "name", "status", "group_id", "join_url"}
+    assert set(tables[0]) == {"table_id", "name", "status", "group_id", "join_url", "store_id"}
     code, table = await harness.http("POST", "/api/staff/tables/T001/checkout", token=sam)
     assert code == 200 and table["status"] == "paid"
     code, body = await harness.http("POST", "/api/staff/tables/T001/checkout", token=sam)  # paid: not occupied

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tableside.storage import GroupSnapshot, GroupWrite, PostgresStore, Restaurant
+from tableside.storage import GroupSnapshot, GroupWrite, PostgresStore, Restaurant, Table, TableStatus
 from tableside.storage.migrate import (
     MIGRATIONS_DIR,
     current_revision,
@@ -181,7 +181,8 @@ def test_embedded_postgres_start_connect_stop(tmp_path: Path, monkeypatch: pytes
 async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str) -> None:
     """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002 and 0003."""
     await upgrade_to_head(scratch_db_url)
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
+    await downgrade_to(scratch_db_url, "0003")
 
     async def fetch(sql: str) -> object:
         conn = await asyncpg.connect(to_plain_url(scratch_db_url))
@@ -203,13 +204,13 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
 
     assert await username_index()
     assert await group_columns() == {"epoch", "owner_node"}
-    store = await PostgresStore.connect(scratch_db_url)
-    try:
-        await store.upsert_restaurant(Restaurant(1, "R"))
-        await store.commit_writes([GroupWrite(GroupSnapshot("g", "t", 1, 1, {"k": 1}), 0)])
-        assert (await store.activate_group("g", "t", 1, "node-a")).epoch == 1
-    finally:
-        await store.close()
+    # At 0003 (the old shape, table "restaurants"): raw SQL, as the store code now speaks 0004.
+    await execute(scratch_db_url, "INSERT INTO restaurants (restaurant_id, name) VALUES (1, 'R')")
+    await execute(
+        scratch_db_url,
+        "INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch)"
+        " VALUES ('g', 't', 1, 1, '{\"k\": 1}', 0, 1)",
+    )
     await downgrade_to(scratch_db_url, "0002")
     assert await current_revision(scratch_db_url) == "0002"
     assert await group_columns() == set()
@@ -218,7 +219,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     assert await current_revision(scratch_db_url) == "0001"
     assert not await username_index()
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0003" and await username_index()
+    assert await current_revision(scratch_db_url) == "0004" and await username_index()
     assert await group_columns() == {"epoch", "owner_node"}
     # a row that predates 0003 starts at epoch 0: the first activation makes it 1
     assert await fetch("SELECT epoch FROM group_state WHERE group_id = 'g'") == 0
@@ -227,6 +228,86 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
         assert await store.get_restaurant(1) == Restaurant(1, "R")
         assert (await store.load_group("g")) == GroupSnapshot("g", "t", 1, 1, {"k": 1})
         assert (await store.activate_group("g", "t", 1, "node-b")).epoch == 1
+    finally:
+        await store.close()
+
+
+async def execute(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(to_plain_url(url))
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def fetch_rows(url: str, sql: str) -> list[tuple[object, ...]]:
+    conn = await asyncpg.connect(to_plain_url(url))
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+async def test_0004_turns_the_single_restaurant_into_the_first_store_and_back(scratch_db_url: str) -> None:
+    """The data of a deployment at 0003 (one restaurant with a table, a menu, an order, a counter, staff)
+    survives upgrade to 0004 (the restaurant is store 1 with default hours, staff bound to it) and a
+    downgrade back to 0003 (the old shape, same rows), and the store code works on the migrated data."""
+    await upgrade_to_head(scratch_db_url)
+    await downgrade_to(scratch_db_url, "0003")
+    await execute(
+        scratch_db_url,
+        "INSERT INTO restaurants (restaurant_id, name, next_order_number) VALUES (1, 'Bistro', 42)",
+        "INSERT INTO tables (table_id, restaurant_id, name, status, qr_secret, updated_at)"
+        " VALUES ('T001', 1, 'Table 1', 'vacant', 'sekret', 0)",
+        "INSERT INTO menu_items (menu_item_id, restaurant_id, name, category, price)"
+        " VALUES ('miso', 1, 'Miso', 'Starters', 350)",
+        "INSERT INTO orders (order_id, order_number, restaurant_id, table_id, group_id, status, items, total,"
+        " placed_by, created_at, kitchen_seq) VALUES ('ORD-1-41', 41, 1, 'T001', 'g1', 'confirmed', '[]', 350,"
+        " 'm1', 1, 7)",
+        "INSERT INTO staff_users (username, role, password_hash) VALUES ('mgr', 'manager', 'h'), ('root', 'admin', 'h')",
+    )
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0004"
+    assert await fetch_rows(scratch_db_url, "SELECT to_regclass('restaurants') IS NULL") == [(True,)]
+    assert await fetch_rows(
+        scratch_db_url, "SELECT username, store_id FROM staff_users ORDER BY username"
+    ) == [("mgr", 1), ("root", None)]
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        first = await store.get_restaurant(1)
+        assert first is not None and first.name == "Bistro" and first.timezone == "UTC"
+        assert first.business_hours["mon"] == [["11:00", "22:00"]] and first.business_hours["closed_dates"] == []
+        assert first.created_at > 0
+        assert [r.restaurant_id for r in await store.list_restaurants()] == [1]
+        table = await store.get_table("T001")
+        assert table is not None and table.restaurant_id == 1 and table.qr_secret == "sekret"
+        assert [m.menu_item_id for m in await store.list_menu(1)] == ["miso"]
+        assert [o.order_id for o in await store.list_kitchen_orders(1, 0, 10)] == ["ORD-1-41"]
+        assert await store.next_order_number(1) == 42  # the counter continues, no number reused
+        mgr = await store.get_staff("mgr")
+        assert mgr is not None and mgr.store_id == 1
+        await store.add_table(Table("T002", 1, "Table 2", TableStatus.VACANT, None, "s2", 0.0))  # FK to stores
+    finally:
+        await store.close()
+    await downgrade_to(scratch_db_url, "0003")
+    assert await fetch_rows(
+        scratch_db_url, "SELECT restaurant_id, name, next_order_number FROM restaurants"
+    ) == [(1, "Bistro", 43)]
+    assert await fetch_rows(scratch_db_url, "SELECT to_regclass('stores') IS NULL") == [(True,)]
+    assert await fetch_rows(scratch_db_url, "SELECT table_id FROM tables ORDER BY table_id") == [("T001",), ("T002",)]
+    assert await fetch_rows(scratch_db_url, "SELECT order_id FROM orders") == [("ORD-1-41",)]
+    assert await fetch_rows(scratch_db_url, "SELECT username FROM staff_users ORDER BY 1") == [("mgr",), ("root",)]
+    cols = await fetch_rows(
+        scratch_db_url, "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'staff_users'"
+    )
+    assert ("store_id",) not in cols
+    await upgrade_to_head(scratch_db_url)  # and up again
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        again = await store.get_restaurant(1)
+        assert again is not None and again.name == "Bistro"
+        assert await store.next_order_number(1) == 43
     finally:
         await store.close()
 
