@@ -53,23 +53,24 @@ class Outbox:
 
     def __init__(self, publish: Callable[[str, dict[str, Any]], None]) -> None:
         self._publish = publish
-        self._pending: dict[tuple[str, str], list[tuple[str, Any, int]]] = {}
-        self._seq: dict[tuple[str, str], int] = {}
+        # Keyed by (node, incarnation, group): a restarted node (same id, new process) is a new peer.
+        self._pending: dict[tuple[str, str, str], list[tuple[str, Any, int]]] = {}
+        self._seq: dict[tuple[str, str, str], int] = {}
         self._streams: dict[str, str] = {}  # group -> stream id (new per activation)
         self._scheduled = False
 
     def new_stream(self, group_id: str, stream: str) -> None:
         self._streams[group_id] = stream
-        for key in [k for k in self._seq if k[1] == group_id]:
+        for key in [k for k in self._seq if k[2] == group_id]:
             del self._seq[key]
 
     def forget_group(self, group_id: str) -> None:
         self._streams.pop(group_id, None)
-        for key in [k for k in self._seq if k[1] == group_id]:
+        for key in [k for k in self._seq if k[2] == group_id]:
             del self._seq[key]
 
-    def put(self, node: str, group_id: str, kind: str, payload: Any, conn: int) -> None:
-        self._pending.setdefault((node, group_id), []).append((kind, payload, conn))
+    def put(self, node: str, incarnation: str, group_id: str, kind: str, payload: Any, conn: int) -> None:
+        self._pending.setdefault((node, incarnation, group_id), []).append((kind, payload, conn))
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
@@ -77,13 +78,14 @@ class Outbox:
     def flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, {}
-        for (node, group_id), items in pending.items():
-            seq = self._seq.get((node, group_id), 0) + 1
-            self._seq[(node, group_id)] = seq
+        for (node, incarnation, group_id), items in pending.items():
+            seq = self._seq.get((node, incarnation, group_id), 0) + 1
+            self._seq[(node, incarnation, group_id)] = seq
             self._publish(
                 wire.inbox(node),
                 {
                     "k": wire.OUT,
+                    "x": incarnation,  # the process it is for: a restarted node drops the old one's frames
                     "g": group_id,
                     "e": self._streams.get(group_id, ""),
                     "s": seq,
@@ -95,11 +97,14 @@ class Outbox:
 class RemoteSink:
     """One socket on another node, as the owner's actor sees it (a ``MemberSink``)."""
 
-    __slots__ = ("connection_id", "node", "remote_conn", "group_id", "member_id", "_outbox", "closed")
+    __slots__ = ("connection_id", "node", "incarnation", "remote_conn", "group_id", "member_id", "_outbox", "closed")
 
-    def __init__(self, outbox: Outbox, node: str, remote_conn: int, group_id: str, member_id: str) -> None:
+    def __init__(
+        self, outbox: Outbox, node: str, incarnation: str, remote_conn: int, group_id: str, member_id: str
+    ) -> None:
         self.connection_id = next(_remote_ids)
         self.node = node
+        self.incarnation = incarnation
         self.remote_conn = remote_conn
         self.group_id = group_id
         self.member_id = member_id
@@ -109,12 +114,12 @@ class RemoteSink:
     def send(self, frame: OutboundFrame) -> None:
         if not self.closed:
             # The frame's message dict is the payload: identical frames fold into one item (see Outbox).
-            self._outbox.put(self.node, self.group_id, wire.FRAME, frame.message, self.remote_conn)
+            self._outbox.put(self.node, self.incarnation, self.group_id, wire.FRAME, frame.message, self.remote_conn)
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
             self.closed = True
-            self._outbox.put(self.node, self.group_id, wire.CLOSE, (code, reason), self.remote_conn)
+            self._outbox.put(self.node, self.incarnation, self.group_id, wire.CLOSE, (code, reason), self.remote_conn)
 
 
 class RemoteGroup:
@@ -155,6 +160,7 @@ class RemoteGroup:
             "t": self.table_id,
             "r": self.restaurant_id,
             "n": self._router.node_id,
+            "x": self._router.incarnation,
             **fields,
         }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -170,7 +171,11 @@ class ClusterRouter:
         self._inbox = wire.inbox(node_id)
         self._leased: dict[str, tuple[str, int]] = {}  # group -> (table_id, restaurant_id) while active here
         self._remote: dict[str, RemoteGroup] = {}  # groups owned elsewhere that our sockets use
-        self._sinks: dict[tuple[str, int], RemoteSink] = {}  # (node, their connection id) -> sink here
+        # A node id names a place; the incarnation names one process there. A node restarted under the same id
+        # reuses connection ids from 1: keying by incarnation keeps its new sockets apart from the dead ones.
+        self.incarnation = secrets.token_hex(6)
+        self._incarnations: dict[str, str] = {}  # node -> the incarnation last heard from
+        self._sinks: dict[tuple[str, str, int], RemoteSink] = {}  # (node, incarnation, their conn id) -> sink
         self._outbox = Outbox(self._publish_message)
         self._asks: dict[int, asyncio.Future[Any]] = {}
         self._ask_ids = itertools.count(1)
@@ -407,12 +412,21 @@ class ClusterRouter:
         if receivers == 0:
             self._node_gone(node)
 
-    def _node_gone(self, node: str) -> None:
+    def _node_gone(self, node: str, *, except_incarnation: str | None = None) -> None:
+        """Forget the sockets of a node that is gone (or of its previous process, when it came back under
+        the same id): their members are offline for the actor."""
         for key, sink in list(self._sinks.items()):
-            if key[0] == node:
+            if key[0] == node and key[1] != except_incarnation:
                 del self._sinks[key]
                 sink.closed = True
                 self._directory.tell_if_active(sink.group_id, Disconnect(sink.member_id, sink))
+
+    def _heard_from(self, node: str, incarnation: str) -> None:
+        if self._incarnations.get(node) != incarnation:
+            if node in self._incarnations:
+                log.info("node_restarted", node=node)
+                self._node_gone(node, except_incarnation=incarnation)
+            self._incarnations[node] = incarnation
 
     def _on_reconnect(self) -> None:
         # The subscription was down: relayed frames may be missing. Every forwarded socket reconnects and
@@ -447,11 +461,15 @@ class ClusterRouter:
     async def _handle(self, m: dict[str, Any]) -> None:
         kind = m["k"]
         if kind == wire.OUT:
+            if m.get("x") != self.incarnation:
+                return  # frames for this node's previous process (same node id): not our sockets
             remote = self._remote.get(m["g"])
             if remote is not None:
                 remote.deliver(m)
             return
         if kind == wire.REPLY:
+            if m.get("x") != self.incarnation:
+                return  # an answer to this node's previous process
             fut = self._asks.get(m["q"])
             if fut is not None and not fut.done():
                 if m.get("ok"):
@@ -501,18 +519,23 @@ class ClusterRouter:
         conn = m.get("c")
         if conn is None:
             return None
-        key = (str(m["n"]), int(conn))
+        key = (str(m["n"]), str(m.get("x", "")), int(conn))
         sink = self._sinks.get(key)
         if sink is None or sink.closed:
-            sink = RemoteSink(self._outbox, key[0], key[1], m["g"], str(m["m"]))
+            sink = RemoteSink(self._outbox, key[0], key[1], key[2], m["g"], str(m["m"]))
             self._sinks[key] = sink
         return sink
 
     def _reply(self, m: dict[str, Any], ok: bool, value: Any) -> None:
         if m.get("q") is not None:
-            self._publish_message(wire.inbox(str(m["n"])), {"k": wire.REPLY, "q": m["q"], "g": m["g"], "ok": ok, "v": value})
+            self._publish_message(
+                wire.inbox(str(m["n"])),
+                {"k": wire.REPLY, "q": m["q"], "x": m.get("x"), "g": m["g"], "ok": ok, "v": value},
+            )
 
     async def _handle_for_owner(self, kind: str, m: dict[str, Any]) -> None:
+        if "x" in m:
+            self._heard_from(str(m["n"]), str(m["x"]))
         if kind == wire.TELL:
             if m["what"] == "close":
                 self._directory.tell_if_active(m["g"], CloseSession(str(m["reason"])))
@@ -520,14 +543,14 @@ class ClusterRouter:
                 self._directory.tell_if_active(m["g"], KitchenStatusChanged(str(m["order_id"]), str(m["status"])))
             return
         if kind == wire.DISCONNECT:
-            sink = self._sinks.pop((str(m["n"]), int(m["c"])), None)
+            sink = self._sinks.pop((str(m["n"]), str(m.get("x", "")), int(m["c"])), None)
             if sink is not None:
                 sink.closed = True
                 self._directory.tell_if_active(m["g"], Disconnect(sink.member_id, sink))
             return
         if kind == wire.RESYNC:
-            node = str(m["n"])
-            conns = tuple(s.connection_id for (n, _), s in self._sinks.items() if n == node and s.group_id == m["g"])
+            peer = (str(m["n"]), str(m.get("x", "")))
+            conns = tuple(s.connection_id for (n, x, _), s in self._sinks.items() if (n, x) == peer and s.group_id == m["g"])
             self._directory.tell_if_active(m["g"], SendCart(conns))
             return
         ref = await self._owned_ref(m)
@@ -537,7 +560,7 @@ class ClusterRouter:
             sink = self._sink(m)
             if sink is not None:
                 sink.close(CLOSE_RELOCATED, "reconnect")
-                self._sinks.pop((sink.node, sink.remote_conn), None)
+                self._sinks.pop((sink.node, sink.incarnation, sink.remote_conn), None)
                 self._outbox.flush()
             self._reply(m, False, "group not active here")
             return
@@ -616,7 +639,7 @@ class ClusterRouter:
                 if holder != remote.owner:
                     self._remote.pop(remote.group_id, None)
                     remote.close_all("owner changed")
-        for node in {n for n, _ in self._sinks}:
+        for node in {n for n, _, _ in self._sinks}:
             try:
                 if await self._bus.receivers(wire.inbox(node)) == 0:
                     self._node_gone(node)

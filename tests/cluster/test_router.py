@@ -273,3 +273,32 @@ async def test_a_graceful_stop_releases_leases_and_relocates_members(world: Worl
     await ref.ask(Command(j2.member_id, sock, PlaceOrder("p", None, "")))  # empty cart: a typed error
     assert sock.of_type("error")[0]["code"] == "empty_cart"
     ref.tell(Disconnect(j2.member_id, sock))
+
+
+async def test_a_node_restarted_under_the_same_id_is_a_new_peer(world: World) -> None:
+    """A node that died and came back as the same node id starts its connection ids from 1 again: the owner
+    must not mistake a new socket for a dead one (another member, maybe another group), and frames for the
+    dead process must not reach the new one's sockets."""
+    a, b = await world.node("a"), await world.node("b")
+    j1, j2, j3 = await world.join(), await world.join(), await world.join()
+    await connect(a, j1)
+    ref_b, old_sock = await connect(b, j2)
+    assert isinstance(ref_b, RemoteGroup)
+    # b is killed (no disconnect reaches a) and a new process starts as "b" before a notices.
+    await b._bus.close()
+    world.nodes.pop("b")
+    b2 = await world.node("b")
+    assert b2.incarnation != b.incarnation
+    new_sock = Sock()
+    new_sock.connection_id = old_sock.connection_id  # the same connection id, a different member
+    ref_b2 = await b2.ref_for(j3.group_id, j3.table_id, j3.restaurant_id)
+    await ref_b2.ask(Connect(j3.member_id, new_sock))
+    await settle()
+    welcome = new_sock.of_type("welcome")
+    assert welcome and welcome[0]["member_id"] == j3.member_id  # not the dead member j2
+    info = await a.table_info(j1.group_id)
+    assert info[1] is not None and info[1]["members_online"] == 2  # j1 and j3; j2's dead socket is forgotten
+    ref_b2.tell(Command(j3.member_id, new_sock, AddItem("n1", "miso", 1)))
+    await settle()
+    assert new_sock.of_type("ack")[0]["id"] == "n1"
+    assert not old_sock.of_type("ack")
