@@ -165,6 +165,21 @@ async def test_register_refuses_invalid_fields(ah: AccountHarness, change: dict[
     assert await ah.running.services.store.get_user_by_email("ann@example.com") is None
 
 
+async def test_bad_json_bodies_are_400_and_oversized_ones_413(ah: AccountHarness) -> None:
+    from tableside.server.services import KeyedRateLimiter
+    from tests.integration.test_staff_hardening import bad_bodies
+
+    ah.running.services.register_limiter = KeyedRateLimiter.per_minute(10_000)
+    valid = {"name": "Ann", "email": "ann@example.com", "password": PASSWORD, "phone": "0901234567", "line_id": "a"}
+    for name, body in bad_bodies(valid).items():
+        code, reply = await ah.call("POST", "/api/users/register", body)
+        assert code == 400 and reply["error"] == "bad_request", (name, code, reply)
+    for size in (16 * 1024 + 1, 2 << 20):
+        code, reply = await ah.call("POST", "/api/users/register", json.dumps({"pad": "x" * size}))
+        assert code == 413 and reply["error"] == "too_large"
+    assert await ah.running.services.store.get_user_by_email("ann@example.com") is None
+
+
 async def test_register_accepts_the_length_limits(ah: AccountHarness) -> None:
     local = "a" * 64
     email = f"{local}@{'b' * 63}.{'c' * 63}.{'d' * 58}.com"
