@@ -34,6 +34,8 @@ class LimitSettings(BaseModel):
     join_per_minute_per_ip: int = Field(600, ge=1)
     # Joins (new members) per table and QR secret; a guest re-opening the link it joined with is not counted.
     join_per_minute_per_table: int = Field(120, ge=1)
+    # Customer account registrations (POST /api/users/register) per client IP.
+    register_per_minute_per_ip: int = Field(10, ge=1)
 
 
 class HttpSettings(BaseModel):
@@ -82,6 +84,8 @@ class PosSettings(BaseModel):
 class TokenSettings(BaseModel):
     ttl_hours: float = Field(12.0, gt=0)
     staff_ttl_hours: float = Field(12.0, gt=0)
+    # A customer account's login session (TABLESIDE_TOKENS__USER_TTL_HOURS; default 30 days).
+    user_ttl_hours: float = Field(720.0, gt=0)
     # An open kitchen screen's staff session is checked this often: a session ended elsewhere (the CLI's
     # `staff passwd`/`remove`, another node) closes the screen within this interval.
     staff_recheck_s: float = Field(30.0, gt=0)

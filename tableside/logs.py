@@ -49,7 +49,8 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
 
 REDACTED = "[redacted]"
 # Query parameters whose value is a credential: the name contains one of these (case-insensitive).
-_SECRET_PARAM_PARTS = ("token", "qr", "pass", "pwd", "secret", "key", "auth", "session", "sig", "code")
+_SECRET_PARAM_PARTS = ("token", "qr", "pass", "pwd", "secret", "key", "auth", "session", "sig", "code", "email",
+                       "phone", "line_id")
 # What a printed QR code opens: /q/{table_id}/{qr_secret}. The table id is kept, the secret is not.
 _QR_PATH = re.compile(r"^(/q/[^/?]*/)[^/?]*")
 _MAX_LOGGED = 512

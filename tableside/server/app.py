@@ -13,6 +13,7 @@ import tornado.netutil
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tableside.accounts import CustomerAccounts
 from tableside.actors.directory import ActorDirectory
 from tableside.auth import StaffAuth
 from tableside.clock import Clock, SystemClock
@@ -27,7 +28,7 @@ from tableside.metrics import METRICS
 from tableside.pos.factory import build_pos_adapter
 from tableside.pos.interface import PosAdapter
 from tableside.protocol import Limits
-from tableside.server import http, staff
+from tableside.server import http, staff, users
 from tableside.server.base import GUEST_COOKIE, BaseHandler
 from tableside.server.kitchen import KitchenHub
 from tableside.server.listener import LimitedHTTPServer, Listener
@@ -92,6 +93,10 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/api/stores/([0-9]{1,9})/menu", http.StoreMenuHandler, s),
         (r"/api/cart", http.CartHandler, s),
         (r"/api/orders", http.OrdersHandler, s),
+        (r"/api/users/register", users.RegisterHandler, s),
+        (r"/api/users/login", users.LoginHandler, s),
+        (r"/api/users/logout", users.LogoutHandler, s),
+        (r"/api/me", users.MeHandler, s),
         (r"/api/staff/login", http.StaffLoginHandler, s),
         (r"/api/staff/logout", staff.StaffLogoutHandler, s),
         (r"/api/staff/tables", staff.TablesAdminHandler, s),
@@ -215,6 +220,8 @@ async def build_services(
         limits=limits,
         join_limiter=KeyedRateLimiter.per_minute(settings.limits.join_per_minute_per_ip),
         table_join_limiter=KeyedRateLimiter.per_minute(settings.limits.join_per_minute_per_table),
+        accounts=CustomerAccounts(store, settings.tokens.user_ttl_hours * 3600),
+        register_limiter=KeyedRateLimiter.per_minute(settings.limits.register_per_minute_per_ip),
     )
 
 

@@ -38,11 +38,13 @@ class StoreScope:
 
 
 class ApiError(tornado.web.HTTPError):
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(status, reason=None)
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.extra = extra or {}  # more members of the error body (e.g. ``field``)
 
 
 def bearer_token(handler: tornado.web.RequestHandler) -> str | None:
@@ -120,7 +122,7 @@ class BaseHandler(RedactedRequestLogging):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
-            body = {"error": exc.code, "message": exc.message}
+            body = {**exc.extra, "error": exc.code, "message": exc.message}
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         elif isinstance(exc, ServiceUnavailable):

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 import tornado.web
 
+from tableside.accounts import CustomerAccounts
 from tableside.actors.base import ActorDead
 from tableside.actors.directory import ActorDirectory
 from tableside.actors.messages import CloseSession, Command, TableMessage
@@ -83,10 +84,14 @@ class Services:
     limits: Limits
     join_limiter: KeyedRateLimiter  # new members per client IP (limits.join_per_minute_per_ip)
     table_join_limiter: KeyedRateLimiter  # new members per table (limits.join_per_minute_per_table)
+    accounts: CustomerAccounts  # customer accounts (seed 003's users)
+    register_limiter: KeyedRateLimiter  # registrations per client IP (limits.register_per_minute_per_ip)
     keepalive: KeepAlive = field(default_factory=KeepAlive)
     metrics: Metrics = METRICS
     # Failed logins per IP and per (username, IP); see LoginThrottle. Never locks the account itself.
     staff_login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    # The same for customer logins, keyed by the normalised email instead of the username; its own counts.
+    user_login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     # -- stores (issue 11) ----------------------------------------------------------------------------
     async def stores(self) -> list[Restaurant]:

@@ -171,6 +171,15 @@ def validate_timezone(name: Any) -> str:
     return name
 
 
+class DuplicateUser(StorageError):
+    """``create_user`` refused: another customer account already has this ``field`` (``"email"``,
+    ``"phone"`` or ``"line_id"``; the first one found when several clash)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"a user with this {field} already exists")
+        self.field = field
+
+
 @dataclass(slots=True)
 class Restaurant:
     """A store: one restaurant of the deployment (table ``stores``; ``restaurant_id`` is its ``store_id``,
@@ -320,9 +329,33 @@ class StaffSession:
 
 
 @dataclass(slots=True)
+class User:
+    """A customer account (seed 003's ``users``). ``user_id`` is a UUID in its canonical text form;
+    ``email`` is stored normalised (``tableside.accounts.normalise_email``), so it is the lookup key."""
+
+    user_id: str
+    name: str
+    email: str | None
+    phone: str | None
+    line_id: str | None
+    password_hash: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(slots=True)
+class UserSession:
+    """What a valid customer session token stands for."""
+
+    user_id: str
+    expires_at: float
+
+
+@dataclass(slots=True)
 class CleanupReport:
     expired_tokens: int = 0
     expired_staff_sessions: int = 0
+    expired_user_sessions: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -450,5 +483,23 @@ class Store(Protocol):
     async def remove_staff(self, username: str) -> bool:
         """Delete a user and every session of theirs; False when there was no such user."""
 
+    # -- customer accounts (seed 003's users) -----------------------------------------------------------
+    async def create_user(self, user: User) -> None:
+        """Insert a new account. Raises DuplicateUser naming the field when its email, phone or line_id
+        (each unique when set) belongs to another account; nothing is stored then."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+    async def get_user_by_email(self, email: str) -> User | None:
+        """By the normalised email (an exact match: callers normalise first)."""
+
+    async def create_user_session(self, token_hash: str, user_id: str, expires_at: float, now: float) -> None: ...
+    async def resolve_user_session(self, token_hash: str, now: float) -> UserSession | None:
+        """None when unknown, expired at ``now``, or its user is gone."""
+
+    async def delete_user_session(self, token_hash: str) -> None:
+        """Log out: forget one customer session (no error when it does not exist)."""
+
+    async def delete_expired_user_sessions(self, now: float) -> int: ...
+
     async def cleanup(self, now: float) -> CleanupReport:
-        """Periodic housekeeping: delete expired guest tokens and staff sessions."""
+        """Periodic housekeeping: delete expired guest tokens, staff sessions and customer sessions."""

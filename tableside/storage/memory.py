@@ -20,6 +20,7 @@ from tableside.storage.interface import (
     Activation,
     BadQrSecret,
     CleanupReport,
+    DuplicateUser,
     FencedWrite,
     GroupFull,
     GroupSnapshot,
@@ -44,6 +45,8 @@ from tableside.storage.interface import (
     TablePaid,
     TableStatus,
     TokenInfo,
+    User,
+    UserSession,
     validate_business_hours,
     validate_timezone,
 )
@@ -70,6 +73,13 @@ class _Session:
     expires_at: float
 
 
+@dataclass(slots=True)
+class _UserSession:
+    user_id: str
+    expires_at: float
+    created_at: float
+
+
 class MemoryStore:
     def __init__(self) -> None:
         self._restaurants: dict[int, Restaurant] = {}
@@ -84,6 +94,8 @@ class MemoryStore:
         self._orders: dict[str, OrderRecord] = {}
         self._kitchen_seq = 0
         self._staff: dict[str, StaffUser] = {}
+        self._users: dict[str, User] = {}
+        self._user_sessions: dict[str, _UserSession] = {}
         self._sessions: dict[str, _Session] = {}
         # Counts commit_writes calls, so tests can see group commit batching.
         self.commit_calls = 0
@@ -494,8 +506,56 @@ class MemoryStore:
         await self.delete_staff_sessions_for_user(username)
         return self._staff.pop(username, None) is not None
 
+    # -- customer accounts ---------------------------------------------------------------------------
+
+    async def create_user(self, user: User) -> None:
+        for field in ("email", "phone", "line_id"):
+            value = getattr(user, field)
+            if value is not None and any(getattr(u, field) == value for u in self._users.values()):
+                raise DuplicateUser(field)
+        if user.user_id in self._users:
+            raise StorageError(f"user {user.user_id} exists")
+        self._users[user.user_id] = replace(user)
+
+    async def get_user(self, user_id: str) -> User | None:
+        u = self._users.get(user_id)
+        return None if u is None else replace(u)
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        for u in self._users.values():
+            if u.email == email:
+                return replace(u)
+        return None
+
+    async def create_user_session(self, token_hash: str, user_id: str, expires_at: float, now: float) -> None:
+        if user_id not in self._users:
+            raise StorageError(f"no user {user_id}")  # Postgres: the foreign key
+        self._user_sessions[token_hash] = _UserSession(user_id, expires_at, now)
+
+    async def resolve_user_session(self, token_hash: str, now: float) -> UserSession | None:
+        sess = self._user_sessions.get(token_hash)
+        if sess is None or sess.expires_at <= now or sess.user_id not in self._users:
+            return None
+        return UserSession(sess.user_id, sess.expires_at)
+
+    async def delete_user_session(self, token_hash: str) -> None:
+        self._user_sessions.pop(token_hash, None)
+
+    async def delete_expired_user_sessions(self, now: float) -> int:
+        expired = [h for h, s in self._user_sessions.items() if s.expires_at <= now]
+        for h in expired:
+            del self._user_sessions[h]
+        return len(expired)
+
+    def remove_user(self, user_id: str) -> None:
+        """Test support (no API deletes accounts yet): the user and, as Postgres' CASCADE, their sessions."""
+        self._users.pop(user_id, None)
+        for h in [h for h, s in self._user_sessions.items() if s.user_id == user_id]:
+            del self._user_sessions[h]
+
     async def cleanup(self, now: float) -> CleanupReport:
         return CleanupReport(
             expired_tokens=await self.delete_expired_tokens(now),
             expired_staff_sessions=await self.delete_expired_staff_sessions(now),
+            expired_user_sessions=await self.delete_expired_user_sessions(now),
         )

@@ -8,8 +8,10 @@ statement so a whole batch costs one round trip plus BEGIN/COMMIT; see ``_COMMIT
 from __future__ import annotations
 
 import hmac
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -26,6 +28,7 @@ from tableside.storage.interface import (
     Activation,
     BadQrSecret,
     CleanupReport,
+    DuplicateUser,
     FencedWrite,
     GroupFull,
     GroupSnapshot,
@@ -51,6 +54,8 @@ from tableside.storage.interface import (
     TablePaid,
     TableStatus,
     TokenInfo,
+    User,
+    UserSession,
     validate_business_hours,
     validate_timezone,
 )
@@ -402,6 +407,33 @@ def _staff(row: sa.Row[Any]) -> StaffUser:
         active=m["active"],
         store_id=m["store_id"],
     )
+
+
+def _user(row: sa.Row[Any]) -> User:
+    m = row._mapping
+    return User(
+        user_id=str(m["id"]),
+        name=m["name"],
+        email=m["email"],
+        phone=m["phone"],
+        line_id=m["line_id"],
+        password_hash=m["password_hash"],
+        created_at=m["created_at"].timestamp(),
+        updated_at=m["updated_at"].timestamp(),
+    )
+
+
+# The unique index a duplicate account ran into, and the field it guards.
+_USER_UNIQUE = {"ix_users_email": "email", "ix_users_phone": "phone", "ix_users_line_id": "line_id"}
+
+
+def _duplicate_field(exc: IntegrityError) -> str | None:
+    cause = getattr(exc.orig, "__cause__", None)
+    name = getattr(cause, "constraint_name", None)
+    if name in _USER_UNIQUE:
+        return _USER_UNIQUE[name]
+    text = str(exc.orig)
+    return next((f for ix, f in _USER_UNIQUE.items() if ix in text), None)
 
 
 class PostgresStore:
@@ -1088,10 +1120,77 @@ class PostgresStore:
             res = await conn.execute(sa.delete(s.staff_users).where(s.staff_users.c.username == username))
         return int(res.rowcount) > 0
 
+    # -- customer accounts ---------------------------------------------------------------------------
+
+    async def create_user(self, user: User) -> None:
+        stmt = sa.insert(s.users).values(
+            id=user.user_id,
+            name=user.name,
+            email=user.email,
+            phone=user.phone,
+            line_id=user.line_id,
+            password_hash=user.password_hash,
+            created_at=datetime.fromtimestamp(user.created_at, UTC),
+            updated_at=datetime.fromtimestamp(user.updated_at, UTC),
+        )
+        try:
+            async with self._connect(self.engine.begin()) as conn:
+                await conn.execute(stmt)
+        except IntegrityError as e:
+            field = _duplicate_field(e)
+            if field is None:
+                raise StorageError(f"user {user.user_id}: {first_line(e.orig or e)}") from e
+            raise DuplicateUser(field) from e
+
+    async def get_user(self, user_id: str) -> User | None:
+        try:
+            uuid.UUID(user_id)
+        except ValueError:
+            return None  # not a UUID: no such user (Postgres would refuse the cast)
+        async with self._connect(self.engine.connect()) as conn:
+            row = (await conn.execute(sa.select(s.users).where(s.users.c.id == user_id))).first()
+        return None if row is None else _user(row)
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        async with self._connect(self.engine.connect()) as conn:
+            row = (await conn.execute(sa.select(s.users).where(s.users.c.email == email))).first()
+        return None if row is None else _user(row)
+
+    async def create_user_session(self, token_hash: str, user_id: str, expires_at: float, now: float) -> None:
+        stmt = sa.insert(s.user_sessions).values(
+            token_hash=token_hash, user_id=user_id, expires_at=expires_at, created_at=now
+        )
+        try:
+            async with self._connect(self.engine.begin()) as conn:
+                await conn.execute(stmt)
+        except IntegrityError as e:
+            raise StorageError(f"user session: {first_line(e.orig or e)}") from e
+
+    async def resolve_user_session(self, token_hash: str, now: float) -> UserSession | None:
+        us = s.user_sessions.c
+        stmt = sa.select(us.token_hash, us.user_id, us.expires_at).where(
+            us.token_hash == token_hash, us.expires_at > now
+        )  # the foreign key (ON DELETE CASCADE) means a session row always has its user
+        async with self._connect(self.engine.connect()) as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None or not hmac.compare_digest(row[0], token_hash):
+            return None
+        return UserSession(user_id=str(row[1]), expires_at=row[2])
+
+    async def delete_user_session(self, token_hash: str) -> None:
+        async with self._connect(self._autocommit.connect()) as conn:
+            await conn.execute(sa.delete(s.user_sessions).where(s.user_sessions.c.token_hash == token_hash))
+
+    async def delete_expired_user_sessions(self, now: float) -> int:
+        async with self._connect(self._autocommit.connect()) as conn:
+            res = await conn.execute(sa.delete(s.user_sessions).where(s.user_sessions.c.expires_at <= now))
+        return int(res.rowcount)
+
     async def cleanup(self, now: float) -> CleanupReport:
         return CleanupReport(
             expired_tokens=await self.delete_expired_tokens(now),
             expired_staff_sessions=await self.delete_expired_staff_sessions(now),
+            expired_user_sessions=await self.delete_expired_user_sessions(now),
         )
 
     # -- test support ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ money is integer minor units, matching ``interface.py``.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 metadata = sa.MetaData()
 
@@ -138,6 +138,37 @@ staff_sessions = sa.Table(
     sa.Column("expires_at", sa.Double, nullable=False, index=True),
 )
 
+# Customer accounts: seed 003's ``users`` (its column names and types; its TIMESTAMPs are stored WITH TIME
+# ZONE so no reader can mistake the zone), plus the argon2id password hash. Email, phone and line_id are
+# each unique when set (NULLs never clash); the email is stored normalised, so the index is the lookup.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("email", sa.String(255), nullable=True),
+    sa.Column("phone", sa.String(20), nullable=True),
+    sa.Column("line_id", sa.String(50), nullable=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_users_email", "email", unique=True),
+    sa.Index("ix_users_phone", "phone", unique=True),
+    sa.Index("ix_users_line_id", "line_id", unique=True),
+)
+
+# A customer's login sessions: only the SHA-256 of the token is stored (as for guests and staff). Times
+# are epoch seconds like every other session table; deleting a user deletes their sessions.
+user_sessions = sa.Table(
+    "user_sessions",
+    metadata,
+    sa.Column("token_hash", sa.Text, primary_key=True),
+    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
 ALL_TABLES: tuple[sa.Table, ...] = (
     stores,
     tables,
@@ -147,4 +178,6 @@ ALL_TABLES: tuple[sa.Table, ...] = (
     orders,
     staff_users,
     staff_sessions,
+    users,
+    user_sessions,
 )

@@ -245,13 +245,14 @@ def test_redaction() -> None:
 JSON_ENDPOINTS: dict[str, tuple[str, dict[str, object]]] = {
     "join": ("/api/join", {"table_id": "T001", "qr": "abc"}),
     "login": ("/api/staff/login", {"username": "admin", "password": "pw"}),
+    "user_login": ("/api/users/login", {"email": "ann@example.com", "password": "password1"}),
     "add_table": ("/api/staff/tables", {"table_id": "P1", "name": "Patio"}),
     "rename": ("/api/staff/tables/T001/rename", {"name": "Window"}),
     "availability": ("/api/staff/menu/gyoza/availability", {"available": True, "note": "x"}),
     "kitchen_status": ("/api/kitchen/orders/ORD-1-1/status", {"status": "ready"}),
 }
 BODYLESS_POSTS = ["/api/staff/tables/T001/checkout", "/api/staff/tables/T001/reset",
-                  "/api/staff/tables/T001/rotate-qr", "/api/staff/logout"]
+                  "/api/staff/tables/T001/rotate-qr", "/api/staff/logout", "/api/users/logout"]
 
 
 def bad_bodies(valid: dict[str, object]) -> dict[str, str]:

@@ -178,10 +178,65 @@ def test_embedded_postgres_start_connect_stop(tmp_path: Path, monkeypatch: pytes
     assert time.monotonic() - t0 < 20
 
 
+async def assert_users_schema(url: str) -> None:
+    """Seed 003 section 2.1: the users columns and types, email/phone/line_id under unique indexes; and
+    user_sessions with its cascading foreign key and indexed expiry."""
+    conn = await asyncpg.connect(to_plain_url(url))
+    try:
+        rows = await conn.fetch(
+            "SELECT column_name, data_type, character_maximum_length, is_nullable, column_default"
+            " FROM information_schema.columns WHERE table_name = 'users'"
+        )
+        cols = {r["column_name"]: (r["data_type"], r["character_maximum_length"], r["is_nullable"]) for r in rows}
+        assert cols == {
+            "id": ("uuid", None, "NO"),
+            "name": ("character varying", 255, "NO"),
+            "email": ("character varying", 255, "YES"),
+            "phone": ("character varying", 20, "YES"),
+            "line_id": ("character varying", 50, "YES"),
+            "password_hash": ("text", None, "NO"),
+            "created_at": ("timestamp with time zone", None, "NO"),
+            "updated_at": ("timestamp with time zone", None, "NO"),
+        }
+        defaults = {r["column_name"]: r["column_default"] for r in rows}
+        assert defaults["created_at"] == defaults["updated_at"] == "now()"
+        assert await conn.fetchval(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
+            " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'users'::regclass AND i.indisprimary"
+        ) == "id"
+        unique = await conn.fetch(
+            "SELECT c.relname, a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+            " WHERE i.indrelid = 'users'::regclass AND i.indisunique AND NOT i.indisprimary"
+        )
+        assert {(r["relname"], r["attname"]) for r in unique} == {
+            ("ix_users_email", "email"), ("ix_users_phone", "phone"), ("ix_users_line_id", "line_id")}
+        assert await conn.fetchval(
+            "SELECT confdeltype::text FROM pg_constraint WHERE conrelid = 'user_sessions'::regclass AND contype = 'f'"
+        ) == "c"  # ON DELETE CASCADE
+        assert await conn.fetchval("SELECT to_regclass('ix_user_sessions_expires_at') IS NOT NULL")
+        assert await conn.fetchval("SELECT to_regclass('ix_user_sessions_user_id') IS NOT NULL")
+    finally:
+        await conn.close()
+
+
+async def fetch_users_gone(url: str) -> bool:
+    conn = await asyncpg.connect(to_plain_url(url))
+    try:
+        return bool(await conn.fetchval("SELECT to_regclass('users') IS NULL AND to_regclass('user_sessions') IS NULL"))
+    finally:
+        await conn.close()
+
+
 async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str) -> None:
-    """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002 and 0003."""
+    """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002 and 0003,
+    and 0005's users / user_sessions (seed 003's columns, types and unique indexes) gone and back."""
     await upgrade_to_head(scratch_db_url)
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
+    await assert_users_schema(scratch_db_url)
+    await downgrade_to(scratch_db_url, "0004")
+    assert await current_revision(scratch_db_url) == "0004"
+    assert await fetch_users_gone(scratch_db_url)
     await downgrade_to(scratch_db_url, "0003")
 
     async def fetch(sql: str) -> object:
@@ -219,7 +274,8 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     assert await current_revision(scratch_db_url) == "0001"
     assert not await username_index()
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0004" and await username_index()
+    assert await current_revision(scratch_db_url) == "0005" and await username_index()
+    await assert_users_schema(scratch_db_url)
     assert await group_columns() == {"epoch", "owner_node"}
     # a row that predates 0003 starts at epoch 0: the first activation makes it 1
     assert await fetch("SELECT epoch FROM group_state WHERE group_id = 'g'") == 0
@@ -268,7 +324,7 @@ async def test_0004_turns_the_single_restaurant_into_the_first_store_and_back(sc
         "INSERT INTO staff_users (username, role, password_hash) VALUES ('mgr', 'manager', 'h'), ('root', 'admin', 'h')",
     )
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0004"
+    assert await current_revision(scratch_db_url) == "0005"  # head: 0004 stores, then 0005 users
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('restaurants') IS NULL") == [(True,)]
     assert await fetch_rows(
         scratch_db_url, "SELECT username, store_id FROM staff_users ORDER BY username"
