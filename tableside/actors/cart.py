@@ -81,6 +81,10 @@ def _decode_legacy_acked(pairs: list[Any]) -> OrderedDict[str, list[Any]]:
     return OrderedDict((ack_key(str(rid)), list(compact)) for rid, compact in pairs)
 
 
+# How many guest-cart imports a group remembers (their idempotency keys).
+IMPORT_KEYS = 32
+
+
 @dataclass(slots=True)
 class CartLine:
     line_id: str
@@ -179,6 +183,9 @@ class GroupState:
     acked: dict[str, OrderedDict[str, list[Any]]] = field(default_factory=dict)
     last_updated: float = 0.0
     next_guest: int = 0  # the N of the next "Guest N" (0: not known yet, len(members) + 1)
+    # Keys of guest carts already brought into this cart (``ImportLines``), newest last, at most IMPORT_KEYS:
+    # the same import asked again (a retry after a crash) is answered, not applied twice.
+    imports: list[str] = field(default_factory=list)
     # Encoded ``acked`` per member, reused by to_snapshot until that member's window changes.
     _acked_wire: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -274,6 +281,7 @@ class GroupState:
             # "acks" (compact) replaced "acked" ([[id, [revision, order_id?]], ...]), which is still read.
             "acks": self._acked_snapshot(),
             "last_updated": self.last_updated,
+            "imports": list(self.imports),
         }
 
     @classmethod
@@ -296,4 +304,5 @@ class GroupState:
             acked=acked,
             last_updated=float(d.get("last_updated", 0.0)),
             next_guest=int(d.get("next_guest", len(members) + 1)),
+            imports=[str(k) for k in d.get("imports", [])],
         )

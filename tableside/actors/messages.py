@@ -76,6 +76,26 @@ class IdleCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportedLine:
+    menu_item_id: str
+    qty: int
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLines:
+    """Bring a guest cart (a visitor's cart from the store page) into the group's cart as ``member_id``'s
+    lines, in one committed operation: every phone sees it in one ``cart_updated``. Lines that cannot be
+    added (unknown or unavailable item, the cart full or locked) are skipped; the answer and the member's
+    next ``welcome`` say which. ``key`` makes it idempotent: an import already applied is answered again,
+    never applied twice (the caller empties the guest cart only after the answer)."""
+
+    member_id: str
+    lines: tuple[ImportedLine, ...]
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class SendCart:
     """Send these connections the whole cart again (``cart_updated``): a forwarding node saw a gap in
     what it relayed and must not show a wrong cart."""
@@ -95,4 +115,5 @@ TableMessage = (
     | KitchenStatusChanged
     | IdleCheck
     | SendCart
+    | ImportLines
 )

@@ -16,7 +16,15 @@ from typing import Any
 import structlog
 
 from tableside.actors.base import Actor, StopReason
-from tableside.actors.cart import CartLine, GroupState, LineState, PendingOrder, ProcessingStatus, iso
+from tableside.actors.cart import (
+    IMPORT_KEYS,
+    CartLine,
+    GroupState,
+    LineState,
+    PendingOrder,
+    ProcessingStatus,
+    iso,
+)
 from tableside.actors.messages import (
     CloseSession,
     Command,
@@ -25,6 +33,7 @@ from tableside.actors.messages import (
     GetCart,
     GetTableInfo,
     IdleCheck,
+    ImportLines,
     KitchenStatusChanged,
     MemberSink,
     MenuChanged,
@@ -107,6 +116,8 @@ class TableActor(Actor[TableMessage]):
         self._epoch = 0  # taken at activation; every write is conditional on it (fencing)
         self._closed = False
         self._sinks: dict[int, tuple[str, MemberSink]] = {}  # connection_id -> (member_id, sink)
+        # member_id -> what their guest-cart import did, told once in their next welcome (memory only).
+        self._import_reports: dict[str, dict[str, Any]] = {}
         self._pos_task: asyncio.Task[None] | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._log = log.bind(table_id=table_id, group_id=group_id)
@@ -186,6 +197,8 @@ class TableActor(Actor[TableMessage]):
                 self._broadcast(sm.order_status(message.order_id, message.status))
             case IdleCheck():
                 self._on_idle_check()
+            case ImportLines():
+                return await self._on_import(message)
             case SendCart():
                 frame = OutboundFrame(sm.cart_updated(self._cart()))
                 for conn_id in message.connection_ids:
@@ -230,12 +243,71 @@ class TableActor(Actor[TableMessage]):
             self._idle_task = None
         msg.sink.send(
             OutboundFrame(
-                sm.welcome(msg.member_id, self.table_id, self.group_id, self._members(), self._cart())
+                sm.welcome(
+                    msg.member_id,
+                    self.table_id,
+                    self.group_id,
+                    self._members(),
+                    self._cart(),
+                    imported=self._import_reports.pop(msg.member_id, None),
+                )
             )
         )
         if not was_online:
             self._broadcast(sm.member_joined(msg.member_id, self._members()), skip=msg.sink.connection_id)
         return True
+
+    async def _on_import(self, msg: ImportLines) -> dict[str, Any]:
+        """A guest cart brought in (``ImportLines``): one commit, one broadcast, a report for the member."""
+        if msg.key in self._state.imports:
+            return {"lines": 0, "skipped": [], "duplicate": True}
+        # Refusals are answers, not exceptions (an exception would stop the actor): nothing is imported.
+        if self._closed:
+            return {"error": ErrorCode.SESSION_CLOSED.value, "message": "this sitting is closed"}
+        if msg.member_id not in self._state.members:
+            live = await self._ctx.store.live_members(self.group_id, self._ctx.clock.now())
+            if msg.member_id not in live:
+                return {"error": ErrorCode.UNAUTHORIZED.value, "message": "token expired or revoked"}
+            self._state.add_member(msg.member_id)
+        added = 0
+        skipped: list[dict[str, Any]] = []
+        for line in msg.lines:
+            item = self._ctx.menu.get(line.menu_item_id)
+            if item is None or item.restaurant_id != self.restaurant_id:
+                reason = "unknown_item"
+            elif not item.available:
+                reason = "item_unavailable"
+            elif self._state.pending is not None:
+                reason = "cart_locked"
+            elif len(self._state.lines) >= self._ctx.max_cart_lines:
+                reason = "cart_full"
+            elif not 1 <= line.qty <= 99:
+                reason = "bad_quantity"
+            else:
+                line_id = f"L{self._state.next_line}"
+                self._state.next_line += 1
+                self._state.lines[line_id] = CartLine(
+                    line_id=line_id,
+                    menu_item_id=item.menu_item_id,
+                    name=item.name,
+                    qty=line.qty,
+                    unit_price=item.price,  # the menu's price now, never the guest cart's
+                    note=line.note,
+                    added_by=msg.member_id,
+                )
+                added += 1
+                continue
+            skipped.append({"menu_item_id": line.menu_item_id, "name": item.name if item else "", "reason": reason})
+        if added and self._state.status in (ProcessingStatus.CONFIRMED, ProcessingStatus.FAILED):
+            self._state.status = ProcessingStatus.IDLE
+        self._state.imports = [*self._state.imports, msg.key][-IMPORT_KEYS:]
+        await self._commit()
+        if added:
+            self._broadcast(sm.cart_updated(self._cart()))
+        report = {"lines": added, "skipped": skipped}
+        self._import_reports[msg.member_id] = report
+        self._log.info("guest_cart_imported", member_id=msg.member_id, lines=added, skipped=len(skipped))
+        return {**report, "duplicate": False}
 
     def _forget_departed_members(self, live: set[str]) -> None:
         online = {member for member, _ in self._sinks.values()}

@@ -24,6 +24,7 @@ from tableside.actors.messages import (
     Disconnect,
     GetCart,
     GetTableInfo,
+    ImportLines,
     MemberSink,
     TableMessage,
 )
@@ -198,6 +199,11 @@ class RemoteGroup:
                 return await self._router.ask_remote(self, self._base(wire.GET, what="cart"))
             case GetTableInfo():
                 return await self._router.ask_remote(self, self._base(wire.GET, what="info"))
+            case ImportLines():
+                lines = [[line.menu_item_id, line.qty, line.note] for line in message.lines]
+                return await self._router.ask_remote(
+                    self, self._base(wire.IMPORT, m=message.member_id, lines=lines, key=message.key)
+                )
             case _:
                 self.tell(message)
                 return None

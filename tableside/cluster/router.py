@@ -25,6 +25,8 @@ from tableside.actors.messages import (
     Disconnect,
     GetCart,
     GetTableInfo,
+    ImportedLine,
+    ImportLines,
     KitchenStatusChanged,
     MenuChanged,
     SendCart,
@@ -581,6 +583,9 @@ class ClusterRouter:
                 self._answer_later(m, ref, Command(str(m["m"]), None, msg), msg.request_id)
         elif kind == wire.GET:
             self._answer_later(m, ref, GetCart() if m["what"] == "cart" else GetTableInfo(), None)
+        elif kind == wire.IMPORT:
+            lines = tuple(ImportedLine(str(i), int(q), str(n)) for i, q, n in m["lines"])
+            self._answer_later(m, ref, ImportLines(str(m["m"]), lines, str(m["key"])), None)
 
     def _answer_later(
         self, m: dict[str, Any], ref: ActorRef[TableMessage], message: TableMessage, request_id: str | None

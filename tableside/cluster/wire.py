@@ -17,6 +17,7 @@ CONNECT = "connect"
 DISCONNECT = "disconnect"
 CMD = "cmd"
 GET = "get"
+IMPORT = "import"
 TELL = "tell"
 RESYNC = "resync"
 OUT = "out"
@@ -27,7 +28,7 @@ KITCHEN_MSG = "kitchen_msg"
 END_SESSIONS = "end_sessions"
 GONE = "gone"
 
-KINDS = frozenset({CONNECT, DISCONNECT, CMD, GET, TELL, RESYNC, OUT, REPLY, MENU, KITCHEN, KITCHEN_MSG, END_SESSIONS, GONE})
+KINDS = frozenset({CONNECT, DISCONNECT, CMD, GET, IMPORT, TELL, RESYNC, OUT, REPLY, MENU, KITCHEN, KITCHEN_MSG, END_SESSIONS, GONE})
 
 # Items of an ``out`` message: send a frame to connections, or close connections.
 FRAME = "f"

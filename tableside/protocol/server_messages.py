@@ -30,8 +30,11 @@ def welcome(
     group_id: str,
     members: Iterable[Any],
     cart: Mapping[str, Any],
+    imported: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """``imported``: once, after the member's guest cart was brought into this cart:
+    ``{"lines": n, "skipped": [{"menu_item_id", "name", "reason"}]}``."""
+    out = {
         "type": "welcome",
         "member_id": member_id,
         "table_id": table_id,
@@ -39,6 +42,9 @@ def welcome(
         "members": list(members),
         "cart": dict(cart),
     }
+    if imported is not None:
+        out["imported"] = dict(imported)
+    return out
 
 
 def ack(request_id: str | None, revision: int, **extra: Any) -> dict[str, Any]:

@@ -302,3 +302,20 @@ async def test_a_node_restarted_under_the_same_id_is_a_new_peer(world: World) ->
     await settle()
     assert new_sock.of_type("ack")[0]["id"] == "n1"
     assert not old_sock.of_type("ack")
+
+
+async def test_a_guest_cart_import_through_another_node_is_one_update_and_idempotent(world: World) -> None:
+    from tableside.actors.messages import ImportedLine, ImportLines
+
+    a, b = await world.node("a"), await world.node("b")
+    j1, j2 = await world.join(), await world.join()
+    _, sock_a = await connect(a, j1)
+    ref_b = await b.ref_for(j2.group_id, j2.table_id, j2.restaurant_id)
+    assert isinstance(ref_b, RemoteGroup)
+    before = len(sock_a.of_type("cart_updated"))
+    lines = (ImportedLine("miso", 2, "n"), ImportedLine("nope", 1))
+    answer = await ref_b.ask(ImportLines(j2.member_id, lines, "guest:x"))
+    assert answer["lines"] == 1 and answer["skipped"][0]["reason"] == "unknown_item"
+    await settle()
+    assert len(sock_a.of_type("cart_updated")) == before + 1
+    assert (await ref_b.ask(ImportLines(j2.member_id, lines, "guest:x")))["duplicate"] is True
