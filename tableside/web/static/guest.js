@@ -464,6 +464,17 @@ function noticeFromCart(cart) {
   }
 }
 
+/** What became of the cart the guest filled on the store page before sitting down (welcome.imported). */
+function importedText(imported) {
+  const added = imported.lines === 1 ? "1 item" : `${imported.lines} items`;
+  let text = `Added ${added} from your cart.`;
+  if (imported.skipped.length) {
+    const names = imported.skipped.map((s) => s.name || s.menu_item_id).join(", ");
+    text += ` Not added (not available right now): ${names}.`;
+  }
+  return text;
+}
+
 function handle(msg) {
   switch (msg.type) {
     case "welcome":
@@ -480,6 +491,7 @@ function handle(msg) {
       state.cart = msg.cart;
       settleFromCart(msg.cart);
       noticeFromCart(msg.cart);
+      if (msg.imported) setNotice(importedText(msg.imported), msg.imported.skipped.length ? "warn" : "info");
       renderAll();
       loadOrders();
       break;
