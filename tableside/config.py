@@ -38,6 +38,14 @@ class LimitSettings(BaseModel):
     register_per_minute_per_ip: int = Field(10, ge=1)
 
 
+class GuestSettings(BaseModel):
+    """Guest sessions (seed 001); env names are ``TABLESIDE_GUEST__<FIELD>``."""
+
+    session_ttl_hours: float = Field(24.0, gt=0)  # sliding: every access (at most once a minute) renews it
+    sessions_per_minute_per_ip: int = Field(30, ge=1)  # POST /api/guest/session per client IP
+    max_cart_lines: int = Field(100, ge=1, le=100)
+
+
 class HttpSettings(BaseModel):
     """Connection-level limits against slow and abusive clients (slowloris, descriptor exhaustion).
 
@@ -136,6 +144,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     demo: DemoSettings = Field(default_factory=DemoSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    guest: GuestSettings = Field(default_factory=GuestSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     pos: PosSettings = Field(default_factory=PosSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)

@@ -53,6 +53,9 @@ _SECRET_PARAM_PARTS = ("token", "qr", "pass", "pwd", "secret", "key", "auth", "s
                        "phone", "line_id")
 # What a printed QR code opens: /q/{table_id}/{qr_secret}. The table id is kept, the secret is not.
 _QR_PATH = re.compile(r"^(/q/[^/?]*/)[^/?]*")
+# A guest session id in the path (GET /api/guest/session/{session_id}); ``/api/guest/session/store`` is kept.
+# (The id's other carriers, the cookie and the X-Guest-Session header, are never logged.)
+_GUEST_PATH = re.compile(r"^(/api/guest/session/)(?!store(?:$|[/?]))[^/?]+")
 _MAX_LOGGED = 512
 
 access_log = structlog.get_logger("tableside.access")
@@ -60,6 +63,7 @@ _app_log = structlog.get_logger("tableside.server")
 
 
 def redact_path(path: str) -> str:
+    path = _GUEST_PATH.sub(lambda m: m.group(1) + REDACTED, path)
     return _QR_PATH.sub(lambda m: m.group(1) + REDACTED, path)[:_MAX_LOGGED]
 
 

@@ -28,7 +28,7 @@ from tableside.metrics import METRICS
 from tableside.pos.factory import build_pos_adapter
 from tableside.pos.interface import PosAdapter
 from tableside.protocol import Limits
-from tableside.server import http, staff, users
+from tableside.server import guests, http, staff, users
 from tableside.server.base import GUEST_COOKIE, BaseHandler
 from tableside.server.kitchen import KitchenHub
 from tableside.server.listener import LimitedHTTPServer, Listener
@@ -97,6 +97,13 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/api/users/login", users.LoginHandler, s),
         (r"/api/users/logout", users.LogoutHandler, s),
         (r"/api/me", users.MeHandler, s),
+        (r"/api/me/cart", guests.MyCartHandler, s),
+        (r"/api/guest/session", guests.GuestSessionHandler, s),
+        (r"/api/guest/session/store", guests.GuestStoreHandler, s),
+        (r"/api/guest/session/([^/]{1,128})", guests.GuestSessionByIdHandler, s),
+        (r"/api/guest/cart", guests.GuestCartHandler, s),
+        (r"/api/guest/cart/add", guests.GuestCartAddHandler, s),
+        (r"/api/guest/cart/item/([0-9]{1,9})", guests.GuestCartItemHandler, s),
         (r"/api/staff/login", http.StaffLoginHandler, s),
         (r"/api/staff/logout", staff.StaffLogoutHandler, s),
         (r"/api/staff/tables", staff.TablesAdminHandler, s),
@@ -222,6 +229,7 @@ async def build_services(
         table_join_limiter=KeyedRateLimiter.per_minute(settings.limits.join_per_minute_per_table),
         accounts=CustomerAccounts(store, settings.tokens.user_ttl_hours * 3600),
         register_limiter=KeyedRateLimiter.per_minute(settings.limits.register_per_minute_per_ip),
+        guest_session_limiter=KeyedRateLimiter.per_minute(settings.guest.sessions_per_minute_per_ip),
     )
 
 

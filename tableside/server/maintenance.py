@@ -1,4 +1,4 @@
-"""Fail-safe expiry and cleanup (seed 000): expired guest tokens, staff and customer sessions are deleted and
+"""Fail-safe expiry and cleanup (seed 000): expired guest tokens, staff, customer and guest sessions are deleted and
 sittings idle past ``group_idle_hours`` are closed. Every step is a conditional statement in the store,
 so the job is safe to run on every node at once."""
 
@@ -28,6 +28,7 @@ async def run_cleanup(services: Services) -> CleanupReport:
         expired_tokens=report.expired_tokens,
         expired_staff_sessions=report.expired_staff_sessions,
         expired_user_sessions=report.expired_user_sessions,
+        expired_guest_sessions=report.expired_guest_sessions,
         idle_groups_closed=len(closed),
         tables=[t for t, _ in closed[:50]],
     )

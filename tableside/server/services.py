@@ -92,6 +92,8 @@ class Services:
     staff_login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     # The same for customer logins, keyed by the normalised email instead of the username; its own counts.
     user_login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    # New guest sessions per client IP (guest.sessions_per_minute_per_ip).
+    guest_session_limiter: KeyedRateLimiter = field(default_factory=lambda: KeyedRateLimiter.per_minute(30))
 
     # -- stores (issue 11) ----------------------------------------------------------------------------
     async def stores(self) -> list[Restaurant]:

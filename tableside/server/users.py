@@ -8,6 +8,7 @@ from typing import Any
 
 from tableside.accounts import InvalidField, email_key, parse_registration
 from tableside.server.base import ApiError, BaseHandler, bearer_token
+from tableside.server.guests import convert_on_login
 from tableside.storage.interface import DuplicateUser, User
 
 USER_COOKIE = "tableside_user"
@@ -52,6 +53,7 @@ class RegisterHandler(_SessionHandler):
         except DuplicateUser as exc:
             raise ApiError(409, "duplicate", f"an account with this {exc.field} already exists",
                            extra={"field": exc.field}) from None
+        await convert_on_login(self, user.user_id)
         self.start_session(token, user, 201)
 
 
@@ -75,6 +77,7 @@ class LoginHandler(_SessionHandler):
             raise ApiError(401, "unauthorized", "wrong email or password")
         throttle.succeeded(key, ip, began)
         token, user = result
+        await convert_on_login(self, user.user_id)
         self.start_session(token, user, 200)
 
 

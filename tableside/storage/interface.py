@@ -352,10 +352,59 @@ class UserSession:
 
 
 @dataclass(slots=True)
+class GuestSession:
+    """A visitor's server-side session before login (seed 001's ``guest_sessions``). ``session_id`` is 64
+    hex characters from a CSPRNG (``secrets.token_hex(32)``); times are epoch seconds (stored as TIMESTAMP
+    WITH TIME ZONE in Postgres). ``converted_to_user_id``: the account it was converted to at login."""
+
+    session_id: str
+    created_at: float
+    expires_at: float
+    last_accessed_at: float
+    selected_store_id: int | None = None
+    converted_to_user_id: str | None = None
+
+
+@dataclass(slots=True)
+class GuestCartLine:
+    """One line of a guest cart (seed 001's ``guest_cart_items``): one row per (session, menu item).
+    ``item_id`` is the row's id (the ``{item_id}`` of ``/api/guest/cart/item/{item_id}``)."""
+
+    item_id: int
+    menu_item_id: str
+    quantity: int
+    added_at: float
+    updated_at: float
+
+
+class GuestSessionNotFound(StorageError):
+    """A guest cart or session change for a session that does not exist or has expired."""
+
+
+class GuestCartFull(StorageError):
+    """``add_guest_cart_item`` of a new menu item when the cart already has ``max_lines`` lines."""
+
+
+class GuestQuantityTooLarge(StorageError):
+    """``add_guest_cart_item`` that would take a line over ``GUEST_MAX_QUANTITY``: refused, nothing changes
+    (merging carts at login caps at the maximum instead; see ``convert_guest_session``)."""
+
+
+class GuestCartLineNotFound(StorageError):
+    """No line with this ``item_id`` in this session's cart."""
+
+
+GUEST_MAX_QUANTITY = 99  # the CHECK of guest_cart_items.quantity (1..99)
+GUEST_MAX_LINES = 100  # lines per guest cart (the API's limit; a parameter of add_guest_cart_item)
+GUEST_TOUCH_INTERVAL_S = 60.0  # a session's expiry is slid (written) at most once a minute
+
+
+@dataclass(slots=True)
 class CleanupReport:
     expired_tokens: int = 0
     expired_staff_sessions: int = 0
     expired_user_sessions: int = 0
+    expired_guest_sessions: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -501,5 +550,65 @@ class Store(Protocol):
 
     async def delete_expired_user_sessions(self, now: float) -> int: ...
 
+    # -- guest sessions and guest carts (seed 001) ----------------------------------------------------
+    async def create_guest_session(self, session: GuestSession) -> None:
+        """Insert a new session (its id is fresh from a CSPRNG; a clash is a StorageError)."""
+
+    async def get_guest_session(self, session_id: str, now: float, *, include_expired: bool = False) -> GuestSession | None:
+        """The session; None when unknown or (unless ``include_expired``) expired at ``now``. An expired
+        session is found with ``include_expired`` until the cleanup deletes it (the API tells
+        ``session_expired`` from ``unknown_session`` this way)."""
+
+    async def touch_guest_session(self, session_id: str, now: float, expires_at: float) -> bool:
+        """Sliding expiry: set ``expires_at`` and ``last_accessed_at = now`` of a live session, but only
+        when ``last_accessed_at`` is more than GUEST_TOUCH_INTERVAL_S before ``now`` (one conditional
+        UPDATE: at most one write a minute per session, however many requests). True when written."""
+
+    async def select_guest_store(self, session_id: str, store_id: int, now: float) -> GuestSession:
+        """Pick the session's store. A cart holds one store's items: picking another store than the
+        current one empties the cart (same transaction). Raises GuestSessionNotFound (unknown or expired),
+        RestaurantNotFound."""
+
+    async def add_guest_cart_item(self, session_id: str, menu_item_id: str, quantity: int, now: float, *,
+                                  max_lines: int = GUEST_MAX_LINES) -> GuestCartLine:
+        """Add ``quantity`` of an item: a new line, or (same item again) the line's quantity grows by
+        ``quantity``, atomically (one ``INSERT ... ON CONFLICT DO UPDATE``: concurrent adds never lose an
+        update). A sum over GUEST_MAX_QUANTITY is refused (GuestQuantityTooLarge, nothing changed); a new
+        line when ``max_lines`` exist is GuestCartFull (checked under the session's row lock, so
+        concurrent adds never overshoot). Raises GuestSessionNotFound. The caller checks the item's store
+        and availability."""
+
+    async def set_guest_cart_quantity(self, session_id: str, item_id: int, quantity: int, now: float) -> GuestCartLine:
+        """Set a line's quantity (1..GUEST_MAX_QUANTITY). Raises GuestCartLineNotFound."""
+
+    async def delete_guest_cart_item(self, session_id: str, item_id: int) -> bool:
+        """Remove a line; False when the session has no such line."""
+
+    async def list_guest_cart(self, session_id: str) -> list[GuestCartLine]:
+        """The lines, oldest first (ascending ``item_id``)."""
+
+    async def count_guest_cart_lines(self, session_id: str) -> int: ...
+
+    async def take_guest_cart(self, session_id: str) -> list[GuestCartLine]:
+        """Return the cart's lines and delete them, in one transaction (the hand-over into a table's
+        cart): two concurrent calls never both get a line."""
+
+    async def get_user_cart_session(self, user_id: str, now: float) -> GuestSession | None:
+        """The session holding the user's cart: the oldest live session converted to the user."""
+
+    async def convert_guest_session(self, session_id: str, user_id: str, now: float) -> GuestSession | None:
+        """Login with a guest session, one transaction serialised per user (the user's row is locked):
+        the session is marked ``converted_to_user_id``. When the user has no cart session yet it becomes
+        the user's cart. Otherwise its lines are merged into the user's cart (quantities added, capped at
+        GUEST_MAX_QUANTITY; a cart without a store takes the session's store) and leave this session;
+        lines of another store than the user's cart, or beyond GUEST_MAX_LINES, stay where they were.
+        Returns the user's cart session; None (nothing changed) when the session was already converted to
+        another account. Raises GuestSessionNotFound."""
+
+    async def delete_expired_guest_sessions(self, now: float) -> int:
+        """One DELETE of every session expired at ``now`` (their cart lines go by ON DELETE CASCADE); safe
+        on several nodes at once (each row is deleted, and counted, by exactly one of them)."""
+
     async def cleanup(self, now: float) -> CleanupReport:
-        """Periodic housekeeping: delete expired guest tokens, staff sessions and customer sessions."""
+        """Periodic housekeeping: delete expired guest tokens, staff sessions, customer sessions and guest
+        sessions."""

@@ -17,6 +17,9 @@ from typing import Any
 
 from tableside.storage.codec import encode_write
 from tableside.storage.interface import (
+    GUEST_MAX_LINES,
+    GUEST_MAX_QUANTITY,
+    GUEST_TOUCH_INTERVAL_S,
     Activation,
     BadQrSecret,
     CleanupReport,
@@ -25,6 +28,12 @@ from tableside.storage.interface import (
     GroupFull,
     GroupSnapshot,
     GroupWrite,
+    GuestCartFull,
+    GuestCartLine,
+    GuestCartLineNotFound,
+    GuestQuantityTooLarge,
+    GuestSession,
+    GuestSessionNotFound,
     InvalidTransition,
     InvalidWrite,
     JoinResult,
@@ -97,6 +106,11 @@ class MemoryStore:
         self._users: dict[str, User] = {}
         self._user_sessions: dict[str, _UserSession] = {}
         self._sessions: dict[str, _Session] = {}
+        # Guest sessions in insertion order (= ascending id, like the Postgres identity) and their carts
+        # (lines in insertion order = ascending item_id).
+        self._guests: dict[str, GuestSession] = {}
+        self._guest_carts: dict[str, list[GuestCartLine]] = {}
+        self._next_cart_line = 0
         # Counts commit_writes calls, so tests can see group commit batching.
         self.commit_calls = 0
 
@@ -552,10 +566,153 @@ class MemoryStore:
         self._users.pop(user_id, None)
         for h in [h for h, s in self._user_sessions.items() if s.user_id == user_id]:
             del self._user_sessions[h]
+        for g in self._guests.values():  # Postgres: ON DELETE SET NULL
+            if g.converted_to_user_id == user_id:
+                g.converted_to_user_id = None
+
+    # -- guest sessions and guest carts (seed 001); no awaits inside: each call is atomic -----------
+
+    async def create_guest_session(self, session: GuestSession) -> None:
+        if session.session_id in self._guests:
+            raise StorageError("guest session exists")
+        if session.selected_store_id is not None and session.selected_store_id not in self._restaurants:
+            raise StorageError(f"no store {session.selected_store_id}")
+        self._guests[session.session_id] = replace(session)
+        self._guest_carts[session.session_id] = []
+
+    def _live_guest(self, session_id: str, now: float) -> GuestSession | None:
+        g = self._guests.get(session_id)
+        return g if g is not None and g.expires_at > now else None
+
+    def _require_guest(self, session_id: str, now: float) -> GuestSession:
+        g = self._live_guest(session_id, now)
+        if g is None:
+            raise GuestSessionNotFound("guest session unknown or expired")
+        return g
+
+    async def get_guest_session(self, session_id: str, now: float, *, include_expired: bool = False) -> GuestSession | None:
+        g = self._guests.get(session_id) if include_expired else self._live_guest(session_id, now)
+        return None if g is None else replace(g)
+
+    async def touch_guest_session(self, session_id: str, now: float, expires_at: float) -> bool:
+        g = self._live_guest(session_id, now)
+        if g is None or not g.last_accessed_at < now - GUEST_TOUCH_INTERVAL_S:
+            return False
+        g.expires_at, g.last_accessed_at = expires_at, now
+        return True
+
+    async def select_guest_store(self, session_id: str, store_id: int, now: float) -> GuestSession:
+        g = self._require_guest(session_id, now)
+        if store_id not in self._restaurants:
+            raise RestaurantNotFound(f"store {store_id} does not exist")
+        if g.selected_store_id != store_id:
+            self._guest_carts[session_id] = []
+            g.selected_store_id = store_id
+        return replace(g)
+
+    async def add_guest_cart_item(self, session_id: str, menu_item_id: str, quantity: int, now: float, *,
+                                  max_lines: int = GUEST_MAX_LINES) -> GuestCartLine:
+        self._require_guest(session_id, now)
+        if menu_item_id not in self._menu:
+            raise MenuItemNotFound(menu_item_id)  # Postgres: the foreign key
+        if not 1 <= quantity <= GUEST_MAX_QUANTITY:
+            raise GuestQuantityTooLarge(f"a quantity is 1..{GUEST_MAX_QUANTITY}")
+        lines = self._guest_carts[session_id]
+        for line in lines:
+            if line.menu_item_id == menu_item_id:
+                if line.quantity + quantity > GUEST_MAX_QUANTITY:
+                    raise GuestQuantityTooLarge(f"a line holds at most {GUEST_MAX_QUANTITY}")
+                line.quantity += quantity
+                line.updated_at = now
+                return replace(line)
+        if len(lines) >= max_lines:
+            raise GuestCartFull(f"a guest cart holds at most {max_lines} lines")
+        self._next_cart_line += 1
+        line = GuestCartLine(self._next_cart_line, menu_item_id, quantity, now, now)
+        lines.append(line)
+        return replace(line)
+
+    def _line(self, session_id: str, item_id: int) -> GuestCartLine | None:
+        return next((x for x in self._guest_carts.get(session_id, []) if x.item_id == item_id), None)
+
+    async def set_guest_cart_quantity(self, session_id: str, item_id: int, quantity: int, now: float) -> GuestCartLine:
+        if not 1 <= quantity <= GUEST_MAX_QUANTITY:
+            raise GuestQuantityTooLarge(f"a quantity is 1..{GUEST_MAX_QUANTITY}")
+        line = self._line(session_id, item_id)
+        if line is None:
+            raise GuestCartLineNotFound(f"no cart line {item_id}")
+        line.quantity, line.updated_at = quantity, now
+        return replace(line)
+
+    async def delete_guest_cart_item(self, session_id: str, item_id: int) -> bool:
+        line = self._line(session_id, item_id)
+        if line is None:
+            return False
+        self._guest_carts[session_id].remove(line)
+        return True
+
+    async def list_guest_cart(self, session_id: str) -> list[GuestCartLine]:
+        return [replace(x) for x in self._guest_carts.get(session_id, [])]
+
+    async def count_guest_cart_lines(self, session_id: str) -> int:
+        return len(self._guest_carts.get(session_id, []))
+
+    async def take_guest_cart(self, session_id: str) -> list[GuestCartLine]:
+        lines = self._guest_carts.get(session_id)
+        if not lines:
+            return []
+        self._guest_carts[session_id] = []
+        return lines
+
+    async def get_user_cart_session(self, user_id: str, now: float) -> GuestSession | None:
+        g = self._user_cart(user_id, now)
+        return None if g is None else replace(g)
+
+    def _user_cart(self, user_id: str, now: float) -> GuestSession | None:
+        return next(
+            (g for g in self._guests.values() if g.converted_to_user_id == user_id and g.expires_at > now), None
+        )
+
+    async def convert_guest_session(self, session_id: str, user_id: str, now: float) -> GuestSession | None:
+        if user_id not in self._users:
+            raise StorageError(f"no user {user_id}")
+        g = self._require_guest(session_id, now)
+        if g.converted_to_user_id not in (None, user_id):
+            return None
+        target = self._user_cart(user_id, now)
+        g.converted_to_user_id = user_id
+        if target is None or target is g:
+            return replace(g)
+        if g.selected_store_id is not None:
+            if target.selected_store_id is None:
+                target.selected_store_id = g.selected_store_id
+            if target.selected_store_id == g.selected_store_id:
+                into = self._guest_carts[target.session_id]
+                kept: list[GuestCartLine] = []
+                for line in self._guest_carts[session_id]:
+                    same = next((x for x in into if x.menu_item_id == line.menu_item_id), None)
+                    if same is not None:
+                        same.quantity = min(same.quantity + line.quantity, GUEST_MAX_QUANTITY)
+                        same.updated_at = now
+                    elif len(into) < GUEST_MAX_LINES:
+                        self._next_cart_line += 1
+                        into.append(GuestCartLine(self._next_cart_line, line.menu_item_id, line.quantity, now, now))
+                    else:
+                        kept.append(line)
+                self._guest_carts[session_id] = kept
+        return replace(target)
+
+    async def delete_expired_guest_sessions(self, now: float) -> int:
+        expired = [sid for sid, g in self._guests.items() if g.expires_at <= now]
+        for sid in expired:
+            del self._guests[sid]
+            self._guest_carts.pop(sid, None)  # Postgres: ON DELETE CASCADE
+        return len(expired)
 
     async def cleanup(self, now: float) -> CleanupReport:
         return CleanupReport(
             expired_tokens=await self.delete_expired_tokens(now),
             expired_staff_sessions=await self.delete_expired_staff_sessions(now),
             expired_user_sessions=await self.delete_expired_user_sessions(now),
+            expired_guest_sessions=await self.delete_expired_guest_sessions(now),
         )

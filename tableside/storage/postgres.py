@@ -25,6 +25,9 @@ from tableside.storage import schema as s
 from tableside.storage.codec import dumps as _dumps
 from tableside.storage.codec import encode_write
 from tableside.storage.interface import (
+    GUEST_MAX_LINES,
+    GUEST_MAX_QUANTITY,
+    GUEST_TOUCH_INTERVAL_S,
     Activation,
     BadQrSecret,
     CleanupReport,
@@ -33,6 +36,12 @@ from tableside.storage.interface import (
     GroupFull,
     GroupSnapshot,
     GroupWrite,
+    GuestCartFull,
+    GuestCartLine,
+    GuestCartLineNotFound,
+    GuestQuantityTooLarge,
+    GuestSession,
+    GuestSessionNotFound,
     InvalidTransition,
     InvalidWrite,
     JoinResult,
@@ -425,6 +434,59 @@ def _user(row: sa.Row[Any]) -> User:
 
 # The unique index a duplicate account ran into, and the field it guards.
 _USER_UNIQUE = {"ix_users_email": "email", "ix_users_phone": "phone", "ix_users_line_id": "line_id"}
+
+
+def _ts(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _guest(row: sa.Row[Any]) -> GuestSession:
+    m = row._mapping
+    user = m["converted_to_user_id"]
+    return GuestSession(
+        session_id=m["session_id"],
+        created_at=m["created_at"].timestamp(),
+        expires_at=m["expires_at"].timestamp(),
+        last_accessed_at=m["last_accessed_at"].timestamp(),
+        selected_store_id=m["selected_store_id"],
+        converted_to_user_id=None if user is None else str(user),
+    )
+
+
+def _cart_line(row: Any) -> GuestCartLine:
+    m = row._mapping
+    return GuestCartLine(
+        item_id=m["id"],
+        menu_item_id=m["menu_item_id"],
+        quantity=m["quantity"],
+        added_at=m["added_at"].timestamp(),
+        updated_at=m["updated_at"].timestamp(),
+    )
+
+
+_GS, _GC = s.guest_sessions, s.guest_cart_items
+_CART_COLS = (_GC.c.id, _GC.c.menu_item_id, _GC.c.quantity, _GC.c.added_at, _GC.c.updated_at)
+
+# Add to a line atomically: a new line, or the existing line's quantity grows; the WHERE of the DO UPDATE
+# refuses a sum over the maximum (no row returned, nothing written).
+_ADD_ITEM = sa.text(
+    "INSERT INTO guest_cart_items (session_id, menu_item_id, quantity, added_at, updated_at)"
+    " VALUES (:sid, :item, :qty, :now, :now)"
+    " ON CONFLICT (session_id, menu_item_id) DO UPDATE"
+    " SET quantity = guest_cart_items.quantity + EXCLUDED.quantity, updated_at = EXCLUDED.updated_at"
+    " WHERE guest_cart_items.quantity + EXCLUDED.quantity <= :max_qty"
+    " RETURNING id, menu_item_id, quantity, added_at, updated_at"
+)
+
+# Merge: every line of the source whose item is of the target's store, added to the target's lines
+# (quantities capped at the maximum).
+_MERGE_LINE = sa.text(
+    "INSERT INTO guest_cart_items (session_id, menu_item_id, quantity, added_at, updated_at)"
+    " VALUES (:sid, :item, :qty, :now, :now)"
+    " ON CONFLICT (session_id, menu_item_id) DO UPDATE"
+    " SET quantity = LEAST(guest_cart_items.quantity + EXCLUDED.quantity, :max_qty),"
+    " updated_at = EXCLUDED.updated_at"
+)
 
 
 def _duplicate_field(exc: IntegrityError) -> str | None:
@@ -1186,11 +1248,219 @@ class PostgresStore:
             res = await conn.execute(sa.delete(s.user_sessions).where(s.user_sessions.c.expires_at <= now))
         return int(res.rowcount)
 
+    # -- guest sessions and guest carts (seed 001) ------------------------------------------------
+
+    async def create_guest_session(self, session: GuestSession) -> None:
+        stmt = sa.insert(_GS).values(
+            session_id=session.session_id,
+            selected_store_id=session.selected_store_id,
+            created_at=_ts(session.created_at),
+            expires_at=_ts(session.expires_at),
+            last_accessed_at=_ts(session.last_accessed_at),
+            converted_to_user_id=session.converted_to_user_id,
+        )
+        try:
+            async with self._connect(self.engine.begin()) as conn:
+                await conn.execute(stmt)
+        except IntegrityError as e:
+            raise StorageError(f"guest session: {first_line(e.orig or e)}") from e
+
+    async def get_guest_session(self, session_id: str, now: float, *, include_expired: bool = False) -> GuestSession | None:
+        stmt = sa.select(_GS).where(_GS.c.session_id == session_id)
+        if not include_expired:
+            stmt = stmt.where(_GS.c.expires_at > _ts(now))
+        async with self._connect(self.engine.connect()) as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else _guest(row)
+
+    async def touch_guest_session(self, session_id: str, now: float, expires_at: float) -> bool:
+        stmt = (
+            sa.update(_GS)
+            .where(
+                _GS.c.session_id == session_id,
+                _GS.c.expires_at > _ts(now),
+                _GS.c.last_accessed_at < _ts(now - GUEST_TOUCH_INTERVAL_S),
+            )
+            .values(expires_at=_ts(expires_at), last_accessed_at=_ts(now))
+        )
+        async with self._connect(self.engine.begin()) as conn:
+            res = await conn.execute(stmt)
+        return bool(res.rowcount)
+
+    async def _lock_guest(self, conn: AsyncConnection, session_id: str, now: float) -> GuestSession:
+        """The live session's row, locked until commit (serialises the changes of one cart)."""
+        row = (
+            await conn.execute(
+                sa.select(_GS).where(_GS.c.session_id == session_id, _GS.c.expires_at > _ts(now)).with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise GuestSessionNotFound("guest session unknown or expired")
+        return _guest(row)
+
+    async def select_guest_store(self, session_id: str, store_id: int, now: float) -> GuestSession:
+        async with self._connect(self.engine.begin()) as conn:
+            session = await self._lock_guest(conn, session_id, now)
+            exists = (await conn.execute(sa.select(s.stores.c.store_id).where(s.stores.c.store_id == store_id))).first()
+            if exists is None:
+                raise RestaurantNotFound(f"store {store_id} does not exist")
+            if session.selected_store_id != store_id:
+                await conn.execute(sa.delete(_GC).where(_GC.c.session_id == session_id))
+                await conn.execute(sa.update(_GS).where(_GS.c.session_id == session_id).values(selected_store_id=store_id))
+        session.selected_store_id = store_id
+        return session
+
+    async def add_guest_cart_item(self, session_id: str, menu_item_id: str, quantity: int, now: float, *,
+                                  max_lines: int = GUEST_MAX_LINES) -> GuestCartLine:
+        async with self._connect(self.engine.begin()) as conn:
+            await self._lock_guest(conn, session_id, now)
+            lines = (
+                await conn.execute(
+                    sa.select(sa.func.count(), sa.func.count().filter(_GC.c.menu_item_id == menu_item_id))
+                    .where(_GC.c.session_id == session_id)
+                )
+            ).one()
+            if lines[1] == 0 and lines[0] >= max_lines:
+                raise GuestCartFull(f"a guest cart holds at most {max_lines} lines")
+            try:
+                row = (
+                    await conn.execute(
+                        _ADD_ITEM,
+                        {"sid": session_id, "item": menu_item_id, "qty": quantity, "now": _ts(now),
+                         "max_qty": GUEST_MAX_QUANTITY},
+                    )
+                ).first()
+            except IntegrityError as e:
+                if "ck_guest_cart_items_quantity" in str(e.orig):
+                    raise GuestQuantityTooLarge(f"a quantity is 1..{GUEST_MAX_QUANTITY}") from e
+                raise MenuItemNotFound(menu_item_id) from e
+            if row is None:
+                raise GuestQuantityTooLarge(f"a line holds at most {GUEST_MAX_QUANTITY}")
+        return _cart_line(row)
+
+    async def set_guest_cart_quantity(self, session_id: str, item_id: int, quantity: int, now: float) -> GuestCartLine:
+        if not 1 <= quantity <= GUEST_MAX_QUANTITY:
+            raise GuestQuantityTooLarge(f"a quantity is 1..{GUEST_MAX_QUANTITY}")
+        stmt = (
+            sa.update(_GC)
+            .where(_GC.c.id == item_id, _GC.c.session_id == session_id)
+            .values(quantity=quantity, updated_at=_ts(now))
+            .returning(*_CART_COLS)
+        )
+        async with self._connect(self.engine.begin()) as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            raise GuestCartLineNotFound(f"no cart line {item_id}")
+        return _cart_line(row)
+
+    async def delete_guest_cart_item(self, session_id: str, item_id: int) -> bool:
+        async with self._connect(self.engine.begin()) as conn:
+            res = await conn.execute(sa.delete(_GC).where(_GC.c.id == item_id, _GC.c.session_id == session_id))
+        return bool(res.rowcount)
+
+    async def list_guest_cart(self, session_id: str) -> list[GuestCartLine]:
+        async with self._connect(self.engine.connect()) as conn:
+            rows = await conn.execute(sa.select(*_CART_COLS).where(_GC.c.session_id == session_id).order_by(_GC.c.id))
+        return [_cart_line(r) for r in rows]
+
+    async def count_guest_cart_lines(self, session_id: str) -> int:
+        async with self._connect(self.engine.connect()) as conn:
+            n = (await conn.execute(sa.select(sa.func.count()).where(_GC.c.session_id == session_id))).scalar()
+        return int(n or 0)
+
+    async def take_guest_cart(self, session_id: str) -> list[GuestCartLine]:
+        async with self._connect(self.engine.begin()) as conn:
+            rows = await conn.execute(sa.delete(_GC).where(_GC.c.session_id == session_id).returning(*_CART_COLS))
+            lines = [_cart_line(r) for r in rows]
+        return sorted(lines, key=lambda line: line.item_id)
+
+    @staticmethod
+    def _user_cart_stmt(user_id: str, now: float) -> sa.Select[Any]:
+        return (
+            sa.select(_GS)
+            .where(_GS.c.converted_to_user_id == user_id, _GS.c.expires_at > _ts(now))
+            .order_by(_GS.c.id)
+            .limit(1)
+        )
+
+    async def get_user_cart_session(self, user_id: str, now: float) -> GuestSession | None:
+        try:
+            uuid.UUID(user_id)
+        except ValueError:
+            return None
+        async with self._connect(self.engine.connect()) as conn:
+            row = (await conn.execute(self._user_cart_stmt(user_id, now))).first()
+        return None if row is None else _guest(row)
+
+    async def convert_guest_session(self, session_id: str, user_id: str, now: float) -> GuestSession | None:
+        async with self._connect(self.engine.begin()) as conn:
+            # Serialise conversions of one user: two logins at once never make two carts.
+            locked = (
+                await conn.execute(sa.select(s.users.c.id).where(s.users.c.id == user_id).with_for_update())
+            ).first()
+            if locked is None:
+                raise StorageError(f"no user {user_id}")
+            session = await self._lock_guest(conn, session_id, now)
+            if session.converted_to_user_id not in (None, user_id):
+                return None  # another account's cart: left alone
+            row = (await conn.execute(self._user_cart_stmt(user_id, now).with_for_update())).first()
+            await conn.execute(
+                sa.update(_GS).where(_GS.c.session_id == session_id).values(converted_to_user_id=user_id)
+            )
+            session.converted_to_user_id = user_id
+            if row is None or row._mapping["session_id"] == session_id:
+                return session
+            target = _guest(row)
+            await self._merge_cart(conn, session, target, now)
+        return target
+
+    async def _merge_cart(self, conn: AsyncConnection, source: GuestSession, target: GuestSession, now: float) -> None:
+        if source.selected_store_id is None:
+            return  # a session without a store has no lines
+        if target.selected_store_id is None:
+            await conn.execute(
+                sa.update(_GS).where(_GS.c.session_id == target.session_id)
+                .values(selected_store_id=source.selected_store_id)
+            )
+            target.selected_store_id = source.selected_store_id
+        if target.selected_store_id != source.selected_store_id:
+            return  # lines of another store stay in the source session
+        have = {
+            r[0] for r in await conn.execute(sa.select(_GC.c.menu_item_id).where(_GC.c.session_id == target.session_id))
+        }
+        moved: list[str] = []
+        for line in [
+            _cart_line(r)
+            for r in await conn.execute(
+                sa.select(*_CART_COLS).where(_GC.c.session_id == source.session_id).order_by(_GC.c.id)
+            )
+        ]:
+            if line.menu_item_id not in have:
+                if len(have) >= GUEST_MAX_LINES:
+                    continue  # the user's cart is full: the line stays in the guest session
+                have.add(line.menu_item_id)
+            await conn.execute(
+                _MERGE_LINE,
+                {"sid": target.session_id, "item": line.menu_item_id, "qty": line.quantity, "now": _ts(now),
+                 "max_qty": GUEST_MAX_QUANTITY},
+            )
+            moved.append(line.menu_item_id)
+        if moved:
+            await conn.execute(
+                sa.delete(_GC).where(_GC.c.session_id == source.session_id, _GC.c.menu_item_id.in_(moved))
+            )
+
+    async def delete_expired_guest_sessions(self, now: float) -> int:
+        async with self._connect(self._autocommit.connect()) as conn:
+            res = await conn.execute(sa.delete(_GS).where(_GS.c.expires_at <= _ts(now)))
+        return int(res.rowcount)
+
     async def cleanup(self, now: float) -> CleanupReport:
         return CleanupReport(
             expired_tokens=await self.delete_expired_tokens(now),
             expired_staff_sessions=await self.delete_expired_staff_sessions(now),
             expired_user_sessions=await self.delete_expired_user_sessions(now),
+            expired_guest_sessions=await self.delete_expired_guest_sessions(now),
         )
 
     # -- test support ----------------------------------------------------------------------------

@@ -169,6 +169,42 @@ user_sessions = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
 )
 
+# Guest sessions (seed 001): a visitor's server-side session before login and its cart. The seed's columns
+# and types: an integer id, the 64-character ``session_id`` (unique index), TIMESTAMP WITH TIME ZONE times,
+# ``expires_at`` indexed for the cleanup. Deviations: ``converted_to_user_id`` is a UUID (users.id is one)
+# and the menu column is ``menu_item_id`` TEXT (menu_items' key). A cart row is unique per (session, item)
+# so adding an item again is one ``INSERT ... ON CONFLICT`` and its quantity is CHECKed to 1..99.
+guest_sessions = sa.Table(
+    "guest_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("selected_store_id", sa.Integer, sa.ForeignKey("stores.store_id"), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("converted_to_user_id", UUID(as_uuid=False), sa.ForeignKey("users.id", ondelete="SET NULL"),
+              nullable=True),
+    sa.Column("last_accessed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_guest_sessions_session_id", "session_id", unique=True),
+    sa.Index("ix_guest_sessions_expires_at", "expires_at"),
+    sa.Index("ix_guest_sessions_converted_to_user_id", "converted_to_user_id"),
+)
+
+guest_cart_items = sa.Table(
+    "guest_cart_items",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("session_id", sa.String(64), sa.ForeignKey("guest_sessions.session_id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("menu_item_id", sa.Text, sa.ForeignKey("menu_items.menu_item_id"), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("quantity BETWEEN 1 AND 99", name="ck_guest_cart_items_quantity"),
+    sa.UniqueConstraint("session_id", "menu_item_id", name="uq_guest_cart_items_session_item"),
+    sa.Index("ix_guest_cart_items_session_id", "session_id"),
+)
+
 ALL_TABLES: tuple[sa.Table, ...] = (
     stores,
     tables,
@@ -180,4 +216,6 @@ ALL_TABLES: tuple[sa.Table, ...] = (
     staff_sessions,
     users,
     user_sessions,
+    guest_sessions,
+    guest_cart_items,
 )

@@ -232,7 +232,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002 and 0003,
     and 0005's users / user_sessions (seed 003's columns, types and unique indexes) gone and back."""
     await upgrade_to_head(scratch_db_url)
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
     await assert_users_schema(scratch_db_url)
     await downgrade_to(scratch_db_url, "0004")
     assert await current_revision(scratch_db_url) == "0004"
@@ -274,7 +274,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     assert await current_revision(scratch_db_url) == "0001"
     assert not await username_index()
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0005" and await username_index()
+    assert await current_revision(scratch_db_url) == "0006" and await username_index()
     await assert_users_schema(scratch_db_url)
     assert await group_columns() == {"epoch", "owner_node"}
     # a row that predates 0003 starts at epoch 0: the first activation makes it 1
@@ -324,7 +324,7 @@ async def test_0004_turns_the_single_restaurant_into_the_first_store_and_back(sc
         "INSERT INTO staff_users (username, role, password_hash) VALUES ('mgr', 'manager', 'h'), ('root', 'admin', 'h')",
     )
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0005"  # head: 0004 stores, then 0005 users
+    assert await current_revision(scratch_db_url) == "0006"  # head: 0004 stores, 0005 users, 0006 guests
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('restaurants') IS NULL") == [(True,)]
     assert await fetch_rows(
         scratch_db_url, "SELECT username, store_id FROM staff_users ORDER BY username"
@@ -409,3 +409,70 @@ async def test_a_query_cancelled_midway_stays_a_cancellation(pg_url: str) -> Non
         assert task.cancelled()
     finally:
         await store.close()
+
+
+async def test_0006_guest_tables_columns_indexes_cascade_and_round_trip(scratch_db_url: str) -> None:
+    """Seed 001's acceptance checks: guest_sessions / guest_cart_items with their columns and types, the
+    unique session_id index, the expires_at index, deleting a session cascades its cart rows, the quantity
+    CHECK; then downgrade to 0005 (gone) and upgrade again (back)."""
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0006"
+
+    async def columns(table: str) -> dict[str, tuple[str, str, int | None]]:
+        rows = await fetch_rows(
+            scratch_db_url,
+            "SELECT column_name::text, data_type::text, is_nullable::text, character_maximum_length"
+            f" FROM information_schema.columns WHERE table_name = '{table}'",
+        )
+        return {str(r[0]): (str(r[1]), str(r[2]), r[3]) for r in rows}  # type: ignore[misc]
+
+    tz = "timestamp with time zone"
+    assert await columns("guest_sessions") == {
+        "id": ("integer", "NO", None),
+        "session_id": ("character varying", "NO", 64),
+        "selected_store_id": ("integer", "YES", None),
+        "created_at": (tz, "NO", None),
+        "expires_at": (tz, "NO", None),
+        "converted_to_user_id": ("uuid", "YES", None),
+        "last_accessed_at": (tz, "NO", None),
+    }
+    assert await columns("guest_cart_items") == {
+        "id": ("integer", "NO", None),
+        "session_id": ("character varying", "NO", 64),
+        "menu_item_id": ("text", "NO", None),
+        "quantity": ("integer", "NO", None),
+        "added_at": (tz, "NO", None),
+        "updated_at": (tz, "NO", None),
+    }
+    indexes = dict(
+        await fetch_rows(
+            scratch_db_url,
+            "SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename IN ('guest_sessions', 'guest_cart_items')",
+        )
+    )
+    assert "UNIQUE INDEX ix_guest_sessions_session_id" in str(indexes["ix_guest_sessions_session_id"])
+    assert "(expires_at)" in str(indexes["ix_guest_sessions_expires_at"])
+    assert "(session_id)" in str(indexes["ix_guest_cart_items_session_id"])
+    assert "UNIQUE" in str(indexes["uq_guest_cart_items_session_item"])
+    sid = "a" * 64
+    await execute(
+        scratch_db_url,
+        "INSERT INTO stores (store_id, name, business_hours, created_at) VALUES (1, 'R', '{}', 0)",
+        "INSERT INTO menu_items (menu_item_id, restaurant_id, name, category, price) VALUES ('m', 1, 'M', 'C', 1)",
+        f"INSERT INTO guest_sessions (session_id, selected_store_id, expires_at) VALUES ('{sid}', 1, now())",
+        f"INSERT INTO guest_cart_items (session_id, menu_item_id) VALUES ('{sid}', 'm')",
+    )
+    assert await fetch_rows(scratch_db_url, "SELECT quantity FROM guest_cart_items") == [(1,)]  # default 1
+    with pytest.raises(asyncpg.CheckViolationError):
+        await execute(scratch_db_url, "UPDATE guest_cart_items SET quantity = 100")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await execute(scratch_db_url, f"INSERT INTO guest_cart_items (session_id, menu_item_id) VALUES ('{sid}', 'm')")
+    await execute(scratch_db_url, f"DELETE FROM guest_sessions WHERE session_id = '{sid}'")
+    assert await fetch_rows(scratch_db_url, "SELECT count(*) FROM guest_cart_items") == [(0,)]  # cascaded
+    await downgrade_to(scratch_db_url, "0005")
+    assert await fetch_rows(
+        scratch_db_url, "SELECT to_regclass('guest_sessions') IS NULL AND to_regclass('guest_cart_items') IS NULL"
+    ) == [(True,)]
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0006"
+    assert "id" in await columns("guest_cart_items")
