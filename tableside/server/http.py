@@ -7,8 +7,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
+from tableside.actors.base import ActorDead
 from tableside.actors.messages import GetCart
+from tableside.cluster.router import RoutingUnavailable
 from tableside.server.base import GUEST_COOKIE, ApiError, BaseHandler, bearer_token
+from tableside.server.guests import guest_session_id
 from tableside.server.services import Services
 from tableside.storage.interface import (
     BadQrSecret,
@@ -18,11 +23,14 @@ from tableside.storage.interface import (
     OrderStatus,
     Restaurant,
     StaffRole,
+    StorageError,
     Table,
     TableNotFound,
     TablePaid,
     TokenInfo,
 )
+
+log = structlog.get_logger("tableside.http")
 
 
 def order_view(order: Any) -> dict[str, Any]:
@@ -128,13 +136,16 @@ class QrJoinHandler(BaseHandler):
         try:
             check_ip_join_rate(self)
             cookie = self.get_cookie(GUEST_COOKIE)
-            if cookie and await self.services.current_member(cookie, table_id, qr) is not None:
+            member = await self.services.current_member(cookie, table_id, qr) if cookie else None
+            if member is not None:
+                await self._bring_guest_cart(member.member_id, member.group_id, table_id, member.restaurant_id)
                 self.redirect("/guest", status=303)
                 return
             token, result = await join_or_raise(self, table_id, qr)
         except ApiError as err:
             finish_error_page(self, err)
             return
+        await self._bring_guest_cart(result.member_id, result.group_id, table_id, result.restaurant_id)
         self.set_cookie(
             GUEST_COOKIE,
             token,
@@ -145,6 +156,16 @@ class QrJoinHandler(BaseHandler):
             path="/",
         )
         self.redirect("/guest", status=303)
+
+
+    async def _bring_guest_cart(self, member_id: str, group_id: str, table_id: str, store_id: int) -> None:
+        """A guest who filled a cart on the store page brings it to the table (their next welcome says
+        what came over). Never stands between the guest and the table: if it cannot be done now, the
+        guest cart stays as it was and opening the link again tries again."""
+        try:
+            await self.services.bring_guest_cart(member_id, group_id, table_id, store_id, guest_session_id(self))
+        except (RoutingUnavailable, ActorDead, StorageError) as exc:
+            log.warning("guest_cart_not_brought", table_id=table_id, error=repr(exc))
 
 
 class LeaveHandler(BaseHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import tornado.web
 from tableside.accounts import CustomerAccounts
 from tableside.actors.base import ActorDead
 from tableside.actors.directory import ActorDirectory
-from tableside.actors.messages import CloseSession, Command, TableMessage
+from tableside.actors.messages import CloseSession, Command, ImportedLine, ImportLines, TableMessage
 from tableside.actors.table import TableContext
 from tableside.auth import LoginThrottle, StaffAuth, new_id, new_token, token_hash
 from tableside.clock import Clock
@@ -165,6 +166,34 @@ class Services:
             return await ref.ask(message)
         except (RoutingUnavailable, ActorDead) as exc:
             raise ServiceUnavailable(str(exc)) from exc
+
+    async def bring_guest_cart(
+        self, member_id: str, group_id: str, table_id: str, store_id: int, session_id: str | None
+    ) -> dict[str, Any] | None:
+        """The bridge (issue 11): a guest session of this table's store brings its cart into the table's
+        shared cart as this member's lines, through the table's actor (one commit, one ``cart_updated``),
+        then the guest cart is emptied. The import key names the session and the exact lines, so a retry
+        after a crash between the import and the emptying is answered by the actor, not applied twice.
+        None when there was nothing to bring (no session, another store, an empty cart)."""
+        if not session_id or len(session_id) > 128:
+            return None
+        session = await self.store.get_guest_session(session_id, self.clock.now())
+        if session is None or session.selected_store_id != store_id:
+            return None
+        lines = await self.store.list_guest_cart(session_id)
+        if not lines:
+            return None
+        fingerprint = ";".join(f"{line.item_id}:{line.quantity}:{line.updated_at!r}" for line in lines)
+        key = "guest:" + hashlib.sha256(f"{session_id}\n{fingerprint}".encode()).hexdigest()[:32]
+        ref = await self.router.ref_for(group_id, table_id, store_id)
+        imported = tuple(ImportedLine(line.menu_item_id, line.quantity) for line in lines)
+        answer: dict[str, Any] = await ref.ask(ImportLines(member_id, imported, key))
+        if "error" in answer:
+            return answer
+        for line in lines:  # the lines that were brought over (skipped ones too: they were reported)
+            await self.store.delete_guest_cart_item(session_id, line.item_id)
+        log.info("guest_cart_brought_to_table", table_id=table_id, member_id=member_id, lines=answer.get("lines"))
+        return answer
 
     async def resolve_guest(self, token: str | None) -> TokenInfo | None:
         if not token or len(token) > 128:
