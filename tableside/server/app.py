@@ -20,6 +20,7 @@ from tableside.clock import Clock, SystemClock
 from tableside.cluster.bus import Bus
 from tableside.cluster.redis_bus import RedisBus
 from tableside.cluster.router import ClusterHooks, ClusterRouter, LocalRouter
+from tableside.cluster.session_cache import GuestSessions, RedisSessionCache
 from tableside.config import Settings
 from tableside.demo import demo_logins_path, read_logins, second_store_id, seed_demo, write_logins
 from tableside.logs import log_request
@@ -151,6 +152,7 @@ class RunningServer:
         self.http_server.stop()
         await self.background.stop()  # keep-alive, cleanup, kitchen pump
         await self.services.router.stop()  # actors (members get the relocation code), leases, bus
+        await self.services.guest_sessions.close()
         await self.services.kitchen.stop()
         await self.services.committer.stop()
         await self.services.pos.close()
@@ -230,6 +232,9 @@ async def build_services(
         accounts=CustomerAccounts(store, settings.tokens.user_ttl_hours * 3600),
         register_limiter=KeyedRateLimiter.per_minute(settings.limits.register_per_minute_per_ip),
         guest_session_limiter=KeyedRateLimiter.per_minute(settings.guest.sessions_per_minute_per_ip),
+        guest_sessions=GuestSessions(
+            store, RedisSessionCache(settings.redis_url) if settings.redis_url else None
+        ),
     )
 
 

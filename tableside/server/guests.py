@@ -76,13 +76,13 @@ class GuestHandler(BaseHandler):
         now = self.services.clock.now()
         found = None
         if _SESSION_ID.match(sid):
-            found = await self.services.store.get_guest_session(sid, now, include_expired=True)
+            found = await self.services.guest_sessions.get(sid, now, include_expired=True)
         if found is None:
             raise ApiError(401, "unknown_session", "unknown guest session")
         if found.expires_at <= now:
             raise ApiError(401, "session_expired", "the guest session has expired: create a new one")
         expires_at = now + self.ttl_s
-        if await self.services.store.touch_guest_session(sid, now, expires_at):
+        if await self.services.guest_sessions.touch(sid, now, expires_at):
             found.expires_at, found.last_accessed_at = expires_at, now
             if from_cookie:
                 self.set_session_cookie(found)  # the cookie slides with the session
@@ -160,7 +160,7 @@ class GuestStoreHandler(GuestHandler):
         if isinstance(store_id, bool) or not isinstance(store_id, int) or not 0 <= store_id < 1 << 31:
             raise ApiError(400, "bad_request", "store_id must be an integer")
         try:
-            picked = await self.services.store.select_guest_store(session.session_id, store_id,
+            picked = await self.services.guest_sessions.select_store(session.session_id, store_id,
                                                                   self.services.clock.now())
         except RestaurantNotFound:
             raise ApiError(404, "store_not_found", f"no store {store_id}") from None
@@ -242,7 +242,7 @@ class MyCartHandler(GuestHandler):
         if cart is None:
             self.send_json({"store_id": None, "items": [], "total": 0})
             return
-        await self.services.store.touch_guest_session(cart.session_id, now, now + self.ttl_s)
+        await self.services.guest_sessions.touch(cart.session_id, now, now + self.ttl_s)
         await self.send_cart(cart.session_id, cart.selected_store_id)
 
 
@@ -254,6 +254,6 @@ async def convert_on_login(handler: BaseHandler, user_id: str) -> None:
     if not sid or not _SESSION_ID.match(sid):
         return
     try:
-        await handler.services.store.convert_guest_session(sid, user_id, handler.services.clock.now())
+        await handler.services.guest_sessions.convert(sid, user_id, handler.services.clock.now())
     except GuestSessionNotFound:
         return

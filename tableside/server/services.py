@@ -19,6 +19,7 @@ from tableside.actors.table import TableContext
 from tableside.auth import LoginThrottle, StaffAuth, new_id, new_token, token_hash
 from tableside.clock import Clock
 from tableside.cluster.router import Router, RoutingUnavailable
+from tableside.cluster.session_cache import GuestSessions
 from tableside.config import Settings
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS, Metrics
@@ -87,6 +88,7 @@ class Services:
     table_join_limiter: KeyedRateLimiter  # new members per table (limits.join_per_minute_per_table)
     accounts: CustomerAccounts  # customer accounts (seed 003's users)
     register_limiter: KeyedRateLimiter  # registrations per client IP (limits.register_per_minute_per_ip)
+    guest_sessions: GuestSessions  # guest-session reads and changes, through the Redis cache when configured
     keepalive: KeepAlive = field(default_factory=KeepAlive)
     metrics: Metrics = METRICS
     # Failed logins per IP and per (username, IP); see LoginThrottle. Never locks the account itself.
@@ -177,7 +179,7 @@ class Services:
         None when there was nothing to bring (no session, another store, an empty cart)."""
         if not session_id or len(session_id) > 128:
             return None
-        session = await self.store.get_guest_session(session_id, self.clock.now())
+        session = await self.guest_sessions.get(session_id, self.clock.now())
         if session is None or session.selected_store_id != store_id:
             return None
         lines = await self.store.list_guest_cart(session_id)
