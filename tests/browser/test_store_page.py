@@ -71,6 +71,20 @@ async def test_store_page_cart_survives_a_reload(server: Proc, browser: Browser)
     await expect(page.locator("#total")).to_have_text("33.50")
     await expect(page.locator("#notice")).to_have_text("")
 
+    # Another store: a cart holds one store's items, so opening store 2 empties it, and the page says so.
+    await page.goto(server.base + "/store/2")
+    await expect(page.locator("#notice")).to_contain_text("so it was emptied when you opened this store")
+    await expect(page.locator("#cart-empty")).to_be_visible()
+    await expect(page.locator("#total")).to_have_text("0.00")
+
+    # An item staff switched off is shown, its button disabled.
+    token, _ = join_url_for(server, "T001")
+    staff_call(server, "/api/staff/menu/mochi/availability", token, {"available": False})
+    await page.goto(server.base + "/store/1")
+    await expect(page.get_by_role("button", name="Mochi (3) is unavailable")).to_be_disabled()
+    await expect(page.get_by_role("button", name=re.compile(r"^Add Edamame"))).to_be_enabled()
+    await expect(page.locator("#notice")).to_have_text("")
+
     # An unknown store says so.
     await page.goto(server.base + "/store/999")
     await expect(page.get_by_role("heading", name="No such store")).to_be_visible()
