@@ -5,11 +5,12 @@ build/screenshots/ (docs/screenshots/ with TABLESIDE_UPDATE_SCREENSHOTS=1), like
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.browser.test_browser_flow import (  # noqa: F401  (fixtures used by name)
     PHONE,
@@ -165,4 +166,25 @@ async def test_register_and_login_keep_the_cart(server: Proc, browser: Browser) 
     await expect(page.locator("#signed-in")).to_have_text("Signed in as Ana Lima")
     await expect(page.locator("#cart > li")).to_have_count(2)
     await expect(page.locator("#total")).to_have_text("19.00")
+    assert not errors, errors
+
+
+async def test_an_add_tapped_while_the_session_starts_is_not_lost(server: Proc, browser: Browser) -> None:  # noqa: F811
+    """The menu can show before the guest session exists: an "Add" then waits for the session and lands."""
+    errors: list[str] = []
+    ctx, page = await new_page(browser, errors, viewport=PHONE)
+    gate = asyncio.Event()
+
+    async def held(route: Route) -> None:
+        await gate.wait()
+        await route.continue_()
+
+    await ctx.route(re.compile(r"/api/guest/session$"), held)
+    await page.goto(server.base + "/store/1")
+    await page.get_by_role("button", name=re.compile(r"^Add Edamame")).click()
+    await expect(page.locator("#cart > li")).to_have_count(0)
+    gate.set()
+    await expect(store_line(page, "Edamame")).to_be_visible()
+    await expect(page.locator("#total")).to_have_text("4.50")
+    await expect(page.locator("#notice")).to_have_text("")
     assert not errors, errors

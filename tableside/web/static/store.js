@@ -381,8 +381,14 @@ async function start() {
       return;
     }
     renderStore();
-    await Promise.all([loadMenu(), ensureSession(), loadMe()]);
-    await loadCart();
+    // Cart changes wait in the queue until the session exists, this store is picked and the cart is
+    // loaded: an "Add" tapped while the page starts is not lost.
+    const session = (async () => {
+      await Promise.all([ensureSession(), loadMe()]);
+      await loadCart();
+    })();
+    queue = session.catch(() => {});
+    await Promise.all([loadMenu(), session]);
   } catch (err) {
     showError(err);
   } finally {
