@@ -58,7 +58,7 @@ class PageHandler(tornado.web.RequestHandler):
         self.page = page
         self.no_cookie_page = no_cookie_page
 
-    def get(self) -> None:
+    def get(self, *_path_args: str) -> None:
         page = self.page
         if self.no_cookie_page is not None and not self.get_cookie(GUEST_COOKIE):
             page = self.no_cookie_page
@@ -125,6 +125,8 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/guest", PageHandler, {"page": "guest.html", "no_cookie_page": "guest-join.html"}),
         (r"/kitchen", PageHandler, {"page": "kitchen.html"}),
         (r"/staff", PageHandler, {"page": "staff.html"}),
+        # The store page: an unknown store id gets the page too, which says "no such store".
+        (r"/store/([0-9]{1,9})", PageHandler, {"page": "store.html"}),
         (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
     ]
     return tornado.web.Application(
