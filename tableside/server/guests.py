@@ -249,11 +249,23 @@ class MyCartHandler(GuestHandler):
 async def convert_on_login(handler: BaseHandler, user_id: str) -> None:
     """A customer login or registration carrying a guest session (cookie or header) converts it: the user
     keeps its cart, or its lines merge into the user's cart (``Store.convert_guest_session``). A missing,
-    malformed, unknown or expired id changes nothing and never fails the login."""
+    malformed, unknown or expired id changes nothing and never fails the login. When the lines went into an
+    older cart of the user's, the browser's guest cookie is pointed at that cart, so what the page shows
+    (``/api/me/cart``) is also what its next cart call changes."""
     sid = guest_session_id(handler)
     if not sid or not _SESSION_ID.match(sid):
         return
     try:
-        await handler.services.guest_sessions.convert(sid, user_id, handler.services.clock.now())
+        cart = await handler.services.guest_sessions.convert(sid, user_id, handler.services.clock.now())
     except GuestSessionNotFound:
         return
+    if cart is not None and cart.session_id != sid and handler.get_cookie(GUEST_SESSION_COOKIE) == sid:
+        handler.set_cookie(
+            GUEST_SESSION_COOKIE,
+            cart.session_id,
+            httponly=True,
+            secure=handler.services.settings.cookie_secure,
+            samesite="Lax",
+            expires=cart.expires_at,
+            path="/",
+        )

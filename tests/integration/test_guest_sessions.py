@@ -311,6 +311,27 @@ async def test_register_and_login_with_a_guest_session_keep_and_merge_the_cart(g
     assert json.loads(cookie_login.body)["total"] == mine["total"]
 
 
+async def test_a_login_that_merges_points_the_browser_at_the_users_cart(gh: GuestHarness) -> None:
+    """A browser (cookie) whose guest lines were merged into the user's older cart at login gets the guest
+    cookie of that cart: what ``/api/me/cart`` shows is what its next cart call changes."""
+    a, b = gh.menu(1)[:2]
+    first = await gh.new_session(1)
+    await gh.call("POST", "/api/guest/cart/add", {"menu_item_id": a, "quantity": 1}, sid=first)
+    code, _ = await gh.call("POST", "/api/users/register",
+                            {"name": "Cy", "email": "cy@example.com", "password": PASSWORD}, sid=first)
+    assert code == 201
+    second = await gh.new_session(1)
+    await gh.call("POST", "/api/guest/cart/add", {"menu_item_id": b, "quantity": 1}, sid=second)
+    resp = await gh.fetch("POST", "/api/users/login", {"email": "cy@example.com", "password": PASSWORD}, sid=second)
+    assert resp.code == 200
+    assert guest_cookie(resp) is not None and guest_cookie(resp)[0] == first  # type: ignore[index]
+    code, cart = await gh.call("POST", "/api/guest/cart/add", {"menu_item_id": b, "quantity": 1}, sid=first)
+    assert code == 200
+    token = json.loads(resp.body)["token"]
+    code, mine = await gh.call("GET", "/api/me/cart", token=token)
+    assert sorted((i["menu_item_id"], i["quantity"]) for i in mine["items"]) == sorted([(a, 1), (b, 2)])
+
+
 # -- logs ----------------------------------------------------------------------------------------------------
 
 
