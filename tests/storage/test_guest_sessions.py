@@ -239,3 +239,56 @@ async def test_cleanup_on_two_processes_at_once(store: Store) -> None:
             await other.close()
     assert sum(counts) == 40
     assert await store.get_guest_session(live.session_id, NOW + DAY + 1) is not None
+
+
+def test_cleanup_in_two_os_processes_at_once() -> None:
+    """The same as two real node processes: two Python processes run the cleanup's one DELETE against one
+    database at the same moment; every expired session is deleted (and counted) by exactly one of them."""
+
+    from tests.pg import create_database_sync, drop_database_sync
+
+    scratch_db_url = create_database_sync("ts_gclean")
+    try:
+        _two_processes_clean(scratch_db_url)
+    finally:
+        drop_database_sync(scratch_db_url)
+
+
+def _two_processes_clean(scratch_db_url: str) -> None:
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    async def prepare() -> None:
+        pg = await PostgresStore.connect(scratch_db_url)
+        try:
+            await seed(pg)
+            for _ in range(60):
+                sid = await session_at_store(pg)
+                await pg.add_guest_cart_item(sid, "a0", 1, NOW)
+        finally:
+            await pg.close()
+
+    asyncio.run(prepare())
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys, time
+        from tableside.storage.postgres import PostgresStore
+        async def main():
+            pg = await PostgresStore.connect({scratch_db_url!r})
+            start = float(sys.argv[1])
+            while time.time() < start:
+                await asyncio.sleep(0.005)
+            print(await pg.delete_expired_guest_sessions({NOW + DAY + 1!r}))
+            await pg.close()
+        asyncio.run(main())
+        """
+    )
+    start = str(time.time() + 2.0)  # both past their imports and connected, then at the same moment
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, start], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    counts = [int(p.communicate(timeout=60)[0].strip()) for p in procs]
+    assert sum(counts) == 60, counts
