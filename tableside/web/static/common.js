@@ -112,8 +112,52 @@ export class HttpError extends Error {
   }
 }
 
+/** The store an admin picked on this page (`?store_id=N` in the page's URL), or null: their default. */
+export function pickedStore() {
+  const raw = new URLSearchParams(location.search).get("store_id");
+  return raw && /^[0-9]{1,9}$/.test(raw) ? raw : null;
+}
+
+/** A staff API path for the picked store (admins choose with `?store_id=`; others have one store). */
+export function storePath(path) {
+  const store = pickedStore();
+  if (!store) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}store_id=${store}`;
+}
+
+/** For an admin (every store): a store picker in the top bar; choosing one reloads the page for it. */
+export async function mountStorePicker(session, before) {
+  if (!session || session.role !== "admin" || !before || document.getElementById("store-pick")) return;
+  let stores = [];
+  try {
+    const resp = await fetch("/api/stores", { cache: "no-store" });
+    stores = resp.ok ? (await resp.json()).stores : [];
+  } catch {
+    return;
+  }
+  if (stores.length < 2) return;
+  const select = document.createElement("select");
+  select.id = "store-pick";
+  select.setAttribute("aria-label", "Store");
+  const current = pickedStore() || String(stores[0].store_id);
+  for (const store of stores) {
+    const option = document.createElement("option");
+    option.value = String(store.store_id);
+    option.textContent = store.name;
+    option.selected = option.value === current;
+    select.append(option);
+  }
+  select.addEventListener("change", () => {
+    const url = new URL(location.href);
+    url.searchParams.set("store_id", select.value);
+    location.assign(url.toString());
+  });
+  before.before(select);
+}
+
 /** fetch JSON with the staff bearer token; throws HttpError (401 = log in again, 403 = forbidden). */
 export async function staffFetch(path, { method = "GET", body } = {}) {
+  path = path.startsWith("/api/staff/logout") ? path : storePath(path);
   const session = staffSession();
   const headers = { Accept: "application/json" };
   if (session) headers.Authorization = `Bearer ${session.token}`;

@@ -1,7 +1,8 @@
 // Kitchen display: tickets in New / Preparing / Ready columns, tap to advance, recall one step back.
 // Each order arrives once; after a reconnect the screen asks for what it missed with since=<last seq>.
 import {
-  $, Backoff, HttpError, SUBPROTOCOL, clearStaffSession, h, mountLogin, requestId, staffFetch, staffSession, wsUrl,
+  $, Backoff, HttpError, SUBPROTOCOL, clearStaffSession, h, mountLogin, mountStorePicker, pickedStore, requestId,
+  staffFetch, staffSession, wsUrl,
 } from "./common.js";
 
 const COLUMNS = ["new", "preparing", "ready"];
@@ -355,6 +356,7 @@ function connect() {
   reconnectTimer = null;
   const params = new URLSearchParams({ token: session.token });
   if (state.maxSeq > 0) params.set("since", String(state.maxSeq));
+  if (pickedStore()) params.set("store_id", pickedStore());
   let ws;
   try {
     ws = new WebSocket(wsUrl(`/ws/kitchen?${params}`), SUBPROTOCOL);
@@ -457,6 +459,7 @@ function start() {
   $("board").hidden = false;
   $("toolbar").hidden = false;
   $("who").textContent = `${session.username}${session.role ? ` (${session.role})` : ""}`;
+  mountStorePicker(session, $("who"));
   render();
   $("conn").hidden = true;
   loadTableNames();

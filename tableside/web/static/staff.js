@@ -1,6 +1,7 @@
 // Staff console: login, live table board (polled every 2 s), checkout / reset / rotate QR, menu availability.
 import {
-  $, HttpError, clearStaffSession, describeError, h, money, mountLogin, staffFetch, staffSession,
+  $, HttpError, clearStaffSession, describeError, h, money, mountLogin, mountStorePicker, staffFetch, staffSession,
+  storePath,
 } from "./common.js";
 
 const BOARD_POLL_MS = 2000;
@@ -306,7 +307,8 @@ function start() {
   $("console").hidden = false;
   $("toolbar").hidden = false;
   $("who").textContent = `${session.username}${session.role ? ` (${session.role})` : ""}`;
-  $("qr-link").href = `/staff/qr-sheet?token=${encodeURIComponent(session.token)}`;
+  mountStorePicker(session, $("who"));
+  $("qr-link").href = storePath(`/staff/qr-sheet?token=${encodeURIComponent(session.token)}`);
   loadBoard();
   loadMenu();
   stopPolling();
