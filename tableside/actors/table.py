@@ -64,6 +64,7 @@ from tableside.storage.interface import (
     FencedWrite,
     GroupSnapshot,
     GroupWrite,
+    MenuItem,
     OrderRecord,
     OrderStatus,
     StaleWrite,
@@ -284,17 +285,7 @@ class TableActor(Actor[TableMessage]):
             elif not 1 <= line.qty <= 99:
                 reason = "bad_quantity"
             else:
-                line_id = f"L{self._state.next_line}"
-                self._state.next_line += 1
-                self._state.lines[line_id] = CartLine(
-                    line_id=line_id,
-                    menu_item_id=item.menu_item_id,
-                    name=item.name,
-                    qty=line.qty,
-                    unit_price=item.price,  # the menu's price now, never the guest cart's
-                    note=line.note,
-                    added_by=msg.member_id,
-                )
+                self._new_line(item, line.qty, line.note, msg.member_id)  # the menu's price, not the guest cart's
                 added += 1
                 continue
             skipped.append({"menu_item_id": line.menu_item_id, "name": item.name if item else "", "reason": reason})
@@ -453,19 +444,23 @@ class TableActor(Actor[TableMessage]):
             raise CommandRejected(ErrorCode.ITEM_UNAVAILABLE, f"{item.name} is not available right now")
         if len(self._state.lines) >= self._ctx.max_cart_lines:
             raise CommandRejected(ErrorCode.BAD_REQUEST, "the cart is full")
+        self._new_line(item, msg.qty, msg.note, member_id)
+        if self._state.status in (ProcessingStatus.CONFIRMED, ProcessingStatus.FAILED):
+            self._state.status = ProcessingStatus.IDLE
+
+    def _new_line(self, item: MenuItem, qty: int, note: str, member_id: str) -> None:
+        """A cart line of ``item`` priced from the menu (never from the client)."""
         line_id = f"L{self._state.next_line}"
         self._state.next_line += 1
         self._state.lines[line_id] = CartLine(
             line_id=line_id,
             menu_item_id=item.menu_item_id,
             name=item.name,
-            qty=msg.qty,
+            qty=qty,
             unit_price=item.price,
-            note=msg.note,
+            note=note,
             added_by=member_id,
         )
-        if self._state.status in (ProcessingStatus.CONFIRMED, ProcessingStatus.FAILED):
-            self._state.status = ProcessingStatus.IDLE
 
     def _update_item(self, line_id: str, qty: int) -> None:
         self._require_unlocked()

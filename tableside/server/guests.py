@@ -49,6 +49,20 @@ def session_body(session: GuestSession) -> dict[str, Any]:
     }
 
 
+def set_guest_cookie(handler: BaseHandler, session: GuestSession) -> None:
+    """The guest-session cookie: HttpOnly (page scripts never see the id), SameSite=Lax, living as long as
+    the session."""
+    handler.set_cookie(
+        GUEST_SESSION_COOKIE,
+        session.session_id,
+        httponly=True,
+        secure=handler.services.settings.cookie_secure,
+        samesite="Lax",
+        expires=session.expires_at,
+        path="/",
+    )
+
+
 class GuestHandler(BaseHandler):
     """Resolves the request's guest session (401 ``unknown_session`` / ``session_expired``) and slides its
     expiry (written at most once a minute per session, by the store)."""
@@ -58,15 +72,7 @@ class GuestHandler(BaseHandler):
         return self.services.settings.guest.session_ttl_hours * 3600
 
     def set_session_cookie(self, session: GuestSession) -> None:
-        self.set_cookie(
-            GUEST_SESSION_COOKIE,
-            session.session_id,
-            httponly=True,
-            secure=self.services.settings.cookie_secure,
-            samesite="Lax",
-            expires=session.expires_at,
-            path="/",
-        )
+        set_guest_cookie(self, session)
 
     async def session(self, session_id: str | None = None) -> GuestSession:
         from_cookie = session_id is None and not self.request.headers.get(GUEST_SESSION_HEADER)
@@ -260,12 +266,4 @@ async def convert_on_login(handler: BaseHandler, user_id: str) -> None:
     except GuestSessionNotFound:
         return
     if cart is not None and cart.session_id != sid and handler.get_cookie(GUEST_SESSION_COOKIE) == sid:
-        handler.set_cookie(
-            GUEST_SESSION_COOKIE,
-            cart.session_id,
-            httponly=True,
-            secure=handler.services.settings.cookie_secure,
-            samesite="Lax",
-            expires=cart.expires_at,
-            path="/",
-        )
+        set_guest_cookie(handler, cart)
