@@ -295,6 +295,8 @@ def print_banner(
     print(f"  staff console:   {base}/staff", file=out)
     print(f"  kitchen display: {base}/kitchen", file=out)
     print(f"  QR codes:        {base}/staff/qr-sheet (log in at /staff first)", file=out)
+    for info in stores:  # a visitor's menu and cart before sitting down (it comes along to the table)
+        print(f"  store page:      {base}/store/{info.restaurant_id}  ({info.name})", file=out)
     print(f"  health: {base}/healthz   metrics: {base}/metrics", file=out)
     for line in extra:
         print(line, file=out)

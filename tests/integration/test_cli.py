@@ -199,6 +199,7 @@ def test_demo_logins_survive_restarts(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert read_logins(path) == logins
         assert "guest page:" in first and "/staff" in first and "/q/T001/" in first
+        assert "/store/1  (" in first and "/store/2  (" in first  # each store page, named
 
         second = serve_once(url, tmp_path)
         assert printed_logins(second) == {}
