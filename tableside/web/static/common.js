@@ -251,3 +251,49 @@ export function mountLogin(root, { title, hint, message, onLogin }) {
   root.hidden = false;
   user.focus();
 }
+
+/** The menu grouped by category (the guest page and the store page): one "Add" button per item calling
+ * `onAdd(item)`; unavailable items say so (and, with `disableUnavailable`, their button is disabled). */
+export function menuSections(menu, onAdd, { disableUnavailable = false } = {}) {
+  const byCat = new Map();
+  for (const item of menu) {
+    if (!byCat.has(item.category)) byCat.set(item.category, []);
+    byCat.get(item.category).push(item);
+  }
+  return [...byCat.entries()].map(([cat, items]) => {
+    const headId = `cat-${cat.replace(/[^A-Za-z0-9]+/g, "-")}`;
+    return h(
+      "section",
+      { class: "menu-cat", "aria-labelledby": headId },
+      h("h3", { id: headId }, cat),
+      h(
+        "ul",
+        { class: "menu-items" },
+        ...items.map((item) =>
+          h(
+            "li",
+            { class: item.available ? "" : "unavailable", dataset: { item: item.menu_item_id } },
+            h(
+              "div",
+              {},
+              h("div", { class: "menu-item-name" }, item.name),
+              h("div", { class: "menu-item-price" }, money(item.price)),
+            ),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "add-btn",
+                dataset: { key: `add-${item.menu_item_id}`, menuItem: item.menu_item_id },
+                "aria-label": item.available ? `Add ${item.name}, ${money(item.price)}` : `${item.name} is unavailable`,
+                disabled: disableUnavailable && !item.available,
+                onclick: () => onAdd(item),
+              },
+              item.available ? "Add" : "Unavailable",
+            ),
+          ),
+        ),
+      ),
+    );
+  });
+}

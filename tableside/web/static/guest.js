@@ -1,7 +1,7 @@
 // Guest page: menu, the table's shared live cart, placing the order, order history and kitchen progress.
 // The HttpOnly cookie set by /q/{table}/{qr} authenticates fetch() and the websocket; this page never
 // sees the token.
-import { $, Backoff, SUBPROTOCOL, h, money, preserveFocus, requestId, wsUrl } from "./common.js";
+import { $, Backoff, SUBPROTOCOL, h, menuSections, money, preserveFocus, requestId, wsUrl } from "./common.js";
 
 const POLL_MS = 2000;
 const MENU_REFRESH_MS = 30000;
@@ -239,50 +239,9 @@ function renderButton() {
 }
 
 function renderMenu() {
-  const byCat = new Map();
-  for (const item of state.menu) {
-    if (!byCat.has(item.category)) byCat.set(item.category, []);
-    byCat.get(item.category).push(item);
-  }
   $("menu-loading").hidden = state.menu.length > 0;
   preserveFocus(() => {
-    $("menu").replaceChildren(
-      ...[...byCat.entries()].map(([cat, items]) => {
-        const headId = `cat-${cat.replace(/[^A-Za-z0-9]+/g, "-")}`;
-        return h(
-          "section",
-          { class: "menu-cat", "aria-labelledby": headId },
-          h("h3", { id: headId }, cat),
-          h(
-            "ul",
-            { class: "menu-items" },
-            ...items.map((item) =>
-              h(
-                "li",
-                { class: item.available ? "" : "unavailable", dataset: { item: item.menu_item_id } },
-                h(
-                  "div",
-                  {},
-                  h("div", { class: "menu-item-name" }, item.name),
-                  h("div", { class: "menu-item-price" }, money(item.price)),
-                ),
-                h(
-                  "button",
-                  {
-                    type: "button",
-                    class: "add-btn",
-                    dataset: { key: `add-${item.menu_item_id}`, menuItem: item.menu_item_id },
-                    "aria-label": item.available ? `Add ${item.name}, ${money(item.price)}` : `${item.name} is unavailable`,
-                    onclick: () => addItem(item),
-                  },
-                  item.available ? "Add" : "Unavailable",
-                ),
-              ),
-            ),
-          ),
-        );
-      }),
-    );
+    $("menu").replaceChildren(...menuSections(state.menu, addItem));
   });
   renderMenuButtons();
 }

@@ -1,7 +1,7 @@
 // Store page (/store/{id}): the store, its menu, the guest cart kept on the server, customer login.
 // Every guest call is authenticated by the HttpOnly cookie tableside_guest (set by POST /api/guest/session);
 // this page never sees the session id. A login converts the session: the cart follows the account.
-import { $, h, money, preserveFocus } from "./common.js";
+import { $, h, menuSections, money, preserveFocus } from "./common.js";
 
 const DAYS = [
   ["mon", "Mon"], ["tue", "Tue"], ["wed", "Wed"], ["thu", "Thu"], ["fri", "Fri"], ["sat", "Sat"], ["sun", "Sun"],
@@ -156,51 +156,9 @@ function renderCart() {
 }
 
 function renderMenu() {
-  const byCat = new Map();
-  for (const item of state.menu) {
-    if (!byCat.has(item.category)) byCat.set(item.category, []);
-    byCat.get(item.category).push(item);
-  }
   $("menu-loading").hidden = state.menu.length > 0;
   preserveFocus(() => {
-    $("menu").replaceChildren(
-      ...[...byCat.entries()].map(([cat, items]) => {
-        const headId = `cat-${cat.replace(/[^A-Za-z0-9]+/g, "-")}`;
-        return h(
-          "section",
-          { class: "menu-cat", "aria-labelledby": headId },
-          h("h3", { id: headId }, cat),
-          h(
-            "ul",
-            { class: "menu-items" },
-            ...items.map((item) =>
-              h(
-                "li",
-                { class: item.available ? "" : "unavailable", dataset: { item: item.menu_item_id } },
-                h(
-                  "div",
-                  {},
-                  h("div", { class: "menu-item-name" }, item.name),
-                  h("div", { class: "menu-item-price" }, money(item.price)),
-                ),
-                h(
-                  "button",
-                  {
-                    type: "button",
-                    class: "add-btn",
-                    dataset: { key: `add-${item.menu_item_id}` },
-                    "aria-label": item.available ? `Add ${item.name}, ${money(item.price)}` : `${item.name} is unavailable`,
-                    disabled: !item.available,
-                    onclick: () => addItem(item),
-                  },
-                  item.available ? "Add" : "Unavailable",
-                ),
-              ),
-            ),
-          ),
-        );
-      }),
-    );
+    $("menu").replaceChildren(...menuSections(state.menu, addItem, { disableUnavailable: true }));
   });
 }
 
