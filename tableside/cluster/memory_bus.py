@@ -62,7 +62,10 @@ class MemoryBus:
     def up(self) -> bool:
         return self._broker.available and self._subscribed
 
-    def _check(self) -> None:
+    async def _check(self) -> None:
+        # A round trip to Redis suspends the caller: yield here too, so races between callers that await
+        # the bus (two sockets routed at once) happen in tests as they do against Redis.
+        await asyncio.sleep(0)
         if not self._broker.available:
             raise BusUnavailable("memory broker is down")
 
@@ -117,14 +120,14 @@ class MemoryBus:
         await asyncio.sleep(0)
 
     async def receivers(self, channel: str) -> int:
-        self._check()
+        await self._check()
         return sum(1 for b in self._broker.subscribers.get(channel, []) if b._subscribed)
 
     async def acquire(self, key: str, node: str, ttl_s: float) -> bool:
         return (await self.renew([key], node, ttl_s))[0]
 
     async def renew(self, keys: Sequence[str], node: str, ttl_s: float) -> list[bool]:
-        self._check()
+        await self._check()
         out = []
         for key in keys:
             holder = self._broker.holder(key)
@@ -136,13 +139,13 @@ class MemoryBus:
         return out
 
     async def release(self, keys: Sequence[str], node: str) -> None:
-        self._check()
+        await self._check()
         for key in keys:
             if self._broker.holder(key) == node:
                 del self._broker.leases[key]
 
     async def take_over(self, key: str, dead: str, node: str, ttl_s: float) -> bool:
-        self._check()
+        await self._check()
         holder = self._broker.holder(key)
         if holder is None or holder in (dead, node):
             self._broker.set(key, node, ttl_s)
@@ -150,5 +153,5 @@ class MemoryBus:
         return False
 
     async def holders(self, keys: Sequence[str]) -> list[str | None]:
-        self._check()
+        await self._check()
         return [self._broker.holder(k) for k in keys]

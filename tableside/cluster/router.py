@@ -257,6 +257,12 @@ class ClusterRouter:
                         log.info("lease_taken_over", group_id=group_id, dead_node=holder)
                         return self._activate(group_id, table_id, restaurant_id)
                     continue
+                # Another socket of this group may have been routed while we awaited Redis: share its
+                # RemoteGroup. Two would each hold sockets, but frames are delivered to the registered one
+                # only, so the other's sockets would go silent.
+                existing = self._remote.get(group_id)
+                if existing is not None and existing.alive and existing.owner == holder:
+                    return existing
                 remote = RemoteGroup(self, group_id, table_id, restaurant_id, holder, self._clock.monotonic())
                 self._remote[group_id] = remote
                 return remote

@@ -319,3 +319,24 @@ async def test_a_guest_cart_import_through_another_node_is_one_update_and_idempo
     await settle()
     assert len(sock_a.of_type("cart_updated")) == before + 1
     assert (await ref_b.ask(ImportLines(j2.member_id, lines, "guest:x")))["duplicate"] is True
+
+
+async def test_sockets_routed_at_the_same_moment_share_one_remote_group(world: World) -> None:
+    """Two sockets of one group routed concurrently on a forwarding node (both awaiting Redis) must end up
+    on one RemoteGroup: frames are delivered to the registered one only, so a second would leave its
+    sockets silent (seen in the cluster state machine after a node restart)."""
+    a, b = await world.node("a"), await world.node("b")
+    j1, j2, j3 = await world.join(), await world.join(), await world.join()
+    await connect(a, j1)
+    refs = await asyncio.gather(
+        b.ref_for(j2.group_id, j2.table_id, j2.restaurant_id), b.ref_for(j3.group_id, j3.table_id, j3.restaurant_id)
+    )
+    assert refs[0] is refs[1]
+    socks = [Sock(), Sock()]
+    for ref, j, sock in zip(refs, (j2, j3), socks, strict=True):
+        await ref.ask(Connect(j.member_id, sock))
+    await settle()
+    for ref, j, sock in zip(refs, (j2, j3), socks, strict=True):
+        ref.tell(Command(j.member_id, sock, AddItem(f"r-{j.member_id}", "miso", 1)))
+    await settle()
+    assert all(sock.of_type("welcome") and sock.of_type("ack") for sock in socks)
