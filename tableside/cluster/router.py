@@ -329,11 +329,8 @@ class ClusterRouter:
             holder = (await self._bus.holders([wire.lease_key(group_id)]))[0]
         except BusUnavailable as exc:
             raise RoutingUnavailable("cluster routing unavailable (Redis unreachable); retry shortly") from exc
-        if holder is None:
-            return
-        if holder == self.node_id:
-            self._directory.tell_if_active(group_id, message)
-            return
+        if holder is None or holder == self.node_id:
+            return  # not active anywhere (our own lease with no actor: it is stopping)
         if isinstance(message, CloseSession):
             body: dict[str, Any] = {"what": "close", "reason": message.reason}
         else:
@@ -414,9 +411,7 @@ class ClusterRouter:
         # Nobody listens on that node's inbox (0) or Redis could not be reached (-1): what we sent there
         # is lost. Its members here reconnect (and are routed again); its sockets on us are forgotten.
         why = "owner gone" if receivers == 0 else "redis unreachable"
-        for remote in [r for r in self._remote.values() if r.owner == node]:
-            self._remote.pop(remote.group_id, None)
-            remote.close_all(why)
+        self._relocate_remotes_of(node, why)
         if receivers == 0:
             self._node_gone(node)
 
@@ -428,6 +423,12 @@ class ClusterRouter:
                 del self._sinks[key]
                 sink.closed = True
                 self._directory.tell_if_active(sink.group_id, Disconnect(sink.member_id, sink))
+
+    def _relocate_remotes_of(self, node: str, why: str) -> None:
+        """The owner ``node`` is gone or unreachable: our sockets of its groups reconnect and are routed again."""
+        for remote in [r for r in self._remote.values() if r.owner == node]:
+            self._remote.pop(remote.group_id, None)
+            remote.close_all(why)
 
     def _heard_from(self, node: str, incarnation: str) -> None:
         if self._incarnations.get(node) != incarnation:
@@ -501,9 +502,7 @@ class ClusterRouter:
         if kind == wire.GONE:
             node = str(m["n"])
             self._node_gone(node)
-            for remote in [r for r in self._remote.values() if r.owner == node]:
-                self._remote.pop(remote.group_id, None)
-                remote.close_all("owner stopped")
+            self._relocate_remotes_of(node, "owner stopped")
             return
         await self._handle_for_owner(kind, m)
 
