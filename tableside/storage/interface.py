@@ -399,6 +399,137 @@ GUEST_MAX_LINES = 100  # lines per guest cart (the API's limit; a parameter of a
 GUEST_TOUCH_INTERVAL_S = 60.0  # a session's expiry is slid (written) at most once a minute
 
 
+# -- till order sessions, tabs, transactions (seed 002, issue 12) -----------------------------------
+
+
+class OrderSessionStatus(StrEnum):
+    ACTIVE = "active"
+    ASSIGNED_TO_TAB = "assigned_to_tab"
+    COMPLETED = "completed"
+    PENDING_LOGOUT = "pending_logout"
+
+
+OPEN_SESSION_STATUSES = (OrderSessionStatus.ACTIVE, OrderSessionStatus.PENDING_LOGOUT)  # at most one per user
+
+
+class TabStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+TILL_MAX_LINES = 100  # lines per order session
+TILL_MAX_QUANTITY = 99  # per line
+TILL_MAX_NOTE = 200  # characters of a line's note
+PAYMENT_METHODS = ("card", "cash", "other")
+
+
+@dataclass(slots=True)
+class OrderSession:
+    """The order a staff member is ringing up at a till (seed 002's ``OrderSession``). ``user_id`` is the
+    staff user's username; ``items`` are ``[{line_id, menu_item_id, name, unit_price, qty, note}]`` with
+    the name and unit price taken from the menu when the line was first added (never from the client).
+    ``revision`` starts at 1 and grows by one with every change (the ``If-Match`` of the API); ``till_id``
+    is the till that may write (None: none claimed it yet). ``transaction_id`` / ``order_id`` are set once
+    the session is completed (``order_id``: its kitchen ticket, also set by assign-to-tab)."""
+
+    session_id: int
+    user_id: str
+    store_id: int
+    items: list[dict[str, Any]]
+    status: OrderSessionStatus
+    created_at: float
+    updated_at: float
+    revision: int
+    logout_time: float | None = None
+    tab_id: int | None = None
+    till_id: str | None = None
+    transaction_id: int | None = None
+    order_id: str | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(int(line["unit_price"]) * int(line["qty"]) for line in self.items)
+
+
+@dataclass(slots=True)
+class OrderSessionChange:
+    """A partial update of an open session (None: unchanged). ``status`` may only move between ``active``
+    and ``pending_logout`` here (to ``pending_logout`` sets ``logout_time`` = now, back to ``active`` clears
+    it); completion and tab assignment have their own calls."""
+
+    items: list[dict[str, Any]] | None = None
+    status: OrderSessionStatus | None = None
+    till_id: str | None = None
+
+
+@dataclass(slots=True)
+class Tab:
+    """An open bill. A table's sitting has one (``table_id`` and ``group_id`` set, opened with the sitting
+    by ``join_table``); others are opened at the till. ``lines``/``total`` are filled by ``get_tab`` and
+    ``list_tabs``: every confirmed order of the sitting's group, then the items of every order session
+    assigned to the tab, as ``[{source: "order"|"till", ref: order_id|session_id, menu_item_id, name,
+    unit_price, qty, note}]``."""
+
+    tab_id: int
+    store_id: int
+    name: str
+    status: TabStatus
+    created_at: float
+    table_id: str | None = None
+    group_id: str | None = None
+    closed_at: float | None = None
+    transaction_id: int | None = None
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(int(line["unit_price"]) * int(line["qty"]) for line in self.lines)
+
+
+@dataclass(slots=True)
+class Transaction:
+    """Money taken: a completed order session or a closed tab (exactly one of the two ids is set)."""
+
+    transaction_id: int
+    store_id: int
+    lines: list[dict[str, Any]]
+    total: int
+    payment_method: str
+    created_at: float
+    tab_id: int | None = None
+    order_session_id: int | None = None
+
+
+class OrderSessionNotFound(StorageError):
+    pass
+
+
+class OpenSessionExists(StorageError):
+    """The user already has an ``active`` or ``pending_logout`` session (the partial unique index)."""
+
+    def __init__(self, current: OrderSession) -> None:
+        super().__init__(f"user {current.user_id} already has open order session {current.session_id}")
+        self.current = current
+
+
+class RevisionMismatch(StorageError):
+    """A conditional write named another revision than the stored one; ``current`` is the stored session."""
+
+    def __init__(self, current: OrderSession) -> None:
+        super().__init__(f"order session {current.session_id} is at revision {current.revision}")
+        self.current = current
+
+
+class TabNotFound(StorageError):
+    pass
+
+
+class TabClosed(StorageError):
+    def __init__(self, tab: Tab) -> None:
+        super().__init__(f"tab {tab.tab_id} is closed")
+        self.tab = tab
+
+
 @dataclass(slots=True)
 class CleanupReport:
     expired_tokens: int = 0
@@ -450,7 +581,9 @@ class Store(Protocol):
         group and member. With ``max_members``, a join of an open group that already has that many live
         members (distinct members with a token that has not expired at ``now`` and was not revoked) is
         refused with GroupFull; the count is taken under the same lock as the join, so concurrent joins
-        never overshoot. Raises TableNotFound, BadQrSecret, TablePaid, GroupFull."""
+        never overshoot. Opening a group also opens the sitting's tab (``tabs`` row named after the table,
+        ``table_id`` and ``group_id`` set) in the same transaction. Raises TableNotFound, BadQrSecret,
+        TablePaid, GroupFull."""
 
     async def live_members(self, group_id: str, now: float) -> set[str]:
         """Members of the group holding a token that has not expired at ``now`` (and was not revoked):
@@ -463,12 +596,15 @@ class Store(Protocol):
     async def resolve_token(self, token_hash: str, now: float) -> TokenInfo | None:
         """The token's binding if it exists and has not expired (updates last_used); else None."""
 
-    async def checkout_table(self, table_id: str, now: float) -> Table:
-        """occupied -> paid; deletes every token of the current group. Returns the table as it was
-        checked out (``current_group_id`` still set). Raises TableNotFound, InvalidTransition."""
+    async def checkout_table(self, table_id: str, now: float, payment_method: str = "card") -> Table:
+        """occupied -> paid; deletes every token of the current group and closes the sitting's open tab into
+        a transaction (``payment_method``), in the same database transaction. Returns the table as it was
+        checked out (``current_group_id`` still set; ``get_group_tab`` gives the closed tab and its
+        ``transaction_id``). Raises TableNotFound, InvalidTransition."""
 
     async def reset_table(self, table_id: str, now: float) -> Table:
-        """paid (or occupied) -> vacant, ``current_group_id`` cleared and that group's tokens deleted."""
+        """paid (or occupied) -> vacant, ``current_group_id`` cleared and that group's tokens deleted. A tab
+        still open (a sitting reset without checkout) is closed without a transaction."""
 
     async def delete_expired_tokens(self, now: float) -> int: ...
     async def close_idle_groups(self, cutoff: float, now: float) -> list[tuple[str, str]]:
@@ -608,6 +744,84 @@ class Store(Protocol):
     async def delete_expired_guest_sessions(self, now: float) -> int:
         """One DELETE of every session expired at ``now`` (their cart lines go by ON DELETE CASCADE); safe
         on several nodes at once (each row is deleted, and counted, by exactly one of them)."""
+
+    # -- till order sessions, tabs, transactions (seed 002) -------------------------------------
+    async def create_order_session(
+        self, user_id: str, store_id: int, items: list[dict[str, Any]], till_id: str | None, now: float
+    ) -> OrderSession:
+        """A new ``active`` session at revision 1. Raises OpenSessionExists (with the open one) when the user
+        has an ``active`` or ``pending_logout`` session: decided by the database (partial unique index), so
+        two concurrent creates make one session."""
+
+    async def get_order_session(self, session_id: int) -> OrderSession | None: ...
+
+    async def get_open_order_session(self, user_id: str) -> OrderSession | None:
+        """The user's ``active`` or ``pending_logout`` session, if any."""
+
+    async def list_order_sessions(
+        self, store_id: int, *, status: OrderSessionStatus | None = None, user_id: str | None = None,
+        limit: int = 200,
+    ) -> list[OrderSession]:
+        """Sessions of a store, newest first (by id), optionally of one status and/or one user."""
+
+    async def update_order_session(
+        self, session_id: int, expected_revision: int, change: OrderSessionChange, now: float
+    ) -> OrderSession:
+        """Apply ``change`` only if the stored revision is ``expected_revision`` (else RevisionMismatch with
+        the stored session) and the session is open (else InvalidTransition); revision + 1, ``updated_at``
+        = now. Raises OrderSessionNotFound, and InvalidTransition for a ``status`` other than active or
+        pending_logout."""
+
+    async def complete_order_session(
+        self, session_id: int, expected_revision: int | None, payment_method: str, now: float
+    ) -> tuple[OrderSession, Transaction, OrderRecord]:
+        """Pay an ``active`` session, in one database transaction (the session row locked): its kitchen
+        ticket (an ``orders`` row, ``ORD-{store}-{n}`` from the store's counter, status confirmed, a
+        ``kitchen_seq`` under the store's kitchen lock, ``table_id`` "", ``group_id`` ``till:{session_id}``,
+        ``placed_by`` the user), the transaction, and status ``completed`` (revision + 1). Exactly once: a
+        session already completed returns its stored session, transaction and ticket unchanged, whatever
+        ``expected_revision`` says. Raises OrderSessionNotFound; RevisionMismatch when ``expected_revision``
+        is given and differs; InvalidTransition when the session is not active (pending_logout, assigned) or
+        has no items."""
+
+    async def assign_order_session_to_tab(
+        self, session_id: int, tab_id: int, expected_revision: int | None, now: float
+    ) -> tuple[OrderSession, OrderRecord]:
+        """Put an ``active`` session on an open tab of its store, in one database transaction: its kitchen
+        ticket (as ``complete_order_session``, ``table_id`` the tab's table or ""), status
+        ``assigned_to_tab``, ``tab_id`` set. Exactly once: a session already assigned to this tab returns the
+        stored session and ticket. Raises OrderSessionNotFound, TabNotFound (or a tab of another store),
+        TabClosed, RevisionMismatch, InvalidTransition (not active, no items, or assigned to another tab)."""
+
+    async def delete_order_session(self, session_id: int) -> bool:
+        """Delete an open session (a cleared order); False when there is none. Completed and assigned
+        sessions are history: InvalidTransition."""
+
+    async def park_stale_order_sessions(self, cutoff: float, now: float) -> list[OrderSession]:
+        """Every ``active`` session not changed since ``cutoff`` becomes ``pending_logout`` (``logout_time``
+        = now, revision + 1; never deleted). Returns them as stored now. Safe on several nodes at once."""
+
+    async def create_tab(self, store_id: int, name: str, now: float) -> Tab:
+        """A new open tab at the till (no table)."""
+
+    async def get_tab(self, tab_id: int) -> Tab | None:
+        """The tab with its ``lines``."""
+
+    async def get_group_tab(self, group_id: str) -> Tab | None:
+        """The tab of a table's sitting (open or closed), with its ``lines``."""
+
+    async def list_tabs(self, store_id: int, *, status: TabStatus | None = None, limit: int = 200) -> list[Tab]:
+        """Tabs of a store, newest first, with their ``lines``."""
+
+    async def close_tab(self, tab_id: int, payment_method: str, now: float) -> tuple[Tab, Transaction]:
+        """Close an open tab into a transaction of its lines (one database transaction, the tab row locked).
+        Exactly once: a closed tab returns its stored transaction. Raises TabNotFound. A table's tab is
+        closed by ``checkout_table`` (this call closes it as well; the table itself is not changed)."""
+
+    async def get_transaction(self, transaction_id: int) -> Transaction | None: ...
+
+    async def list_transactions(self, store_id: int, *, limit: int = 200) -> list[Transaction]:
+        """Newest first."""
 
     async def cleanup(self, now: float) -> CleanupReport:
         """Periodic housekeeping: delete expired guest tokens, staff sessions, customer sessions and guest
