@@ -19,9 +19,17 @@ from .availability import (
     validate_duration,
     zone,
 )
+from .chat import MAX_TEXT_CHARS, Question, answer, detect_language, help_text, narrow, parse_question
 
 __all__ = [
     "MAX_DURATION_MINUTES",
+    "MAX_TEXT_CHARS",
+    "Question",
+    "answer",
+    "detect_language",
+    "help_text",
+    "narrow",
+    "parse_question",
     "WEEKDAYS",
     "BookingInputError",
     "Busy",
