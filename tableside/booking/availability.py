@@ -46,17 +46,25 @@ class Busy:
     end: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Slot:
-    """A bookable start: ``[start, end)`` with ``staff_id``, both datetimes in the store's zone. Ordered by
-    ``(start, staff_id)``."""
+    """A bookable start: ``[start, end)`` with ``staff_id``, both datetimes in the store's zone. Compared,
+    hashed and ordered as instants, by ``(start, staff_id)``: Python compares two datetimes of the *same*
+    zone by wall time, ignoring ``fold``, which would make 01:30 EDT and 01:30 EST equal on a fall-back
+    night."""
 
     start: datetime
     end: datetime
     staff_id: str
 
     def _key(self) -> tuple[datetime, str, datetime]:
-        return (self.start, self.staff_id, self.end)
+        return (self.start.astimezone(UTC), self.staff_id, self.end.astimezone(UTC))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Slot) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def __lt__(self, other: Slot) -> bool:
         return self._key() < other._key()
@@ -173,9 +181,10 @@ def day_windows(business_hours: dict[str, Any], tz: str, day: date) -> list[tupl
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise BookingInputError("invalid_business_hours", f"{pair!r} is not an [open, close] pair")
         opens, closes = local_instant(day, pair[0], where), local_instant(day, pair[1], where)
-        if windows and opens < windows[-1][1]:
+        # Compared as instants (in UTC): same-zone datetimes compare by wall time, ignoring fold.
+        if windows and opens.astimezone(UTC) < windows[-1][1].astimezone(UTC):
             opens = windows[-1][1]
-        if opens < closes:
+        if opens.astimezone(UTC) < closes.astimezone(UTC):
             windows.append((opens, closes))
     return windows
 
@@ -237,9 +246,9 @@ def free_ranges(slots: list[Slot]) -> list[tuple[datetime, datetime]]:
     """The slots' ``[start, end)`` of any staff member merged into maximal ranges (touching or overlapping
     ones join): what a person reads as "free 15:00-17:00"."""
     merged: list[tuple[datetime, datetime]] = []
-    for slot in sorted(slots, key=lambda s: (s.start, s.end)):
-        if merged and slot.start <= merged[-1][1]:
-            if slot.end > merged[-1][1]:
+    for slot in sorted(slots, key=lambda s: (s.start.astimezone(UTC), s.end.astimezone(UTC))):
+        if merged and slot.start.astimezone(UTC) <= merged[-1][1].astimezone(UTC):
+            if slot.end.astimezone(UTC) > merged[-1][1].astimezone(UTC):
                 merged[-1] = (merged[-1][0], slot.end)
         else:
             merged.append((slot.start, slot.end))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from .availability import BookingInputError, local_instant, zone
 
@@ -315,9 +315,12 @@ def narrow(question: Question, ranges: list[tuple[datetime, datetime]]) -> list[
     except (BookingInputError, OverflowError, ValueError):
         return list(ranges)
     out = []
-    for start, end in ranges:
-        start, end = max(start, lo), min(end, hi)
-        if start < end:
+    for start, end in ranges:  # compared as instants: same-zone datetimes compare by wall time
+        if start.astimezone(UTC) < lo.astimezone(UTC):
+            start = lo
+        if end.astimezone(UTC) > hi.astimezone(UTC):
+            end = hi
+        if start.astimezone(UTC) < end.astimezone(UTC):
             out.append((start, end))
     return out
 
