@@ -39,7 +39,8 @@ class BookingInputError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Busy:
-    """Time a staff member is taken (a reservation that is not canceled): ``[start, end)``, aware datetimes."""
+    """Time a staff member is taken (a reservation that is not canceled): ``[start, end)``, aware
+    datetimes."""
 
     staff_id: str
     start: datetime
@@ -107,7 +108,9 @@ def parse_start_time(text: Any, tz: str) -> datetime:
     store's zone. A naive time is refused: it would silently mean different instants in different places."""
     where = zone(tz)
     if not isinstance(text, str) or not text or len(text) > _MAX_INPUT_CHARS or not text[:1].isdigit():
-        raise BookingInputError("invalid_start_time", "start_time must be an ISO 8601 date-time with an offset")
+        raise BookingInputError(
+            "invalid_start_time", "start_time must be an ISO 8601 date-time with an offset"
+        )
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
@@ -216,7 +219,9 @@ def available_slots(
     if isinstance(lead_minutes, bool) or not isinstance(lead_minutes, int) or lead_minutes < 0:
         raise BookingInputError("invalid_argument", "lead_minutes must be a non-negative integer")
     where = zone(tz)
-    earliest = (_aware(now, "now") + timedelta(minutes=lead_minutes)).astimezone(UTC) if now is not None else None
+    earliest = None
+    if now is not None:
+        earliest = (_aware(now, "now") + timedelta(minutes=lead_minutes)).astimezone(UTC)
     taken: dict[str, list[tuple[datetime, datetime]]] = {}
     for b in busy:
         taken.setdefault(b.staff_id, []).append(
