@@ -19,7 +19,16 @@ from .availability import (
     validate_duration,
     zone,
 )
-from .chat import MAX_TEXT_CHARS, Question, answer, detect_language, help_text, narrow, parse_question
+from .chat import (
+    MAX_TEXT_CHARS,
+    Question,
+    answer,
+    detect_language,
+    help_text,
+    narrow,
+    parse_question,
+    reply,
+)
 
 __all__ = [
     "MAX_DURATION_MINUTES",
@@ -30,6 +39,7 @@ __all__ = [
     "help_text",
     "narrow",
     "parse_question",
+    "reply",
     "WEEKDAYS",
     "BookingInputError",
     "Busy",

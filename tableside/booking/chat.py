@@ -1,10 +1,11 @@
 """A rule-based answerer for availability questions ("明日空いてる？", "is Friday free?"): pure.
 
 :func:`parse_question` reads the language, the day and an optional time of day from a message (today is
-passed in, never read from a clock); the caller computes the day's free ranges (``availability``) and
-:func:`answer` words them: "明日は15:00〜17:00が空いています。予約しますか？". A message that is not an
-availability question gives ``None``; the caller then sends :func:`help_text`. Nothing here raises on any
-text.
+passed in, never read from a clock); the caller computes the day's slots (``availability``) and :func:`reply`
+(or :func:`answer`, given free ranges) words them: "明日は15:00〜17:00が空いています。予約しますか？". A
+message that is not an availability question gives ``None``; the caller then sends :func:`help_text`.
+Nothing here raises on any text. A time of day ("夜", "lunch", "15時", "7pm") keeps the slots that start in
+it (:func:`narrow`).
 
 Which day a weekday name means: a bare name ("friday", "金曜") is the next such day *strictly after* today
 (on a Friday, "friday" is a week away: "today" says today); "this friday" / "今週の金曜" is the next one *on
@@ -20,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from .availability import BookingInputError, local_instant, zone
+from .availability import BookingInputError, Slot, free_ranges, local_instant, zone
 
 MAX_TEXT_CHARS = 500
 
@@ -304,25 +305,19 @@ def _instant(day: date, minutes: int, tz: str) -> datetime:
     return local_instant(day, f"{minutes // 60:02d}:{minutes % 60:02d}", zone(tz))
 
 
-def narrow(question: Question, ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    """``ranges`` cut to the question's time of day (all of them when it names none)."""
+def narrow(question: Question, slots: list[Slot]) -> list[Slot]:
+    """The ``slots`` that start in the question's time of day (all of them when it names none): "tonight"
+    offers the courses that *start* in the evening, each shown whole, never a stretch cut out of a longer
+    free range in which no course could start."""
     if question.window is None:
-        return list(ranges)
+        return list(slots)
     try:
-        lo, hi = _instant(question.day, question.window[0], question.tz), _instant(
-            question.day, question.window[1], question.tz
-        )
+        lo = _instant(question.day, question.window[0], question.tz).astimezone(UTC)
+        hi = _instant(question.day, question.window[1], question.tz).astimezone(UTC)
     except (BookingInputError, OverflowError, ValueError):
-        return list(ranges)
-    out = []
-    for start, end in ranges:  # compared as instants: same-zone datetimes compare by wall time
-        if start.astimezone(UTC) < lo.astimezone(UTC):
-            start = lo
-        if end.astimezone(UTC) > hi.astimezone(UTC):
-            end = hi
-        if start.astimezone(UTC) < end.astimezone(UTC):
-            out.append((start, end))
-    return out
+        return list(slots)
+    # Compared as instants: same-zone datetimes compare by wall time, ignoring fold.
+    return [s for s in slots if lo <= s.start.astimezone(UTC) < hi]
 
 
 def _clock_text(moment: datetime, question: Question) -> str:
@@ -372,10 +367,17 @@ def _part_en(question: Question) -> str:
     return ""
 
 
+def reply(question: Question, slots: list[Slot], *, closed: bool) -> str:
+    """:func:`answer` from the day's bookable ``slots`` (``available_slots``): narrowed to the question's time
+    of day, then merged into free ranges."""
+    return answer(question, free_ranges(narrow(question, slots)), closed=closed)
+
+
 def answer(question: Question, ranges: list[tuple[datetime, datetime]], *, closed: bool) -> str:
-    """The reply to ``question`` given the day's free ``ranges`` (from ``free_ranges``; cut here to the
-    question's time of day) and whether the store is ``closed`` that day."""
-    free = narrow(question, ranges)
+    """The reply to ``question`` given the free ``ranges`` to tell (``free_ranges`` of the slots the question
+    is about: see :func:`narrow` and :func:`reply`) and whether the store is ``closed`` that day. Times are
+    shown on the store's clock; a range ending at the next midnight ends at ``24:00``."""
+    free = ranges
     if question.lang == "ja":
         label = _label_ja(question)
         if free:

@@ -14,13 +14,16 @@ from tableside.booking import (
     MAX_TEXT_CHARS,
     Busy,
     Question,
+    Slot,
     answer,
     available_slots,
     detect_language,
     free_ranges,
     help_text,
     is_closed,
+    narrow,
     parse_question,
+    reply,
 )
 
 TZ = "Asia/Tokyo"
@@ -191,12 +194,9 @@ def test_japanese_answers() -> None:
     assert answer(thursday, late, closed=False) == "12月3日(木)は22:00〜24:00が空いています。予約しますか？"
     next_year = ask("2027-01-05 空いてる？")
     assert answer(next_year, [], closed=True) == "2027年1月5日(火)は空きがありません（定休日です）。"
-    evening = ask("明日の夜空いてる？")
-    assert answer(evening, two, closed=False) == "明日の夜は空きがありません。"
-    assert answer(evening, [(at(tomorrow.day, 15), at(tomorrow.day, 19))], closed=False) == (
-        "明日の夜は17:00〜19:00が空いています。予約しますか？")
-    three = ask("明日15時空いてる？")
-    assert answer(three, two, closed=False) == "明日の15:00以降は15:00〜17:00が空いています。予約しますか？"
+    assert answer(ask("明日の夜空いてる？"), [], closed=False) == "明日の夜は空きがありません。"
+    assert answer(ask("明日15時空いてる？"), two[1:], closed=False) == (
+        "明日の15:00以降は15:00〜17:00が空いています。予約しますか？")
 
 
 def test_english_answers() -> None:
@@ -211,10 +211,46 @@ def test_english_answers() -> None:
     two = [(at(THU, 11), at(THU, 12)), (at(THU, 18), at(THU, 21))]
     assert answer(thursday, two, closed=False) == (
         "Thu 3 Dec is free 11:00–12:00, 18:00–21:00. Shall I book it?")
-    lunch = ask("lunch on Dec 3?")
-    evening_only = [(at(THU, 18), at(THU, 21))]
-    assert answer(lunch, evening_only, closed=False) == "Thu 3 Dec is fully booked at lunchtime."
+    assert answer(ask("lunch on Dec 3?"), [], closed=False) == "Thu 3 Dec is fully booked at lunchtime."
+    assert answer(ask("Dec 3 after 7pm?"), [], closed=False) == "Thu 3 Dec is fully booked from 19:00."
     assert answer(ask("2027-01-05 free?"), [], closed=False) == "Tue 5 Jan 2027 is fully booked."
+
+
+TUESDAY_HOURS = {"tue": [["11:00", "14:00"], ["17:00", "22:00"]]}
+
+
+def tomorrows_slots(busy: list[Busy], duration: int = 120) -> list[Slot]:
+    return available_slots(business_hours=TUESDAY_HOURS, tz=TZ, day=date(2026, 12, 1),
+                           duration_minutes=duration, staff_ids=["chef", "sommelier"], busy=busy)
+
+
+def test_a_time_of_day_keeps_the_slots_that_start_in_it() -> None:
+    tue = date(2026, 12, 1)
+    # The chef is taken from 19:00, the sommelier all day: two-hour courses at 11:00-12:00 and 17:00.
+    busy = [Busy("chef", at(tue, 19), at(tue, 22)), Busy("sommelier", at(tue, 11), at(tue, 22))]
+    found = tomorrows_slots(busy)
+    assert reply(ask("明日空いてる？"), found, closed=False) == (
+        "明日は11:00〜14:00、17:00〜19:00が空いています。予約しますか？")
+    # 17:00-19:00 holds one two-hour course starting at 17:00: offered whole.
+    assert reply(ask("明日の夜空いてる？"), found, closed=False) == (
+        "明日の夜は17:00〜19:00が空いています。予約しますか？")
+    assert reply(ask("明日のランチは？"), found, closed=False) == (
+        "明日のランチは11:00〜14:00が空いています。予約しますか？")
+    # From 18:00: no course can start (17:00 is the last), so nothing, rather than a cut "18:00-19:00".
+    assert reply(ask("明日18時空いてる？"), found, closed=False) == "明日の18:00以降は空きがありません。"
+    assert reply(ask("tomorrow at 5pm?"), found, closed=False) == (
+        "Tomorrow (Tue 1 Dec) is free 17:00–19:00. Shall I book it?")
+    assert reply(ask("lunch tomorrow?"), tomorrows_slots([Busy("chef", at(tue, 11), at(tue, 14)),
+                                                         Busy("sommelier", at(tue, 11), at(tue, 14))]),
+                 closed=False) == "Tomorrow (Tue 1 Dec) is fully booked at lunchtime."
+    # A lunch course may run past the lunch window's end: shown whole.
+    assert narrow(ask("lunch tomorrow?"), found) == [s for s in found if s.start.hour < 15]
+    assert narrow(ask("is tomorrow free?"), found) == found
+    closed_day = available_slots(business_hours=TUESDAY_HOURS, tz=TZ, day=date(2026, 12, 2),
+                                 duration_minutes=60, staff_ids=["chef"], busy=[])
+    wednesday = ask("明後日空いてる？")
+    assert reply(wednesday, closed_day, closed=is_closed(TUESDAY_HOURS, wednesday.day)) == (
+        "明後日は空きがありません（定休日です）。")
 
 
 def test_answer_times_are_in_the_stores_zone() -> None:
