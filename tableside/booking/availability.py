@@ -144,14 +144,17 @@ def local_instant(day: date, hhmm: str, where: ZoneInfo) -> datetime:
     match = _HHMM.match(hhmm) if isinstance(hhmm, str) else None
     if not match:
         raise BookingInputError("invalid_business_hours", f"{hhmm!r} is not HH:MM")
-    if hhmm == "24:00":
-        day, wall = day + timedelta(days=1), time(0, 0)
-    else:
-        wall = time(int(match.group(1)), int(match.group(2)))
-    naive = datetime.combine(day, wall)
-    # fold=0: the first occurrence when ambiguous, the pre-transition offset when nonexistent; the UTC round
-    # trip then names a nonexistent wall time by the real one of the same instant.
-    return naive.replace(tzinfo=where, fold=0).astimezone(UTC).astimezone(where)
+    try:
+        if hhmm == "24:00":
+            day, wall = day + timedelta(days=1), time(0, 0)
+        else:
+            wall = time(int(match.group(1)), int(match.group(2)))
+        naive = datetime.combine(day, wall)
+        # fold=0: the first occurrence when ambiguous, the pre-transition offset when nonexistent; the UTC
+        # round trip then names a nonexistent wall time by the real one of the same instant.
+        return naive.replace(tzinfo=where, fold=0).astimezone(UTC).astimezone(where)
+    except OverflowError as exc:  # the first or last day datetime can hold
+        raise BookingInputError("invalid_date", f"{day} is out of range") from exc
 
 
 def is_closed(business_hours: dict[str, Any], day: date) -> bool:

@@ -104,6 +104,9 @@ def test_bad_business_hours_are_a_typed_error() -> None:
     with pytest.raises(BookingInputError) as err:
         day_windows(HOURS, "Mars/Olympus", MONDAY)
     assert err.value.code == "invalid_timezone"
+    with pytest.raises(BookingInputError) as err:
+        day_windows({"fri": [["23:00", "24:00"]]}, "Asia/Tokyo", date.max)  # the calendar's last day
+    assert err.value.code == "invalid_date"
 
 
 # --- slots -----------------------------------------------------------------------------------------------
