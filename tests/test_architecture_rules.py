@@ -5,6 +5,7 @@ each package imports only what the table allows, handlers never hold a ``TableAc
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import tableside
@@ -19,6 +20,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "storage": ("config",),
     "pos": ("clock",),
     "cluster": ("actors", "protocol", "storage.interface", "clock", "config", "metrics"),
+    "booking": (),
 }
 
 
@@ -93,4 +95,31 @@ def test_only_the_actors_write_group_state() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                     and node.func.attr in {"commit", "commit_writes"}:
                 violations.append(f"{rel}:{node.lineno} calls .{node.func.attr}()")
+    assert not violations, "\n".join(violations)
+
+
+# The pure core of reservations: the standard library only, none of it that does I/O or reads the clock.
+BOOKING_NO_IO = {"asyncio", "socket", "selectors", "ssl", "http", "urllib", "threading", "subprocess", "os",
+                 "io", "pathlib", "shutil", "tempfile", "sqlite3", "time", "random", "secrets", "logging"}
+CLOCK_READS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today"),
+               ("time", "time"), ("time", "monotonic")}
+
+
+def test_booking_is_pure_standard_library_without_io_or_clock_reads() -> None:
+    violations = []
+    for path in sorted((ROOT / "booking").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            roots: list[str] = []
+            if isinstance(node, ast.Import):
+                roots = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                roots = [node.module.split(".")[0]]
+            for root in roots:
+                if root != "tableside" and (root not in sys.stdlib_module_names or root in BOOKING_NO_IO):
+                    violations.append(f"{path.name}:{node.lineno} imports {root}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and isinstance(node.func.value, ast.Name) \
+                    and (node.func.value.id, node.func.attr) in CLOCK_READS:
+                violations.append(f"{path.name}:{node.lineno} reads the clock")
+    assert (ROOT / "booking" / "availability.py").exists()
     assert not violations, "\n".join(violations)
