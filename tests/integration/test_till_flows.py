@@ -3,6 +3,8 @@ checkout of a table into a transaction."""
 
 from __future__ import annotations
 
+import asyncio
+
 import tornado.httpclient
 import tornado.websocket
 
@@ -109,10 +111,20 @@ async def test_a_stale_active_session_is_parked_by_the_cleanup(database_url: str
         sock = await server.socket("sam", "A")
         await clock.advance(5 * 60)  # a cleanup pass: not stale yet
         assert (await server.call("GET", f"/api/order-sessions/{session['id']}", user="sam")).body["status"] == "active"
-        for _ in range(7):
+        await clock.advance(6 * 60)  # now past stale_minutes without a change
+
+        def parked() -> bool:
+            return any(m.get("type") == "order_session_updated" and m["session"]["status"] == "pending_logout"
+                       for m in sock.messages)
+
+        # A cleanup pass does real database I/O, so it may still be running when advance() returns and miss
+        # a tick: keep the fake time moving, one interval at a time, until a pass parked the session.
+        for _ in range(200):
+            if parked():
+                break
             await clock.advance(60)
-        await sock.wait_for(lambda m: m.get("type") == "order_session_updated"
-                            and m["session"]["status"] == "pending_logout")
+            await asyncio.sleep(0.01)
+        await eventually(parked, what="the stale session to be parked")
         got = await server.call("GET", f"/api/order-sessions/{session['id']}", user="sam")
         assert got.body["status"] == "pending_logout" and got.body["logout_time"] is not None
         assert got.body["items"] == session["items"]  # parked, never deleted

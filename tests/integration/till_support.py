@@ -94,13 +94,8 @@ async def start_till_server(database_url: str, clock: Clock | None = None, **set
     config = Settings(port=0, database_url=database_url, admin_password=ADMIN_PASSWORD,
                       demo={"tables": 3}, pos={"latency_ms": 0, "success_rate": 1.0},  # type: ignore[arg-type]
                       **settings)
-    import os  # DEV ONLY: remove
-    if os.environ.get("TILL_DEV_MEMORY"):
-        from tableside.storage.memory import MemoryStore
-        store: Any = MemoryStore()
-    else:
-        store = await PostgresStore.connect(database_url)
-        await store.truncate_all()
+    store = await PostgresStore.connect(database_url)
+    await store.truncate_all()
     running, _ = await start_server(config, store, demo=True, clock=clock or SystemClock())
     for username, (role, store_id) in USERS.items():
         await running.services.staff_auth.set_user(username, role, PASSWORD, store_id)
