@@ -366,10 +366,11 @@ class CloseTabHandler(TabHandler):
 
 
 async def login_order_session(handler: BaseHandler, username: str, role: StaffRole) -> dict[str, Any]:
-    """``order_session`` and ``warning`` of the login answer; recovery of a parked session onto this till.
-    Never fails the login: a till problem is logged and answered as no session."""
+    """``order_session`` and ``warning`` of the login answer of a till role (a kitchen login has neither);
+    recovery of a parked session onto this till. Never fails the login: a till problem is logged and
+    answered as no session."""
     if role not in (StaffRole.ADMIN, *TILL_ROLES):
-        return {"order_session": None, "warning": None}
+        return {}
     till = header_till_id(handler)
     try:
         answer: LoginAnswer = await handler.services.till.ask(username, LoginRecover(Caller(username, till)))
