@@ -62,6 +62,12 @@ log = structlog.get_logger("tableside.till")
 TILL_ROLES = (StaffRole.MANAGER, StaffRole.SERVER)  # and admin (always)
 SUPERVISORS = (StaffRole.ADMIN, StaffRole.MANAGER)
 TILL_HEADER = "X-Till-Id"
+MAX_ID = (1 << 31) - 1  # ids are Postgres integers: a larger one names nothing
+
+
+def record_id(raw: str) -> int | None:
+    value = int(raw)
+    return value if 0 < value <= MAX_ID else None
 
 
 def header_till_id(handler: BaseHandler) -> str | None:
@@ -138,7 +144,8 @@ class TillHandler(BaseHandler):
 
     async def visible_session(self, raw_id: str) -> OrderSession:
         """The session if the caller may reach it (their own; a supervisor's store's); else 404."""
-        session = await self.services.store.get_order_session(int(raw_id))
+        sid = record_id(raw_id)
+        session = await self.services.store.get_order_session(sid) if sid is not None else None
         if session is None or not self.may_see(session):
             raise ApiError(404, "not_found", f"no order session {raw_id}")
         return session
@@ -279,7 +286,7 @@ class AssignHandler(TillHandler):
         tab_id = self.json_body().get("tab_id")
         if type(tab_id) is not int or not 0 < tab_id < 1 << 53:
             raise ApiError(400, "bad_request", "tab_id must be a positive integer", extra={"field": "tab_id"})
-        tab = await self.services.store.get_tab(tab_id)
+        tab = await self.services.store.get_tab(tab_id) if tab_id <= MAX_ID else None
         if tab is None or not self.scope.allows(tab.store_id):
             raise ApiError(404, "not_found", f"no tab {tab_id}")
         expected = self.if_match(required=False)
@@ -327,7 +334,8 @@ class TabsHandler(TillHandler):
 
 class TabHandler(TillHandler):
     async def tab(self, raw_id: str) -> Any:
-        tab = await self.services.store.get_tab(int(raw_id))
+        tid = record_id(raw_id)
+        tab = await self.services.store.get_tab(tid) if tid is not None else None
         if tab is None or not self.scope.allows(tab.store_id):
             raise ApiError(404, "not_found", f"no tab {raw_id}")
         return tab

@@ -30,8 +30,10 @@ async def test_create_get_and_active_carry_the_session_and_its_etag(till: TillSe
     assert got.code == 200 and got.body == session and got.etag == '"1"'
     active = await till.call("GET", "/api/order-sessions/active", user="sam")
     assert active.body == {"session": session} and active.etag == '"1"'
-    missing = await till.call("GET", "/api/order-sessions/999999", user="sam")
-    assert missing.code == 404 and missing.body["error"] == "not_found"
+    for missing_id in ("999999", "0", "999999999999"):
+        missing = await till.call("GET", f"/api/order-sessions/{missing_id}", user="sam")
+        assert missing.code == 404 and missing.body["error"] == "not_found"
+    assert (await till.call("GET", "/api/tabs/999999999999", user="sam")).code == 404
 
 
 async def test_post_with_an_open_session_is_an_update_that_needs_if_match(till: TillServer) -> None:
@@ -216,8 +218,9 @@ async def test_tabs_and_assign_to_tab(till: TillServer) -> None:
     session = await till.open_session(items=[{"menu_item_id": "asahi", "qty": 2}])
     path = f"/api/order-sessions/{session['id']}/assign-to-tab"
     assert (await till.call("POST", path, {"tab_id": "1"}, user="sam", till="A")).code == 400
-    missing = await till.call("POST", path, {"tab_id": 999999}, user="sam", till="A")
-    assert missing.code == 404 and missing.body["error"] == "not_found"
+    for missing_id in (999999, 1 << 40):
+        missing = await till.call("POST", path, {"tab_id": missing_id}, user="sam", till="A")
+        assert missing.code == 404 and missing.body["error"] == "not_found"
     one = await till.call("POST", path, {"tab_id": tab["id"]}, user="sam", till="A")
     assert one.code == 200, one.body
     assert one.body["session"]["status"] == "assigned_to_tab" and one.body["session"]["tab_id"] == tab["id"]
