@@ -125,6 +125,7 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/guest", PageHandler, {"page": "guest.html", "no_cookie_page": "guest-join.html"}),
         (r"/kitchen", PageHandler, {"page": "kitchen.html"}),
         (r"/staff", PageHandler, {"page": "staff.html"}),
+        (r"/till", PageHandler, {"page": "till.html"}),
         # The store page: an unknown store id gets the page too, which says "no such store".
         (r"/store/([0-9]{1,9})", PageHandler, {"page": "store.html"}),
         (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
