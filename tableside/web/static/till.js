@@ -125,7 +125,7 @@ function adopt(session, elsewhereText) {
     if (elsewhereText || !state.elsewhere || state.elsewhere.tillId !== s.till_id) {
       state.elsewhere = {
         tillId: s.till_id,
-        text: elsewhereText || `This order moved to till ${shortTill(s.till_id)}. It is read-only here.`,
+        text: elsewhereText || `This order moved to till ${shortTill(s.till_id)} (read-only here).`,
       };
     }
   } else {
