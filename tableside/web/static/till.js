@@ -67,6 +67,7 @@ const state = {
   forbidden: false,
   ws: null,
   connected: false,
+  lost: false, // the staff socket closed (or never opened): show "Connection lost" until it is back
 };
 
 const backoff = new Backoff(500, 5000);
@@ -206,8 +207,9 @@ function writeFailed(err) {
   }
   if (err instanceof HttpError && (err.status === 428 || err.status === 404)) {
     // An open order this page did not know (made elsewhere), or ours is gone: show what the server has.
-    say("This order was changed elsewhere. It now shows the latest version.", "warn");
-    loadActive();
+    say("This order was changed elsewhere. It now shows the latest version: check it and make your change again.", "warn");
+    if (data.session) adopt(data.session);
+    else loadActive();
     return;
   }
   if (err instanceof HttpError && err.code === "item_unavailable") loadMenu();
@@ -535,7 +537,7 @@ function render() {
   renderOrder();
   renderMenuState();
   renderTabs();
-  $("conn").hidden = state.connected || !state.loggedIn;
+  $("conn").hidden = !state.lost || state.connected || !state.loggedIn;
 }
 
 async function loadMenu() {
@@ -560,13 +562,19 @@ function handle(msg) {
   switch (msg.type) {
     case "staff_welcome":
       state.connected = true;
+      state.lost = false;
       backoff.reset();
       if (msg.session) offer(msg.session);
       else if (state.session && state.pending === 0) adopt(null); // closed elsewhere while we were away
       else render();
       break;
     case "order_session_updated":
-      offer(msg.session);
+      if (msg.session) {
+        offer(msg.session);
+      } else if (state.session && msg.session_id === state.session.id) {
+        adopt(null); // deleted (cleared at another till, or by a manager)
+        say("The order was cleared elsewhere.", "warn");
+      }
       break;
     case "session_moved":
       if (msg.till_id && msg.till_id !== TILL) {
@@ -619,6 +627,7 @@ function connect() {
     if (state.ws !== ws) return;
     state.ws = null;
     state.connected = false;
+    state.lost = true;
     if (!state.loggedIn) return;
     if (ev.code === SESSION_ENDED_CODE) {
       sessionEnded("revoked");
@@ -661,6 +670,7 @@ function showLogin(message) {
   const ws = state.ws;
   state.ws = null;
   state.connected = false;
+  state.lost = false;
   if (ws) ws.close();
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
@@ -695,18 +705,24 @@ function start(_session, answer) {
   $("who").textContent = `${session.username}${session.role ? ` (${session.role})` : ""}`;
   mountStorePicker(session, $("who"));
   const warning = answer && answer.warning;
+  const warningText = (tillId) => {
+    const where = `till ${shortTill(tillId)}`;
+    const text = warning && warning.message ? warning.message : "Your open order is on another till.";
+    // The server names the till by its whole id; the page shows every till id short ("ab12…").
+    return text.includes(tillId) ? text.split(tillId).join(shortTill(tillId)) : `${text} (${where})`;
+  };
   if (answer && answer.order_session !== undefined) {
     const s = answer.order_session;
     const other = warning && warning.code === "active_on_other_till" ? warning.till_id || (s && s.till_id) : null;
     if (other && s) {
-      adopt({ ...s, till_id: s.till_id || other }, warning.message || `Your open order is on till ${shortTill(other)}.`);
+      adopt({ ...s, till_id: s.till_id || other }, warningText(s.till_id || other));
     } else {
       adopt(s);
     }
   }
   if (warning && warning.code === "active_on_other_till" && !state.elsewhere) {
     const other = warning.till_id || "?";
-    state.elsewhere = { tillId: other, text: warning.message || `Your open order is on till ${shortTill(other)}.` };
+    state.elsewhere = { tillId: other, text: warningText(other) };
   }
   render();
   if (!answer || answer.order_session === undefined) loadActive();
