@@ -87,7 +87,8 @@ async def open_till(browser: Browser, errors: list[str], proc: Proc) -> tuple[Br
     await page.get_by_label("Password").fill(demo_password(proc, USER))
     await page.get_by_role("button", name="Log in").click()
     await expect(page.locator("#who")).to_have_text(f"{USER} ({USER})")
-    await expect(page.get_by_role("button", name=re.compile(r"^Add Edamame, 4\.50"))).to_be_enabled()
+    await expect(page.get_by_role("button", name=re.compile(r"^Add Edamame, 4\.50"))).to_be_visible()
+    await expect(page.locator("#menu-loading")).to_be_hidden()
     return ctx, page
 
 
@@ -108,6 +109,7 @@ async def test_till_order_survives_a_reload_and_pays_into_the_kitchen(server: Pr
     _, page = await open_till(browser, errors, server)
     till_id = await till_id_of(page)
     await expect(page.locator("#order-empty")).to_be_visible()
+    await expect(page.locator("#elsewhere")).to_be_hidden()
     await expect(page.get_by_role("button", name="Pay")).to_be_disabled()
     await ring_up(page)
     # −, +, remove and add again, a note: each one a write answered by the server.
