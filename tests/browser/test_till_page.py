@@ -263,3 +263,49 @@ async def test_a_second_till_takes_the_order_over(server: Proc, browser: Browser
     await till_a.get_by_role("button", name="Clear").click()
     await expect(till_a.locator("#order-empty")).to_be_visible()
     assert not errors, errors
+
+
+async def test_a_change_made_elsewhere_reaches_the_till_and_a_stale_edit_is_refused(
+    server: Proc, browser: Browser,  # noqa: F811
+) -> None:
+    """A change of the order from outside the page (here: the API with this till's id, as another tab of
+    the till would) shows at once through the staff websocket. Then, with the socket silenced (a route that
+    never reaches the server), the page's next edit goes out with a stale If-Match: 409
+    ``revision_mismatch``, and the page adopts the server's session and says so."""
+    errors: list[str] = []
+    ctx, page = await open_till(browser, errors, server)
+    till_id = await till_id_of(page)
+    token = await page_staff_token(page)
+    await page.get_by_role("button", name=re.compile(r"^Add Edamame, 4\.50")).click()
+    await expect(page.locator("#total")).to_have_text("4.50")
+    session_id = await page.locator("#order-meta").get_attribute("data-session-id")
+    revision = await revision_of(page)
+    status, body = api(server, "GET", f"/api/order-sessions/{session_id}", token, till_id)
+    assert status == 200, body
+    items = [{"line_id": i["line_id"], "menu_item_id": i["menu_item_id"], "qty": 3} for i in body["items"]]
+    status, body = api(server, "PUT", f"/api/order-sessions/{session_id}", token, till_id, {"items": items},
+                       if_match=revision)
+    assert status == 200, body
+    await expect(line(page, "Edamame").locator(".qty")).to_have_text("3")
+    await expect(page.locator("#total")).to_have_text("13.50")
+    await expect(page.locator("#order-meta")).to_have_attribute("data-revision", str(body["revision"]))
+
+    # Silence the socket (a route that never connects to the server), reload: the page knows revision N.
+    await ctx.route_web_socket(re.compile(r"/ws/staff"), lambda ws: None)
+    await page.reload()
+    await expect(line(page, "Edamame").locator(".qty")).to_have_text("3")
+    revision = await revision_of(page)
+    status, body = api(server, "PUT", f"/api/order-sessions/{session_id}", token, till_id,
+                       {"items": [{**items[0], "qty": 1}]}, if_match=revision)
+    assert status == 200, body
+    await expect(page.locator("#total")).to_have_text("13.50")  # not told: the socket is silent
+    await page.get_by_role("button", name="One more Edamame").click()
+    await expect(page.locator("#msg")).to_contain_text("This order was changed elsewhere")
+    await expect(line(page, "Edamame").locator(".qty")).to_have_text("1")
+    await expect(page.locator("#total")).to_have_text("4.50")
+    await expect(page.locator("#order-meta")).to_have_attribute("data-revision", str(body["revision"]))
+    # The next edit goes out on the adopted revision and lands.
+    await page.get_by_role("button", name="One more Edamame").click()
+    await expect(page.locator("#total")).to_have_text("9.00")
+    await expect(page.locator("#order-meta")).to_have_attribute("data-revision", str(body["revision"] + 1))
+    assert not errors, errors
