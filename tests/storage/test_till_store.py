@@ -25,6 +25,7 @@ from tableside.storage import (
     RevisionMismatch,
     StaffRole,
     StaffUser,
+    StorageError,
     Store,
     TabClosed,
     Table,
@@ -426,6 +427,21 @@ async def test_close_tab_of_a_table_leaves_the_table_alone(store: Store) -> None
     # checkout later: the tab is already closed, no second transaction
     await store.checkout_table("T1", NOW + 2)
     assert await store.list_transactions(1) == [tx]
+
+
+async def test_removing_a_staff_user_drops_open_sessions_but_never_paid_history(store: Store) -> None:
+    """order_sessions.user_id cascades from staff_users, but a completed session's transaction (money
+    taken) refuses the cascade: such a user is deactivated, not removed."""
+    await seed(store, "alice", "bob")
+    a = await store.create_order_session("alice", 1, ITEMS, None, NOW)
+    assert await store.remove_staff("alice") is True
+    assert await store.get_order_session(a.session_id) is None
+    b = await store.create_order_session("bob", 1, ITEMS, None, NOW)
+    await store.complete_order_session(b.session_id, None, "card", NOW)
+    with pytest.raises(StorageError):
+        await store.remove_staff("bob")
+    assert await store.get_staff("bob") is not None
+    assert await store.get_order_session(b.session_id) is not None
 
 
 # -- stale sessions ------------------------------------------------------------------------------
