@@ -309,3 +309,29 @@ async def test_a_change_made_elsewhere_reaches_the_till_and_a_stale_edit_is_refu
     await expect(page.locator("#total")).to_have_text("9.00")
     await expect(page.locator("#order-meta")).to_have_attribute("data-revision", str(body["revision"] + 1))
     assert not errors, errors
+
+
+async def test_a_logout_parks_the_order_and_the_next_till_carries_on(server: Proc, browser: Browser) -> None:  # noqa: F811
+    """"Log out" at till A parks the order (pending_logout); logging in at till B brings it back there,
+    active, with no warning, and B edits it."""
+    errors: list[str] = []
+    _, till_a = await open_till(browser, errors, server)
+    await ring_up(till_a)
+    session_id = await till_a.locator("#order-meta").get_attribute("data-session-id")
+    async with till_a.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/api/staff/logout")):
+        await till_a.get_by_role("button", name="Log out").click()
+    await expect(till_a.get_by_label("Username")).to_be_visible()
+    status, body = api(server, "GET", f"/api/order-sessions/{session_id}", admin_token(server))
+    assert status == 200 and body["status"] == "pending_logout" and body["logout_time"], body
+
+    _, till_b = await open_till(browser, errors, server)
+    id_b = await till_id_of(till_b)
+    await expect(till_b.locator("#order-meta")).to_have_attribute("data-session-id", session_id or "")
+    await expect(till_b.locator("#elsewhere")).to_be_hidden()
+    await expect(till_b.locator("#total")).to_have_text("33.50")
+    await till_b.get_by_role("button", name=re.compile(r"^Add Edamame, 4\.50")).click()
+    await expect(till_b.locator("#total")).to_have_text("38.00")
+    token = await page_staff_token(till_b)
+    status, body = api(server, "GET", f"/api/order-sessions/{session_id}", token, id_b)
+    assert status == 200 and body["status"] == "active" and body["till_id"] == id_b, body
+    assert not errors, errors
