@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tableside.storage.codec import encode_write
+from tableside.storage import till_lines
+from tableside.storage.codec import dumps, encode_write
 from tableside.storage.interface import (
     GUEST_MAX_LINES,
     GUEST_MAX_QUANTITY,
@@ -39,21 +40,32 @@ from tableside.storage.interface import (
     JoinResult,
     MenuItem,
     MenuItemNotFound,
+    OpenSessionExists,
     OrderNotFound,
     OrderRecord,
+    OrderSession,
+    OrderSessionChange,
+    OrderSessionNotFound,
+    OrderSessionStatus,
     OrderStatus,
     Restaurant,
     RestaurantNotFound,
+    RevisionMismatch,
     StaffRole,
     StaffSession,
     StaffUser,
     StaleWrite,
     StorageError,
+    Tab,
+    TabClosed,
     Table,
     TableNotFound,
     TablePaid,
     TableStatus,
+    TabNotFound,
+    TabStatus,
     TokenInfo,
+    Transaction,
     User,
     UserSession,
     validate_business_hours,
@@ -111,6 +123,12 @@ class MemoryStore:
         self._guests: dict[str, GuestSession] = {}
         self._guest_carts: dict[str, list[GuestCartLine]] = {}
         self._next_cart_line = 0
+        # Till order sessions, tabs and transactions (ids as the Postgres identities: 1, 2, ...). A tab is
+        # stored without its lines (they are computed on read, as in PostgresStore).
+        self._order_sessions: dict[int, OrderSession] = {}
+        self._tabs: dict[int, Tab] = {}
+        self._transactions: dict[int, Transaction] = {}
+        self._next_ids = {"session": 0, "tab": 0, "transaction": 0}
         # Counts commit_writes calls, so tests can see group commit batching.
         self.commit_calls = 0
 
@@ -223,6 +241,8 @@ class MemoryStore:
             t.status = TableStatus.OCCUPIED
             t.current_group_id = new_group_id
             t.updated_at = now
+            if not any(tab.group_id == new_group_id for tab in self._tabs.values()):
+                self._new_tab(t.restaurant_id, t.name, now, table_id=table_id, group_id=new_group_id)
         group_id = t.current_group_id
         assert group_id is not None
         old = self._tokens.get(token_hash)
@@ -275,7 +295,7 @@ class MemoryStore:
         for h in [h for h, tok in self._tokens.items() if tok.group_id == group_id]:
             del self._tokens[h]
 
-    async def checkout_table(self, table_id: str, now: float) -> Table:
+    async def checkout_table(self, table_id: str, now: float, payment_method: str = "card") -> Table:
         t = self._table(table_id)
         if t.status != TableStatus.OCCUPIED:
             raise InvalidTransition(f"checkout of {t.status} table {table_id}")
@@ -283,6 +303,9 @@ class MemoryStore:
         t.updated_at = now
         if t.current_group_id is not None:
             self._delete_group_tokens(t.current_group_id)
+            tab = self._group_tab(t.current_group_id)
+            if tab is not None and tab.status == TabStatus.OPEN:
+                self._close_tab_into_transaction(tab, payment_method, now)
         return replace(t)
 
     async def reset_table(self, table_id: str, now: float) -> Table:
@@ -292,10 +315,17 @@ class MemoryStore:
             return replace(t)
         if t.current_group_id is not None:
             self._delete_group_tokens(t.current_group_id)
+            self._close_group_tab_unpaid(t.current_group_id, now)
         t.status = TableStatus.VACANT
         t.current_group_id = None
         t.updated_at = now
         return replace(t)
+
+    def _close_group_tab_unpaid(self, group_id: str, now: float) -> None:
+        """A sitting that ends without checkout: its tab (if still open) is closed without a transaction."""
+        tab = self._group_tab(group_id)
+        if tab is not None and tab.status == TabStatus.OPEN:
+            tab.status, tab.closed_at = TabStatus.CLOSED, now
 
     async def close_idle_groups(self, cutoff: float, now: float) -> list[tuple[str, str]]:
         closed: list[tuple[str, str]] = []
@@ -308,6 +338,7 @@ class MemoryStore:
                 continue
             closed.append((t.table_id, t.current_group_id))
             self._delete_group_tokens(t.current_group_id)
+            self._close_group_tab_unpaid(t.current_group_id, now)
             t.status, t.current_group_id, t.updated_at = TableStatus.VACANT, None, now
         return closed
 
@@ -517,6 +548,13 @@ class MemoryStore:
         return len(ended)
 
     async def remove_staff(self, username: str) -> bool:
+        if username in self._staff:
+            mine = [sid for sid, o in self._order_sessions.items() if o.user_id == username]
+            if any(t.order_session_id in mine for t in self._transactions.values()):
+                # Postgres: the cascade to order_sessions is refused by the transactions' foreign key
+                raise StorageError(f"staff user {username} has completed order sessions (transactions)")
+            for sid in mine:
+                del self._order_sessions[sid]
         await self.delete_staff_sessions_for_user(username)
         return self._staff.pop(username, None) is not None
 
@@ -708,6 +746,306 @@ class MemoryStore:
             del self._guests[sid]
             self._guest_carts.pop(sid, None)  # Postgres: ON DELETE CASCADE
         return len(expired)
+
+    # -- till order sessions, tabs, transactions (seed 002); no awaits inside: each call is atomic -----
+
+    def _next_id(self, kind: str) -> int:
+        self._next_ids[kind] += 1
+        return self._next_ids[kind]
+
+    @staticmethod
+    def _json_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What jsonb would store and return (a copy; non-JSON data is a StorageError, as in Postgres)."""
+        try:
+            out: list[dict[str, Any]] = json.loads(dumps(items))
+        except (TypeError, ValueError) as e:
+            raise StorageError(f"order session items are not JSON: {e}") from e
+        return out
+
+    def _open_session_of(self, user_id: str) -> OrderSession | None:
+        return next(
+            (
+                o
+                for o in self._order_sessions.values()
+                if o.user_id == user_id and o.status in (OrderSessionStatus.ACTIVE, OrderSessionStatus.PENDING_LOGOUT)
+            ),
+            None,
+        )
+
+    def _session(self, session_id: int) -> OrderSession:
+        o = self._order_sessions.get(session_id)
+        if o is None:
+            raise OrderSessionNotFound(f"order session {session_id}")
+        return o
+
+    async def create_order_session(
+        self, user_id: str, store_id: int, items: list[dict[str, Any]], till_id: str | None, now: float
+    ) -> OrderSession:
+        if store_id not in self._restaurants:
+            raise RestaurantNotFound(f"store {store_id} does not exist")
+        if user_id not in self._staff:
+            raise StorageError(f"no staff user {user_id}")  # Postgres: the foreign key
+        current = self._open_session_of(user_id)
+        if current is not None:
+            raise OpenSessionExists(copy.deepcopy(current))
+        stored = self._json_items(items)
+        o = OrderSession(
+            session_id=self._next_id("session"),
+            user_id=user_id,
+            store_id=store_id,
+            items=stored,
+            status=OrderSessionStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+            revision=1,
+            till_id=till_id,
+        )
+        self._order_sessions[o.session_id] = o
+        return copy.deepcopy(o)
+
+    async def get_order_session(self, session_id: int) -> OrderSession | None:
+        o = self._order_sessions.get(session_id)
+        return None if o is None else copy.deepcopy(o)
+
+    async def get_open_order_session(self, user_id: str) -> OrderSession | None:
+        o = self._open_session_of(user_id)
+        return None if o is None else copy.deepcopy(o)
+
+    async def list_order_sessions(
+        self, store_id: int, *, status: OrderSessionStatus | None = None, user_id: str | None = None,
+        limit: int = 200,
+    ) -> list[OrderSession]:
+        found = [
+            o
+            for o in self._order_sessions.values()
+            if o.store_id == store_id
+            and (status is None or o.status == status)
+            and (user_id is None or o.user_id == user_id)
+        ]
+        found.sort(key=lambda o: o.session_id, reverse=True)
+        return copy.deepcopy(found[: max(limit, 0)])
+
+    async def update_order_session(
+        self, session_id: int, expected_revision: int, change: OrderSessionChange, now: float
+    ) -> OrderSession:
+        o = self._session(session_id)
+        if o.revision != expected_revision:
+            raise RevisionMismatch(copy.deepcopy(o))
+        if o.status not in (OrderSessionStatus.ACTIVE, OrderSessionStatus.PENDING_LOGOUT):
+            raise InvalidTransition(f"order session {session_id} is {o.status}")
+        new_status: OrderSessionStatus | None = None
+        if change.status is not None:
+            new_status = OrderSessionStatus(change.status)
+            if new_status not in (OrderSessionStatus.ACTIVE, OrderSessionStatus.PENDING_LOGOUT):
+                raise InvalidTransition(f"order session status {new_status} is not set by an update")
+        items = None if change.items is None else self._json_items(change.items)
+        if items is not None:
+            o.items = items
+        if new_status is not None:
+            if new_status == OrderSessionStatus.PENDING_LOGOUT and o.status != new_status:
+                o.logout_time = now
+            elif new_status == OrderSessionStatus.ACTIVE:
+                o.logout_time = None
+            o.status = new_status
+        if change.till_id is not None:
+            o.till_id = change.till_id
+        o.revision += 1
+        o.updated_at = now
+        return copy.deepcopy(o)
+
+    def _make_ticket(self, o: OrderSession, table_id: str, now: float) -> OrderRecord:
+        """The session's kitchen ticket: the store's next order number, confirmed, a kitchen_seq."""
+        n = self._next_order_number[o.store_id]
+        self._next_order_number[o.store_id] = n + 1
+        rec = till_lines.ticket(o, n, table_id, now)
+        self._kitchen_seq += 1
+        rec.kitchen_seq = self._kitchen_seq
+        self._orders[rec.order_id] = rec
+        return rec
+
+    def _check_payable(self, o: OrderSession, expected_revision: int | None) -> None:
+        if expected_revision is not None and o.revision != expected_revision:
+            raise RevisionMismatch(copy.deepcopy(o))
+        if o.status != OrderSessionStatus.ACTIVE:
+            raise InvalidTransition(f"order session {o.session_id} is {o.status}")
+        if not o.items:
+            raise InvalidTransition(f"order session {o.session_id} has no items")
+
+    async def complete_order_session(
+        self, session_id: int, expected_revision: int | None, payment_method: str, now: float
+    ) -> tuple[OrderSession, Transaction, OrderRecord]:
+        o = self._session(session_id)
+        if o.status == OrderSessionStatus.COMPLETED:
+            assert o.transaction_id is not None and o.order_id is not None
+            return (
+                copy.deepcopy(o),
+                copy.deepcopy(self._transactions[o.transaction_id]),
+                copy.deepcopy(self._orders[o.order_id]),
+            )
+        self._check_payable(o, expected_revision)
+        if o.store_id not in self._restaurants:
+            raise RestaurantNotFound(str(o.store_id))
+        rec = self._make_ticket(o, "", now)
+        lines = till_lines.session_lines(o)
+        tx = Transaction(
+            transaction_id=self._next_id("transaction"),
+            store_id=o.store_id,
+            lines=lines,
+            total=till_lines.lines_total(lines),
+            payment_method=payment_method,
+            created_at=now,
+            order_session_id=o.session_id,
+        )
+        self._transactions[tx.transaction_id] = tx
+        o.status = OrderSessionStatus.COMPLETED
+        o.transaction_id = tx.transaction_id
+        o.order_id = rec.order_id
+        o.revision += 1
+        o.updated_at = now
+        return copy.deepcopy(o), copy.deepcopy(tx), copy.deepcopy(rec)
+
+    async def assign_order_session_to_tab(
+        self, session_id: int, tab_id: int, expected_revision: int | None, now: float
+    ) -> tuple[OrderSession, OrderRecord]:
+        o = self._session(session_id)
+        if o.status == OrderSessionStatus.ASSIGNED_TO_TAB:
+            if o.tab_id != tab_id:
+                raise InvalidTransition(f"order session {session_id} is on tab {o.tab_id}")
+            assert o.order_id is not None
+            return copy.deepcopy(o), copy.deepcopy(self._orders[o.order_id])
+        tab = self._tabs.get(tab_id)
+        if tab is None or tab.store_id != o.store_id:
+            raise TabNotFound(f"tab {tab_id}")
+        if tab.status != TabStatus.OPEN:
+            raise TabClosed(self._tab_view(tab))
+        self._check_payable(o, expected_revision)
+        rec = self._make_ticket(o, tab.table_id or "", now)
+        o.status = OrderSessionStatus.ASSIGNED_TO_TAB
+        o.tab_id = tab_id
+        o.order_id = rec.order_id
+        o.revision += 1
+        o.updated_at = now
+        return copy.deepcopy(o), copy.deepcopy(rec)
+
+    async def delete_order_session(self, session_id: int) -> bool:
+        o = self._order_sessions.get(session_id)
+        if o is None:
+            return False
+        if o.status not in (OrderSessionStatus.ACTIVE, OrderSessionStatus.PENDING_LOGOUT):
+            raise InvalidTransition(f"order session {session_id} is {o.status}")
+        del self._order_sessions[session_id]
+        return True
+
+    async def park_stale_order_sessions(self, cutoff: float, now: float) -> list[OrderSession]:
+        parked: list[OrderSession] = []
+        for o in self._order_sessions.values():
+            if o.status == OrderSessionStatus.ACTIVE and o.updated_at < cutoff:
+                o.status = OrderSessionStatus.PENDING_LOGOUT
+                o.logout_time = now
+                o.updated_at = now
+                o.revision += 1
+                parked.append(copy.deepcopy(o))
+        parked.sort(key=lambda o: o.session_id)
+        return parked
+
+    def _new_tab(
+        self, store_id: int, name: str, now: float, *, table_id: str | None = None, group_id: str | None = None
+    ) -> Tab:
+        tab = Tab(
+            tab_id=self._next_id("tab"),
+            store_id=store_id,
+            name=name,
+            status=TabStatus.OPEN,
+            created_at=now,
+            table_id=table_id,
+            group_id=group_id,
+        )
+        self._tabs[tab.tab_id] = tab
+        return tab
+
+    def _group_tab(self, group_id: str) -> Tab | None:
+        return next((t for t in self._tabs.values() if t.group_id == group_id), None)
+
+    def _tab_lines(self, tab: Tab) -> list[dict[str, Any]]:
+        lines: list[dict[str, Any]] = []
+        if tab.group_id is not None:
+            orders = [
+                o
+                for o in self._orders.values()
+                if o.group_id == tab.group_id and o.status == OrderStatus.CONFIRMED
+            ]
+            orders.sort(key=lambda o: (o.kitchen_seq or 0, o.created_at, o.order_id))
+            for order in orders:
+                lines.extend(till_lines.order_line(order.order_id, item) for item in order.items)
+        sessions = sorted(
+            (
+                o
+                for o in self._order_sessions.values()
+                if o.tab_id == tab.tab_id and o.status == OrderSessionStatus.ASSIGNED_TO_TAB
+            ),
+            key=lambda o: o.session_id,
+        )
+        for s in sessions:
+            lines.extend(till_lines.session_lines(s))
+        return copy.deepcopy(lines)
+
+    def _tab_view(self, tab: Tab) -> Tab:
+        tx = next((t.transaction_id for t in self._transactions.values() if t.tab_id == tab.tab_id), None)
+        return replace(tab, lines=self._tab_lines(tab), transaction_id=tx)
+
+    def _close_tab_into_transaction(self, tab: Tab, payment_method: str, now: float) -> Transaction:
+        lines = self._tab_lines(tab)
+        tx = Transaction(
+            transaction_id=self._next_id("transaction"),
+            store_id=tab.store_id,
+            lines=lines,
+            total=till_lines.lines_total(lines),
+            payment_method=payment_method,
+            created_at=now,
+            tab_id=tab.tab_id,
+        )
+        self._transactions[tx.transaction_id] = tx
+        tab.status, tab.closed_at = TabStatus.CLOSED, now
+        return tx
+
+    async def create_tab(self, store_id: int, name: str, now: float) -> Tab:
+        if store_id not in self._restaurants:
+            raise RestaurantNotFound(f"store {store_id} does not exist")
+        return self._tab_view(self._new_tab(store_id, name, now))
+
+    async def get_tab(self, tab_id: int) -> Tab | None:
+        tab = self._tabs.get(tab_id)
+        return None if tab is None else self._tab_view(tab)
+
+    async def get_group_tab(self, group_id: str) -> Tab | None:
+        tab = self._group_tab(group_id)
+        return None if tab is None else self._tab_view(tab)
+
+    async def list_tabs(self, store_id: int, *, status: TabStatus | None = None, limit: int = 200) -> list[Tab]:
+        found = [t for t in self._tabs.values() if t.store_id == store_id and (status is None or t.status == status)]
+        found.sort(key=lambda t: t.tab_id, reverse=True)
+        return [self._tab_view(t) for t in found[: max(limit, 0)]]
+
+    async def close_tab(self, tab_id: int, payment_method: str, now: float) -> tuple[Tab, Transaction]:
+        tab = self._tabs.get(tab_id)
+        if tab is None:
+            raise TabNotFound(f"tab {tab_id}")
+        if tab.status == TabStatus.CLOSED:
+            tx = next((t for t in self._transactions.values() if t.tab_id == tab_id), None)
+            if tx is None:  # closed by a reset without checkout: there is no transaction to return
+                raise TabClosed(self._tab_view(tab))
+            return self._tab_view(tab), copy.deepcopy(tx)
+        tx = self._close_tab_into_transaction(tab, payment_method, now)
+        return self._tab_view(tab), copy.deepcopy(tx)
+
+    async def get_transaction(self, transaction_id: int) -> Transaction | None:
+        tx = self._transactions.get(transaction_id)
+        return None if tx is None else copy.deepcopy(tx)
+
+    async def list_transactions(self, store_id: int, *, limit: int = 200) -> list[Transaction]:
+        found = [t for t in self._transactions.values() if t.store_id == store_id]
+        found.sort(key=lambda t: t.transaction_id, reverse=True)
+        return copy.deepcopy(found[: max(limit, 0)])
 
     async def cleanup(self, now: float) -> CleanupReport:
         return CleanupReport(

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from tableside.config import first_line
 from tableside.storage import schema as s
+from tableside.storage import till_lines
 from tableside.storage.codec import dumps as _dumps
 from tableside.storage.codec import encode_write
 from tableside.storage.interface import (
@@ -47,22 +48,33 @@ from tableside.storage.interface import (
     JoinResult,
     MenuItem,
     MenuItemNotFound,
+    OpenSessionExists,
     OrderNotFound,
     OrderRecord,
+    OrderSession,
+    OrderSessionChange,
+    OrderSessionNotFound,
+    OrderSessionStatus,
     OrderStatus,
     Restaurant,
     RestaurantNotFound,
+    RevisionMismatch,
     StaffRole,
     StaffSession,
     StaffUser,
     StaleWrite,
     StorageError,
     StorageUnavailable,
+    Tab,
+    TabClosed,
     Table,
     TableNotFound,
     TablePaid,
     TableStatus,
+    TabNotFound,
+    TabStatus,
     TokenInfo,
+    Transaction,
     User,
     UserSession,
     validate_business_hours,
@@ -464,6 +476,53 @@ def _cart_line(row: Any) -> GuestCartLine:
     )
 
 
+def _order_session(row: Any) -> OrderSession:
+    m = row._mapping
+    return OrderSession(
+        session_id=m["id"],
+        user_id=m["user_id"],
+        store_id=m["store_id"],
+        items=m["items"],
+        status=OrderSessionStatus(m["status"]),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        revision=m["revision"],
+        logout_time=m["logout_time"],
+        tab_id=m["tab_id"],
+        till_id=m["till_id"],
+        transaction_id=m["transaction_id"],
+        order_id=m["order_id"],
+    )
+
+
+def _transaction(row: Any) -> Transaction:
+    m = row._mapping
+    return Transaction(
+        transaction_id=m["id"],
+        store_id=m["store_id"],
+        lines=m["lines"],
+        total=m["total"],
+        payment_method=m["payment_method"],
+        created_at=m["created_at"],
+        tab_id=m["tab_id"],
+        order_session_id=m["order_session_id"],
+    )
+
+
+def _json_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Refuse non-JSON items before the statement (a StorageError, as MemoryStore)."""
+    try:
+        _dumps(items)
+    except (TypeError, ValueError) as e:
+        raise StorageError(f"order session items are not JSON: {e}") from e
+    return items
+
+
+_OS, _TABS, _TX = s.order_sessions, s.tabs, s.transactions
+_OPEN_STATUSES = (str(OrderSessionStatus.ACTIVE), str(OrderSessionStatus.PENDING_LOGOUT))
+OPEN = (OrderSessionStatus.ACTIVE, OrderSessionStatus.PENDING_LOGOUT)
+
+
 _GS, _GC = s.guest_sessions, s.guest_cart_items
 _CART_COLS = (_GC.c.id, _GC.c.menu_item_id, _GC.c.quantity, _GC.c.added_at, _GC.c.updated_at)
 
@@ -690,14 +749,14 @@ class PostgresStore:
             # "vacant" and opens the group; the others wait and then join that group.
             row = (
                 await conn.execute(
-                    sa.select(t.restaurant_id, t.status, t.current_group_id, t.qr_secret)
+                    sa.select(t.restaurant_id, t.status, t.current_group_id, t.qr_secret, t.name)
                     .where(t.table_id == table_id)
                     .with_for_update()
                 )
             ).first()
             if row is None:
                 raise TableNotFound(table_id)
-            restaurant_id, status, group_id, secret = row
+            restaurant_id, status, group_id, secret, table_name = row
             # Constant time, so the secret cannot be guessed byte by byte from response timings. Checked
             # before the status so a wrong secret learns nothing about the table.
             if not hmac.compare_digest(secret.encode(), qr_secret.encode()):
@@ -718,6 +777,19 @@ class PostgresStore:
                     sa.update(s.tables)
                     .where(t.table_id == table_id)
                     .values(status=str(TableStatus.OCCUPIED), current_group_id=group_id, updated_at=now)
+                )
+                # The sitting's tab, in the same transaction (a group id is fresh: never a second tab).
+                await conn.execute(
+                    pg_insert(_TABS)
+                    .values(
+                        store_id=restaurant_id,
+                        name=table_name,
+                        table_id=table_id,
+                        group_id=group_id,
+                        status=str(TabStatus.OPEN),
+                        created_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["group_id"], index_where=_TABS.c.group_id.isnot(None))
                 )
             ins = pg_insert(s.tokens).values(
                 token_hash=token_hash,
@@ -782,7 +854,7 @@ class PostgresStore:
         async with self._connect(self.engine.connect()) as conn:
             return (await conn.execute(stmt, params)).first()
 
-    async def checkout_table(self, table_id: str, now: float) -> Table:
+    async def checkout_table(self, table_id: str, now: float, payment_method: str = "card") -> Table:
         async with self._connect(self.engine.begin()) as conn:
             current = await self._lock_table(conn, table_id)
             if current.status != TableStatus.OCCUPIED:
@@ -797,6 +869,13 @@ class PostgresStore:
             ).one()
             if current.current_group_id is not None:
                 await conn.execute(sa.delete(s.tokens).where(s.tokens.c.group_id == current.current_group_id))
+                tab = (
+                    await conn.execute(
+                        sa.select(_TABS).where(_TABS.c.group_id == current.current_group_id).with_for_update()
+                    )
+                ).first()
+                if tab is not None and tab.status == TabStatus.OPEN:
+                    await self._close_tab_into_transaction(conn, tab, payment_method, now)
         return _table(row)
 
     async def reset_table(self, table_id: str, now: float) -> Table:
@@ -815,6 +894,12 @@ class PostgresStore:
             ).one()
             if current.current_group_id is not None:
                 await conn.execute(sa.delete(s.tokens).where(s.tokens.c.group_id == current.current_group_id))
+                # a sitting ended without checkout: its tab is closed unpaid (no transaction)
+                await conn.execute(
+                    sa.update(_TABS)
+                    .where(_TABS.c.group_id == current.current_group_id, _TABS.c.status == str(TabStatus.OPEN))
+                    .values(status=str(TabStatus.CLOSED), closed_at=now)
+                )
         return _table(row)
 
     async def _lock_table(self, conn: AsyncConnection, table_id: str) -> Table:
@@ -836,6 +921,9 @@ class PostgresStore:
                 FOR UPDATE OF t SKIP LOCKED
             ), dropped AS (
                 DELETE FROM tokens USING idle WHERE tokens.group_id = idle.group_id
+            ), unpaid AS (
+                UPDATE tabs SET status = 'closed', closed_at = :now
+                FROM idle WHERE tabs.group_id = idle.group_id AND tabs.status = 'open'
             )
             UPDATE tables SET status = 'vacant', current_group_id = NULL, updated_at = :now
             FROM idle WHERE tables.table_id = idle.table_id
@@ -1177,9 +1265,13 @@ class PostgresStore:
         return int(res.rowcount)
 
     async def remove_staff(self, username: str) -> bool:
-        async with self._connect(self.engine.begin()) as conn:
-            await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username))
-            res = await conn.execute(sa.delete(s.staff_users).where(s.staff_users.c.username == username))
+        try:
+            async with self._connect(self.engine.begin()) as conn:
+                await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username))
+                res = await conn.execute(sa.delete(s.staff_users).where(s.staff_users.c.username == username))
+        except IntegrityError as e:
+            # The cascade to the user's order sessions is refused by a transaction of a completed one.
+            raise StorageError(f"staff user {username} has completed order sessions (transactions)") from e
         return int(res.rowcount) > 0
 
     # -- customer accounts ---------------------------------------------------------------------------
@@ -1454,6 +1546,382 @@ class PostgresStore:
         async with self._connect(self._autocommit.connect()) as conn:
             res = await conn.execute(sa.delete(_GS).where(_GS.c.expires_at <= _ts(now)))
         return int(res.rowcount)
+
+    # -- till order sessions, tabs, transactions (seed 002) -------------------------------------------
+
+    async def create_order_session(
+        self, user_id: str, store_id: int, items: list[dict[str, Any]], till_id: str | None, now: float
+    ) -> OrderSession:
+        stmt = (
+            sa.insert(_OS)
+            .values(
+                user_id=user_id,
+                store_id=store_id,
+                items=_json_items(items),
+                status=str(OrderSessionStatus.ACTIVE),
+                created_at=now,
+                updated_at=now,
+                till_id=till_id,
+                revision=1,
+            )
+            .returning(*_OS.c)
+        )
+        for _ in range(5):
+            try:
+                async with self._connect(self.engine.begin()) as conn:
+                    return _order_session((await conn.execute(stmt)).one())
+            except IntegrityError as e:
+                if "uq_order_sessions_open_user" not in str(e.orig):
+                    if await self.get_restaurant(store_id) is None:
+                        raise RestaurantNotFound(f"store {store_id} does not exist") from e
+                    raise StorageError(f"order session of {user_id} refused: {first_line(e)}") from e
+                # The partial unique index decided: the user has an open session (read it; if it was
+                # completed or deleted meanwhile, try again).
+                current = await self.get_open_order_session(user_id)
+                if current is not None:
+                    raise OpenSessionExists(current) from e
+        raise StorageError(f"order session of {user_id}: the open session kept changing")
+
+    async def get_order_session(self, session_id: int) -> OrderSession | None:
+        async with self._connect(self.engine.connect()) as conn:
+            row = (await conn.execute(sa.select(_OS).where(_OS.c.id == session_id))).first()
+        return None if row is None else _order_session(row)
+
+    async def get_open_order_session(self, user_id: str) -> OrderSession | None:
+        async with self._connect(self.engine.connect()) as conn:
+            row = (
+                await conn.execute(sa.select(_OS).where(_OS.c.user_id == user_id, _OS.c.status.in_(_OPEN_STATUSES)))
+            ).first()
+        return None if row is None else _order_session(row)
+
+    async def list_order_sessions(
+        self, store_id: int, *, status: OrderSessionStatus | None = None, user_id: str | None = None,
+        limit: int = 200,
+    ) -> list[OrderSession]:
+        q = sa.select(_OS).where(_OS.c.store_id == store_id)
+        if status is not None:
+            q = q.where(_OS.c.status == str(status))
+        if user_id is not None:
+            q = q.where(_OS.c.user_id == user_id)
+        async with self._connect(self.engine.connect()) as conn:
+            rows = await conn.execute(q.order_by(_OS.c.id.desc()).limit(max(limit, 0)))
+            return [_order_session(r) for r in rows]
+
+    @staticmethod
+    async def _lock_session(conn: AsyncConnection, session_id: int) -> OrderSession:
+        row = (await conn.execute(sa.select(_OS).where(_OS.c.id == session_id).with_for_update())).first()
+        if row is None:
+            raise OrderSessionNotFound(f"order session {session_id}")
+        return _order_session(row)
+
+    @staticmethod
+    async def _set_session(conn: AsyncConnection, o: OrderSession, values: dict[str, Any], now: float) -> OrderSession:
+        row = (
+            await conn.execute(
+                sa.update(_OS)
+                .where(_OS.c.id == o.session_id)
+                .values(revision=o.revision + 1, updated_at=now, **values)
+                .returning(*_OS.c)
+            )
+        ).one()
+        return _order_session(row)
+
+    async def update_order_session(
+        self, session_id: int, expected_revision: int, change: OrderSessionChange, now: float
+    ) -> OrderSession:
+        async with self._connect(self.engine.begin()) as conn:
+            o = await self._lock_session(conn, session_id)
+            if o.revision != expected_revision:
+                raise RevisionMismatch(o)
+            if o.status not in OPEN:
+                raise InvalidTransition(f"order session {session_id} is {o.status}")
+            values: dict[str, Any] = {}
+            if change.status is not None:
+                new_status = OrderSessionStatus(change.status)
+                if new_status not in OPEN:
+                    raise InvalidTransition(f"order session status {new_status} is not set by an update")
+                values["status"] = str(new_status)
+                if new_status == OrderSessionStatus.PENDING_LOGOUT and o.status != new_status:
+                    values["logout_time"] = now
+                elif new_status == OrderSessionStatus.ACTIVE:
+                    values["logout_time"] = None
+            if change.items is not None:
+                values["items"] = _json_items(change.items)
+            if change.till_id is not None:
+                values["till_id"] = change.till_id
+            return await self._set_session(conn, o, values, now)
+
+    @staticmethod
+    def _check_payable(o: OrderSession, expected_revision: int | None) -> None:
+        if expected_revision is not None and o.revision != expected_revision:
+            raise RevisionMismatch(o)
+        if o.status != OrderSessionStatus.ACTIVE:
+            raise InvalidTransition(f"order session {o.session_id} is {o.status}")
+        if not o.items:
+            raise InvalidTransition(f"order session {o.session_id} has no items")
+
+    @staticmethod
+    async def _make_ticket(conn: AsyncConnection, o: OrderSession, table_id: str, now: float) -> OrderRecord:
+        """The session's kitchen ticket: a confirmed ``orders`` row numbered from the store's counter, with a
+        kitchen_seq drawn under the store's kitchen lock (held to commit, see ``_lock_kitchen_seq``)."""
+        await _lock_kitchen_seq(conn, {o.store_id})
+        r = s.stores.c
+        n = (
+            await conn.execute(
+                sa.update(s.stores)
+                .where(r.store_id == o.store_id)
+                .values(next_order_number=r.next_order_number + 1)
+                .returning(r.next_order_number - 1)
+            )
+        ).scalar_one_or_none()
+        if n is None:
+            raise RestaurantNotFound(str(o.store_id))
+        rec = till_lines.ticket(o, int(n), table_id, now)
+        row = (
+            await conn.execute(
+                sa.insert(s.orders)
+                .values(
+                    order_id=rec.order_id,
+                    order_number=rec.order_number,
+                    restaurant_id=rec.restaurant_id,
+                    table_id=rec.table_id,
+                    group_id=rec.group_id,
+                    status=str(rec.status),
+                    items=rec.items,
+                    total=rec.total,
+                    special_instructions=rec.special_instructions,
+                    placed_by=rec.placed_by,
+                    created_at=rec.created_at,
+                    confirmed_at=rec.confirmed_at,
+                    kitchen_seq=sa.func.nextval("kitchen_seq_seq"),
+                    kitchen_status=rec.kitchen_status,
+                )
+                .returning(*s.orders.c)
+            )
+        ).one()
+        return _order(row)
+
+    @staticmethod
+    async def _insert_transaction(conn: AsyncConnection, values: dict[str, Any]) -> Transaction:
+        lines = values["lines"]
+        row = (
+            await conn.execute(
+                sa.insert(_TX).values(total=till_lines.lines_total(lines), **values).returning(*_TX.c)
+            )
+        ).one()
+        return _transaction(row)
+
+    async def complete_order_session(
+        self, session_id: int, expected_revision: int | None, payment_method: str, now: float
+    ) -> tuple[OrderSession, Transaction, OrderRecord]:
+        async with self._connect(self.engine.begin()) as conn:
+            o = await self._lock_session(conn, session_id)
+            if o.status == OrderSessionStatus.COMPLETED:
+                paid = (await conn.execute(sa.select(_TX).where(_TX.c.order_session_id == session_id))).one()
+                ticket = (await conn.execute(sa.select(s.orders).where(s.orders.c.order_id == o.order_id))).one()
+                return o, _transaction(paid), _order(ticket)
+            self._check_payable(o, expected_revision)
+            rec = await self._make_ticket(conn, o, "", now)
+            tx = await self._insert_transaction(
+                conn,
+                {
+                    "store_id": o.store_id,
+                    "order_session_id": o.session_id,
+                    "lines": till_lines.session_lines(o),
+                    "payment_method": payment_method,
+                    "created_at": now,
+                },
+            )
+            done = await self._set_session(
+                conn,
+                o,
+                {
+                    "status": str(OrderSessionStatus.COMPLETED),
+                    "transaction_id": tx.transaction_id,
+                    "order_id": rec.order_id,
+                },
+                now,
+            )
+        return done, tx, rec
+
+    async def assign_order_session_to_tab(
+        self, session_id: int, tab_id: int, expected_revision: int | None, now: float
+    ) -> tuple[OrderSession, OrderRecord]:
+        async with self._connect(self.engine.begin()) as conn:
+            o = await self._lock_session(conn, session_id)
+            if o.status == OrderSessionStatus.ASSIGNED_TO_TAB:
+                if o.tab_id != tab_id:
+                    raise InvalidTransition(f"order session {session_id} is on tab {o.tab_id}")
+                ticket = (await conn.execute(sa.select(s.orders).where(s.orders.c.order_id == o.order_id))).one()
+                return o, _order(ticket)
+            # Shared lock: assigns to one tab go on together, a close of the tab waits for them (and they
+            # for it), so a session is either on the closing bill or refused with TabClosed.
+            tab = (
+                await conn.execute(sa.select(_TABS).where(_TABS.c.id == tab_id).with_for_update(read=True))
+            ).first()
+            if tab is None or tab.store_id != o.store_id:
+                raise TabNotFound(f"tab {tab_id}")
+            if tab.status != TabStatus.OPEN:
+                raise TabClosed((await self._tab_views(conn, [tab]))[0])
+            self._check_payable(o, expected_revision)
+            rec = await self._make_ticket(conn, o, tab.table_id or "", now)
+            done = await self._set_session(
+                conn, o, {"status": str(OrderSessionStatus.ASSIGNED_TO_TAB), "tab_id": tab_id, "order_id": rec.order_id},
+                now,
+            )
+        return done, rec
+
+    async def delete_order_session(self, session_id: int) -> bool:
+        async with self._connect(self.engine.begin()) as conn:
+            try:
+                o = await self._lock_session(conn, session_id)
+            except OrderSessionNotFound:
+                return False
+            if o.status not in OPEN:
+                raise InvalidTransition(f"order session {session_id} is {o.status}")
+            await conn.execute(sa.delete(_OS).where(_OS.c.id == session_id))
+        return True
+
+    async def park_stale_order_sessions(self, cutoff: float, now: float) -> list[OrderSession]:
+        # One conditional UPDATE: on several nodes at once each session is parked (and returned) once.
+        stmt = (
+            sa.update(_OS)
+            .where(_OS.c.status == str(OrderSessionStatus.ACTIVE), _OS.c.updated_at < cutoff)
+            .values(
+                status=str(OrderSessionStatus.PENDING_LOGOUT),
+                logout_time=now,
+                updated_at=now,
+                revision=_OS.c.revision + 1,
+            )
+            .returning(*_OS.c)
+        )
+        async with self._connect(self.engine.begin()) as conn:
+            rows = (await conn.execute(stmt)).all()
+        return sorted((_order_session(r) for r in rows), key=lambda o: o.session_id)
+
+    @staticmethod
+    async def _tab_views(conn: AsyncConnection, rows: Sequence[Any]) -> list[Tab]:
+        """Tabs with their lines and transaction ids (three queries however many tabs)."""
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        groups = [r.group_id for r in rows if r.group_id is not None]
+        by_group: dict[str, list[dict[str, Any]]] = {}
+        if groups:
+            o = s.orders.c
+            found = await conn.execute(
+                sa.select(o.order_id, o.group_id, o["items"])
+                .where(o.group_id.in_(groups), o.status == str(OrderStatus.CONFIRMED))
+                .order_by(o.kitchen_seq, o.created_at, o.order_id)
+            )
+            for order_id, group_id, items in found:
+                by_group.setdefault(group_id, []).extend(till_lines.order_line(order_id, i) for i in items)
+        by_tab: dict[int, list[dict[str, Any]]] = {}
+        found = await conn.execute(
+            sa.select(_OS.c.id, _OS.c.tab_id, _OS.c["items"])
+            .where(_OS.c.tab_id.in_(ids), _OS.c.status == str(OrderSessionStatus.ASSIGNED_TO_TAB))
+            .order_by(_OS.c.id)
+        )
+        for sid, tid, items in found:
+            by_tab.setdefault(tid, []).extend(till_lines.session_line(sid, i) for i in items)
+        txs: dict[int, int] = {
+            int(r[0]): int(r[1]) for r in await conn.execute(sa.select(_TX.c.tab_id, _TX.c.id).where(_TX.c.tab_id.in_(ids)))
+        }
+        return [
+            Tab(
+                tab_id=r.id,
+                store_id=r.store_id,
+                name=r.name,
+                status=TabStatus(r.status),
+                created_at=r.created_at,
+                table_id=r.table_id,
+                group_id=r.group_id,
+                closed_at=r.closed_at,
+                transaction_id=txs.get(r.id),
+                lines=by_group.get(r.group_id, []) + by_tab.get(r.id, []) if r.group_id else by_tab.get(r.id, []),
+            )
+            for r in rows
+        ]
+
+    async def _close_tab_into_transaction(
+        self, conn: AsyncConnection, tab: Any, payment_method: str, now: float
+    ) -> Transaction:
+        """Close a locked open tab into a transaction of its lines (in the caller's transaction)."""
+        view = (await self._tab_views(conn, [tab]))[0]
+        tx = await self._insert_transaction(
+            conn,
+            {
+                "store_id": tab.store_id,
+                "tab_id": tab.id,
+                "lines": view.lines,
+                "payment_method": payment_method,
+                "created_at": now,
+            },
+        )
+        await conn.execute(
+            sa.update(_TABS).where(_TABS.c.id == tab.id).values(status=str(TabStatus.CLOSED), closed_at=now)
+        )
+        return tx
+
+    async def create_tab(self, store_id: int, name: str, now: float) -> Tab:
+        try:
+            async with self._connect(self.engine.begin()) as conn:
+                row = (
+                    await conn.execute(
+                        sa.insert(_TABS)
+                        .values(store_id=store_id, name=name, status=str(TabStatus.OPEN), created_at=now)
+                        .returning(*_TABS.c)
+                    )
+                ).one()
+                return (await self._tab_views(conn, [row]))[0]
+        except IntegrityError as e:
+            raise RestaurantNotFound(f"store {store_id} does not exist") from e
+
+    async def _read_tabs(self, q: sa.Select[Any]) -> list[Tab]:
+        async with self._connect(self.engine.connect()) as conn:
+            rows = (await conn.execute(q)).all()
+            return await self._tab_views(conn, rows)
+
+    async def get_tab(self, tab_id: int) -> Tab | None:
+        found = await self._read_tabs(sa.select(_TABS).where(_TABS.c.id == tab_id))
+        return found[0] if found else None
+
+    async def get_group_tab(self, group_id: str) -> Tab | None:
+        found = await self._read_tabs(sa.select(_TABS).where(_TABS.c.group_id == group_id))
+        return found[0] if found else None
+
+    async def list_tabs(self, store_id: int, *, status: TabStatus | None = None, limit: int = 200) -> list[Tab]:
+        q = sa.select(_TABS).where(_TABS.c.store_id == store_id)
+        if status is not None:
+            q = q.where(_TABS.c.status == str(status))
+        return await self._read_tabs(q.order_by(_TABS.c.id.desc()).limit(max(limit, 0)))
+
+    async def close_tab(self, tab_id: int, payment_method: str, now: float) -> tuple[Tab, Transaction]:
+        async with self._connect(self.engine.begin()) as conn:
+            tab = (await conn.execute(sa.select(_TABS).where(_TABS.c.id == tab_id).with_for_update())).first()
+            if tab is None:
+                raise TabNotFound(f"tab {tab_id}")
+            if tab.status == TabStatus.OPEN:
+                tx = await self._close_tab_into_transaction(conn, tab, payment_method, now)
+                tab = (await conn.execute(sa.select(_TABS).where(_TABS.c.id == tab_id))).one()
+                return (await self._tab_views(conn, [tab]))[0], tx
+            view = (await self._tab_views(conn, [tab]))[0]
+            row = (await conn.execute(sa.select(_TX).where(_TX.c.tab_id == tab_id))).first()
+            if row is None:  # closed by a reset without checkout: there is no transaction to return
+                raise TabClosed(view)
+            return view, _transaction(row)
+
+    async def get_transaction(self, transaction_id: int) -> Transaction | None:
+        async with self._connect(self.engine.connect()) as conn:
+            row = (await conn.execute(sa.select(_TX).where(_TX.c.id == transaction_id))).first()
+        return None if row is None else _transaction(row)
+
+    async def list_transactions(self, store_id: int, *, limit: int = 200) -> list[Transaction]:
+        async with self._connect(self.engine.connect()) as conn:
+            rows = await conn.execute(
+                sa.select(_TX).where(_TX.c.store_id == store_id).order_by(_TX.c.id.desc()).limit(max(limit, 0))
+            )
+            return [_transaction(r) for r in rows]
 
     async def cleanup(self, now: float) -> CleanupReport:
         return CleanupReport(

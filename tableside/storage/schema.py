@@ -205,6 +205,76 @@ guest_cart_items = sa.Table(
     sa.Index("ix_guest_cart_items_session_id", "session_id"),
 )
 
+# Till order sessions, tabs and transactions (seed 002, issue 12; docs/till.md). ``order_sessions.user_id`` is
+# the staff username. At most one open (``active`` / ``pending_logout``) session per user: a partial unique
+# index, so two concurrent creates make one session. A table's sitting has one tab (``group_id`` unique when
+# set). A transaction is money taken for exactly one tab or one order session, and each of those has at most
+# one transaction (the unique constraints): that is what makes completing / closing exactly-once.
+ORDER_SESSION_STATUSES = ("active", "assigned_to_tab", "completed", "pending_logout")
+
+tabs = sa.Table(
+    "tabs",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("table_id", sa.Text, nullable=True),
+    sa.Column("group_id", sa.Text, nullable=True),
+    sa.Column("status", sa.Text, nullable=False, server_default="open"),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("closed_at", sa.Double, nullable=True),
+    sa.CheckConstraint("status IN ('open', 'closed')", name="ck_tabs_status"),
+    sa.Index("ix_tabs_store_id_status", "store_id", "status"),
+    sa.Index("ix_tabs_group_id", "group_id", unique=True, postgresql_where=sa.text("group_id IS NOT NULL")),
+)
+
+order_sessions = sa.Table(
+    "order_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("user_id", sa.Text, sa.ForeignKey("staff_users.username", ondelete="CASCADE"), nullable=False),
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("items", JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("logout_time", sa.Double, nullable=True),
+    sa.Column("tab_id", sa.Integer, sa.ForeignKey("tabs.id"), nullable=True),
+    sa.Column("till_id", sa.Text, nullable=True),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("transaction_id", sa.Integer, nullable=True),
+    sa.Column("order_id", sa.Text, nullable=True),
+    sa.CheckConstraint(
+        "status IN ('active', 'assigned_to_tab', 'completed', 'pending_logout')", name="ck_order_sessions_status"
+    ),
+    sa.Index("ix_order_sessions_user_id_status", "user_id", "status"),
+    sa.Index("ix_order_sessions_store_id", "store_id"),
+    sa.Index("ix_order_sessions_tab_id", "tab_id"),
+    sa.Index(
+        "uq_order_sessions_open_user",
+        "user_id",
+        unique=True,
+        postgresql_where=sa.text("status IN ('active', 'pending_logout')"),
+    ),
+)
+
+transactions = sa.Table(
+    "transactions",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("tab_id", sa.Integer, sa.ForeignKey("tabs.id"), nullable=True),
+    sa.Column("order_session_id", sa.Integer, sa.ForeignKey("order_sessions.id"), nullable=True),
+    sa.Column("lines", JSONB, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("payment_method", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.CheckConstraint("(tab_id IS NULL) <> (order_session_id IS NULL)", name="ck_transactions_one_source"),
+    sa.UniqueConstraint("tab_id", name="uq_transactions_tab_id"),
+    sa.UniqueConstraint("order_session_id", name="uq_transactions_order_session_id"),
+    sa.Index("ix_transactions_store_id", "store_id"),
+)
+
 ALL_TABLES: tuple[sa.Table, ...] = (
     stores,
     tables,
@@ -218,4 +288,7 @@ ALL_TABLES: tuple[sa.Table, ...] = (
     user_sessions,
     guest_sessions,
     guest_cart_items,
+    tabs,
+    order_sessions,
+    transactions,
 )

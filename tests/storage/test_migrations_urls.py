@@ -232,7 +232,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002 and 0003,
     and 0005's users / user_sessions (seed 003's columns, types and unique indexes) gone and back."""
     await upgrade_to_head(scratch_db_url)
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
     await assert_users_schema(scratch_db_url)
     await downgrade_to(scratch_db_url, "0004")
     assert await current_revision(scratch_db_url) == "0004"
@@ -274,7 +274,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     assert await current_revision(scratch_db_url) == "0001"
     assert not await username_index()
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0006" and await username_index()
+    assert await current_revision(scratch_db_url) == "0007" and await username_index()
     await assert_users_schema(scratch_db_url)
     assert await group_columns() == {"epoch", "owner_node"}
     # a row that predates 0003 starts at epoch 0: the first activation makes it 1
@@ -324,7 +324,7 @@ async def test_0004_turns_the_single_restaurant_into_the_first_store_and_back(sc
         "INSERT INTO staff_users (username, role, password_hash) VALUES ('mgr', 'manager', 'h'), ('root', 'admin', 'h')",
     )
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0006"  # head: 0004 stores, 0005 users, 0006 guests
+    assert await current_revision(scratch_db_url) == "0007"  # head: 0004 stores, 0005 users, 0006 guests, 0007 till
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('restaurants') IS NULL") == [(True,)]
     assert await fetch_rows(
         scratch_db_url, "SELECT username, store_id FROM staff_users ORDER BY username"
@@ -416,7 +416,7 @@ async def test_0006_guest_tables_columns_indexes_cascade_and_round_trip(scratch_
     unique session_id index, the expires_at index, deleting a session cascades its cart rows, the quantity
     CHECK; then downgrade to 0005 (gone) and upgrade again (back)."""
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0006"
+    assert await current_revision(scratch_db_url) == "0007"  # head
 
     async def columns(table: str) -> dict[str, tuple[str, str, int | None]]:
         rows = await fetch_rows(
@@ -474,5 +474,123 @@ async def test_0006_guest_tables_columns_indexes_cascade_and_round_trip(scratch_
         scratch_db_url, "SELECT to_regclass('guest_sessions') IS NULL AND to_regclass('guest_cart_items') IS NULL"
     ) == [(True,)]
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0006"
+    assert await current_revision(scratch_db_url) == "0007"  # head
     assert "id" in await columns("guest_cart_items")
+
+
+async def test_0007_till_tables_round_trip(scratch_db_url: str) -> None:
+    """Seed 002's order_sessions / tabs / transactions: columns, the partial unique index (one open session
+    per user), the status CHECKs, exactly one source per transaction and one transaction per source; then
+    downgrade to 0006 (gone) and upgrade again (back)."""
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0007"
+
+    async def columns(table: str) -> dict[str, tuple[str, str]]:
+        rows = await fetch_rows(
+            scratch_db_url,
+            "SELECT column_name::text, data_type::text, is_nullable::text"
+            f" FROM information_schema.columns WHERE table_name = '{table}'",
+        )
+        return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
+
+    dbl = "double precision"
+    assert await columns("order_sessions") == {
+        "id": ("integer", "NO"),
+        "user_id": ("text", "NO"),
+        "store_id": ("integer", "NO"),
+        "items": ("jsonb", "NO"),
+        "status": ("text", "NO"),
+        "created_at": (dbl, "NO"),
+        "updated_at": (dbl, "NO"),
+        "logout_time": (dbl, "YES"),
+        "tab_id": ("integer", "YES"),
+        "till_id": ("text", "YES"),
+        "revision": ("bigint", "NO"),
+        "transaction_id": ("integer", "YES"),
+        "order_id": ("text", "YES"),
+    }
+    assert await columns("tabs") == {
+        "id": ("integer", "NO"),
+        "store_id": ("integer", "NO"),
+        "name": ("text", "NO"),
+        "table_id": ("text", "YES"),
+        "group_id": ("text", "YES"),
+        "status": ("text", "NO"),
+        "created_at": (dbl, "NO"),
+        "closed_at": (dbl, "YES"),
+    }
+    assert await columns("transactions") == {
+        "id": ("integer", "NO"),
+        "store_id": ("integer", "NO"),
+        "tab_id": ("integer", "YES"),
+        "order_session_id": ("integer", "YES"),
+        "lines": ("jsonb", "NO"),
+        "total": ("bigint", "NO"),
+        "payment_method": ("text", "NO"),
+        "created_at": (dbl, "NO"),
+    }
+    indexes = {
+        str(k): str(v)
+        for k, v in await fetch_rows(
+            scratch_db_url,
+            "SELECT indexname::text, indexdef FROM pg_indexes"
+            " WHERE tablename IN ('order_sessions', 'tabs', 'transactions')",
+        )
+    }
+    assert "(user_id, status)" in indexes["ix_order_sessions_user_id_status"]
+    open_user = indexes["uq_order_sessions_open_user"]
+    assert "UNIQUE INDEX" in open_user and "(user_id)" in open_user and "WHERE" in open_user
+    assert "'active'" in open_user and "'pending_logout'" in open_user
+    assert "UNIQUE INDEX" in indexes["ix_tabs_group_id"] and "WHERE (group_id IS NOT NULL)" in indexes["ix_tabs_group_id"]
+    assert "(store_id, status)" in indexes["ix_tabs_store_id_status"]
+    assert "UNIQUE" in indexes["uq_transactions_tab_id"] and "UNIQUE" in indexes["uq_transactions_order_session_id"]
+
+    await execute(
+        scratch_db_url,
+        "INSERT INTO stores (store_id, name, business_hours, created_at) VALUES (1, 'R', '{}', 0)",
+        "INSERT INTO staff_users (username, role, password_hash) VALUES ('al', 'server', 'h')",
+        "INSERT INTO order_sessions (user_id, store_id, items, status, created_at, updated_at, revision)"
+        " VALUES ('al', 1, '[]', 'completed', 0, 0, 2), ('al', 1, '[]', 'active', 0, 0, 1)",
+        "INSERT INTO tabs (store_id, name, group_id, created_at) VALUES (1, 'T1', 'g1', 0)",
+    )
+    assert await fetch_rows(scratch_db_url, "SELECT status FROM tabs") == [("open",)]  # default open
+    with pytest.raises(asyncpg.UniqueViolationError):  # a second open session of the user
+        await execute(
+            scratch_db_url,
+            "INSERT INTO order_sessions (user_id, store_id, items, status, created_at, updated_at, revision)"
+            " VALUES ('al', 1, '[]', 'pending_logout', 0, 0, 1)",
+        )
+    with pytest.raises(asyncpg.CheckViolationError):
+        await execute(scratch_db_url, "UPDATE order_sessions SET status = 'paid'")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await execute(scratch_db_url, "UPDATE tabs SET status = 'gone'")
+    with pytest.raises(asyncpg.UniqueViolationError):  # one tab per sitting
+        await execute(scratch_db_url, "INSERT INTO tabs (store_id, name, group_id, created_at) VALUES (1, 'x', 'g1', 0)")
+    await execute(scratch_db_url, "INSERT INTO tabs (store_id, name, created_at) VALUES (1, 'a', 0), (1, 'b', 0)")
+    tx = "INSERT INTO transactions (store_id, tab_id, order_session_id, lines, total, payment_method, created_at)"
+    with pytest.raises(asyncpg.CheckViolationError):  # neither source
+        await execute(scratch_db_url, f"{tx} VALUES (1, NULL, NULL, '[]', 0, 'card', 0)")
+    with pytest.raises(asyncpg.CheckViolationError):  # both sources
+        await execute(scratch_db_url, f"{tx} VALUES (1, 1, 1, '[]', 0, 'card', 0)")
+    await execute(scratch_db_url, f"{tx} VALUES (1, 1, NULL, '[]', 0, 'card', 0), (1, NULL, 1, '[]', 0, 'cash', 0)")
+    with pytest.raises(asyncpg.UniqueViolationError):  # a tab is paid once
+        await execute(scratch_db_url, f"{tx} VALUES (1, 1, NULL, '[]', 0, 'card', 0)")
+    with pytest.raises(asyncpg.UniqueViolationError):  # a session is paid once
+        await execute(scratch_db_url, f"{tx} VALUES (1, NULL, 1, '[]', 0, 'card', 0)")
+
+    await downgrade_to(scratch_db_url, "0006")
+    assert await current_revision(scratch_db_url) == "0006"
+    assert await fetch_rows(
+        scratch_db_url,
+        "SELECT to_regclass('order_sessions') IS NULL AND to_regclass('tabs') IS NULL"
+        " AND to_regclass('transactions') IS NULL",
+    ) == [(True,)]
+    assert await fetch_rows(scratch_db_url, "SELECT to_regclass('guest_sessions') IS NOT NULL") == [(True,)]
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0007"
+    assert "revision" in await columns("order_sessions")
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        assert (await store.create_tab(1, "again", 5.0)).status == "open"
+    finally:
+        await store.close()
