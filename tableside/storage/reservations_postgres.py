@@ -5,8 +5,15 @@ translation (a database that is down is ``StorageUnavailable``, see ``postgres._
 
 No double booking is the exclusion constraint ``ex_reservations_staff_time`` (schema.py): ``book`` inserts
 and lets Postgres decide; SQLSTATE 23P01 becomes ``SlotTaken``. Concurrent bookings of one slot queue on the
-first one's row and fail when it commits. (If that first one rolls back instead, the waiting ones re-check
-one another and Postgres may break a deadlock between them: such a booking is retried, up to three times.)
+first one's row and fail when it commits. Left alone, two concurrent inserts that conflict can each find
+the other's not yet committed row and wait for each other (a deadlock Postgres breaks by aborting one, after
+``deadlock_timeout``; with many overlapping bookings of one staff member this happens all the time). So a
+booking first takes a transaction-scoped advisory lock of its staff member (``BOOKING_LOCK_KEY``,
+``hashtext(staff_id)``): bookings of one staff member insert one after the other, each sees the previous
+one committed, and the constraint refuses or accepts at once. The lock only orders; what refuses is still
+the constraint (which also covers any writer that does not take the lock). A deadlock or serialization
+failure all the same (SQLSTATE 40P01 / 40001) rolls the booking back whole and it is retried from the start
+after a short random pause (up to ``_BOOK_ATTEMPTS`` times).
 
 Row locks are always taken reservation first, then its payment, so settle_payment, cancel_reservation,
 expire_holds, seat_reservation and mark_no_show serialise per reservation without deadlocking.
@@ -14,6 +21,8 @@ expire_holds, seat_reservation and mark_no_show serialise per reservation withou
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -65,6 +74,8 @@ _P = s.payments
 _W = s.waitlist
 
 _RETRY_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+_BOOK_ATTEMPTS = 5
+BOOKING_LOCK_KEY = 0x72657376  # "resv": pg_advisory_xact_lock(BOOKING_LOCK_KEY, hashtext(staff_id))
 
 
 def _ts(epoch: float) -> datetime:
@@ -336,7 +347,7 @@ class PostgresReservations(_Base):
             "created_at": _ts(p.created_at),
             "updated_at": _ts(p.updated_at),
         }
-        for attempt in range(3):
+        for attempt in range(_BOOK_ATTEMPTS):
             try:
                 async with self._begin() as conn:
                     check = (
@@ -353,15 +364,21 @@ class PostgresReservations(_Base):
                     )
                     if not check["user_exists"]:
                         raise UserNotFound(f"user {uid}")
+                    await conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:k, hashtext(:staff_id))"),
+                        {"k": BOOKING_LOCK_KEY, "staff_id": staff_id},
+                    )
                     res_row = (await conn.execute(sa.insert(_R).values(**res_values).returning(*_R.c))).one()
                     pay_row = (await conn.execute(sa.insert(_P).values(**pay_values).returning(*_P.c))).one()
                 return _reservation(res_row), _payment(pay_row)
             except IntegrityError as e:
                 raise self._booking_error(e) from e
             except DBAPIError as e:
-                if _sqlstate(e) in _RETRY_SQLSTATES and attempt < 2:
-                    continue
-                raise
+                if _sqlstate(e) not in _RETRY_SQLSTATES or attempt == _BOOK_ATTEMPTS - 1:
+                    raise
+                # Rolled back whole: try again from the start, after a short random pause so the bookings
+                # that deadlocked do not meet again in step.
+                await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
         raise AssertionError("unreachable")
 
     @staticmethod
