@@ -99,6 +99,13 @@ class TokenSettings(BaseModel):
     staff_recheck_s: float = Field(30.0, gt=0)
 
 
+class TillSettings(BaseModel):
+    """Till order sessions (docs/till.md); env names are ``TABLESIDE_TILL__<FIELD>``."""
+
+    # An ``active`` session with no change for this long is parked (``pending_logout``) by the cleanup loop.
+    stale_minutes: float = Field(120, gt=0)
+
+
 class ClusterSettings(BaseModel):
     """Several nodes through Redis (docs/cluster.md). Env names are ``TABLESIDE_CLUSTER__<FIELD>``."""
 
@@ -155,6 +162,7 @@ class Settings(BaseSettings):
     # Bind the listen port with SO_REUSEPORT (set for the node processes of `serve --workers N`).
     reuse_port: bool = False
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    till: TillSettings = Field(default_factory=TillSettings)
 
     @classmethod
     def settings_customise_sources(

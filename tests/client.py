@@ -179,3 +179,12 @@ async def kitchen_screen(base_ws: str, staff_token: str, since: int | None = Non
     screen = WsClient(conn, False)
     await screen.wait_type("kitchen_snapshot", timeout=10)
     return screen
+
+
+async def staff_socket(base_ws: str, staff_token: str, till_id: str | None = None) -> WsClient:
+    """A till's staff websocket on ``/ws/staff`` (JSON), returned once its ``staff_welcome`` arrived."""
+    query = f"?token={staff_token}" + (f"&till_id={till_id}" if till_id is not None else "")
+    conn = await tornado.websocket.websocket_connect(f"{base_ws}/ws/staff{query}", subprotocols=["tableside.v1.json"])
+    sock = WsClient(conn, False)
+    await sock.wait_type("staff_welcome", timeout=10)
+    return sock

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -68,6 +68,8 @@ class ClusterHooks:
     kitchen_wake: Callable[[int], None]  # confirmed orders may be waiting: wake the kitchen feed
     kitchen_message: Callable[[int, dict[str, Any]], None]  # send to this node's kitchen screens
     sessions_ended: Callable[[set[str], str], None]  # staff sessions (token hashes) ended elsewhere
+    # A message for one staff user's till sockets on this node (username, server message).
+    till_event: Callable[[str, dict[str, Any]], None] = field(default=lambda _user, _message: None)
 
 
 class Router(Protocol):
@@ -94,6 +96,8 @@ class Router(Protocol):
     def order_confirmed(self, restaurant_id: int) -> None: ...
     def kitchen_message(self, restaurant_id: int, message: dict[str, Any]) -> None: ...
     def sessions_ended(self, sessions: set[str], reason: str) -> None: ...
+    def till_event(self, username: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to the staff sockets of ``username`` on every node (docs/till.md)."""
 
 
 class LocalRouter:
@@ -148,6 +152,9 @@ class LocalRouter:
 
     def sessions_ended(self, sessions: set[str], reason: str) -> None:
         self._hooks.sessions_ended(sessions, reason)
+
+    def till_event(self, username: str, message: dict[str, Any]) -> None:
+        self._hooks.till_event(username, message)
 
 
 class ClusterRouter:
@@ -382,6 +389,10 @@ class ClusterRouter:
             {"k": wire.END_SESSIONS, "n": self.node_id, "sessions": sorted(sessions), "reason": reason},
         )
 
+    def till_event(self, username: str, message: dict[str, Any]) -> None:
+        self._hooks.till_event(username, message)
+        self._publish_message(wire.BROADCAST_CHANNEL, {"k": wire.TILL, "n": self.node_id, "u": username, "msg": message})
+
     # -- sending -------------------------------------------------------------------------------------
     def publish(self, channel: str, message: dict[str, Any]) -> None:
         self._publish_message(channel, message)
@@ -498,6 +509,9 @@ class ClusterRouter:
             return
         if kind == wire.END_SESSIONS:
             self._hooks.sessions_ended({str(s) for s in m["sessions"]}, str(m["reason"]))
+            return
+        if kind == wire.TILL:
+            self._hooks.till_event(str(m["u"]), m["msg"])
             return
         if kind == wire.GONE:
             node = str(m["n"])

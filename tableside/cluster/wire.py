@@ -5,7 +5,7 @@ To an owner's inbox: ``connect``, ``disconnect``, ``cmd`` (a member's message, o
 node's members the whole cart again). To a forwarding node: ``out`` (frames and closes for its sockets, in
 order, numbered per stream so a gap is seen) and ``reply``. On the broadcast channel: ``menu``,
 ``kitchen`` (wake the feeds), ``kitchen_msg`` (a message for every kitchen screen), ``end_sessions`` and
-``gone`` (a node left: forget its sockets)."""
+``gone`` (a node left: forget its sockets), ``till`` (a message for one staff user's till sockets)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ KITCHEN = "kitchen"
 KITCHEN_MSG = "kitchen_msg"
 END_SESSIONS = "end_sessions"
 GONE = "gone"
+TILL = "till"
 
-KINDS = frozenset({CONNECT, DISCONNECT, CMD, GET, IMPORT, TELL, RESYNC, OUT, REPLY, MENU, KITCHEN, KITCHEN_MSG, END_SESSIONS, GONE})
+KINDS = frozenset({CONNECT, DISCONNECT, CMD, GET, IMPORT, TELL, RESYNC, OUT, REPLY, MENU, KITCHEN, KITCHEN_MSG, END_SESSIONS, GONE, TILL})
 
 # Items of an ``out`` message: send a frame to connections, or close connections.
 FRAME = "f"

@@ -155,3 +155,31 @@ def order_placed(
         "placed_at": placed_at,
         "seq": seq,
     }
+
+
+# -- the staff websocket of the till (docs/till.md) ----------------------------------------------------
+
+
+def staff_welcome(username: str, role: str, till_id: str | None, session: Mapping[str, Any] | None) -> dict[str, Any]:
+    """On connect: who the socket is and the user's open order session (or None)."""
+    return {
+        "type": "staff_welcome",
+        "username": username,
+        "role": role,
+        "till_id": till_id,
+        "session": dict(session) if session is not None else None,
+    }
+
+
+def order_session_updated(session: Mapping[str, Any] | None, session_id: int | None = None) -> dict[str, Any]:
+    """A change of one of the user's order sessions. A deleted session: ``session`` None and its
+    ``session_id``."""
+    out: dict[str, Any] = {"type": "order_session_updated", "session": dict(session) if session is not None else None}
+    if session is None and session_id is not None:
+        out["session_id"] = session_id
+    return out
+
+
+def session_moved(session_id: int, till_id: str | None) -> dict[str, Any]:
+    """Another till (``till_id``) took the session over."""
+    return {"type": "session_moved", "session_id": session_id, "till_id": till_id}

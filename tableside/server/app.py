@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tableside.accounts import CustomerAccounts
 from tableside.actors.directory import ActorDirectory
+from tableside.actors.till import TillContext, TillDirectory
 from tableside.auth import StaffAuth
 from tableside.clock import Clock, SystemClock
 from tableside.cluster.bus import Bus
@@ -29,13 +30,14 @@ from tableside.metrics import METRICS
 from tableside.pos.factory import build_pos_adapter
 from tableside.pos.interface import PosAdapter
 from tableside.protocol import Limits
-from tableside.server import guests, http, staff, users
+from tableside.server import guests, http, staff, till, users
 from tableside.server.base import GUEST_COOKIE, BaseHandler
 from tableside.server.kitchen import KitchenHub
 from tableside.server.listener import LimitedHTTPServer, Listener
 from tableside.server.maintenance import cleanup_loop
 from tableside.server.services import KeyedRateLimiter, Services, build_table_context
 from tableside.server.supervise import BackgroundTasks
+from tableside.server.till_hub import TillHub
 from tableside.server.ws import GuestSocket, NotFoundHandler
 from tableside.storage.committer import GroupCommitter
 from tableside.storage.interface import OrderStatus, StaffRole, Store
@@ -121,10 +123,21 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/staff/qr-sheet", staff.QrSheetHandler, s),
         (r"/ws", GuestSocket, s),
         (r"/ws/kitchen", staff.KitchenSocket, s),
+        (r"/api/order-sessions", till.OrderSessionsHandler, s),
+        (r"/api/order-sessions/active", till.ActiveSessionHandler, s),
+        (r"/api/order-sessions/([0-9]{1,12})", till.OrderSessionHandler, s),
+        (r"/api/order-sessions/([0-9]{1,12})/complete", till.CompleteHandler, s),
+        (r"/api/order-sessions/([0-9]{1,12})/assign-to-tab", till.AssignHandler, s),
+        (r"/api/order-sessions/([0-9]{1,12})/take-over", till.TakeOverHandler, s),
+        (r"/api/tabs", till.TabsHandler, s),
+        (r"/api/tabs/([0-9]{1,12})", till.TabHandler, s),
+        (r"/api/tabs/([0-9]{1,12})/close", till.CloseTabHandler, s),
+        (r"/ws/staff", till.StaffSocket, s),
         (r"/", PageHandler, {"page": "index.html"}),
         (r"/guest", PageHandler, {"page": "guest.html", "no_cookie_page": "guest-join.html"}),
         (r"/kitchen", PageHandler, {"page": "kitchen.html"}),
         (r"/staff", PageHandler, {"page": "staff.html"}),
+        (r"/till", PageHandler, {"page": "till.html"}),
         # The store page: an unknown store id gets the page too, which says "no such store".
         (r"/store/([0-9]{1,9})", PageHandler, {"page": "store.html"}),
         (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
@@ -153,6 +166,7 @@ class RunningServer:
         self.listener.stop()
         self.http_server.stop()
         await self.background.stop()  # keep-alive, cleanup, kitchen pump
+        await self.services.till.stop_all()  # till actors: every acknowledged change is stored already
         await self.services.router.stop()  # actors (members get the relocation code), leases, bus
         await self.services.guest_sessions.close()
         await self.services.kitchen.stop()
@@ -199,11 +213,15 @@ async def build_services(
     ctx = build_table_context(settings, store, committer, menu, pos, clock, kitchen)
     directory = ActorDirectory(ctx)
     limits = Limits(max_frame_bytes=settings.limits.max_frame_bytes)
+    till_hub = TillHub(store, clock=clock)
+    if background is not None:
+        background.start("till-sessions", lambda: till_hub.session_loop(settings.tokens.staff_recheck_s))
     hooks = ClusterHooks(
         menu_changed=lambda _ids: menu.reload(),
         kitchen_wake=kitchen.notify,
         kitchen_message=kitchen.broadcast,
-        sessions_ended=lambda sessions, reason: _ended(kitchen, sessions, reason),
+        sessions_ended=lambda sessions, reason: _ended(kitchen, till_hub, sessions, reason),
+        till_event=lambda username, message: _till_event(till_hub, username, message),
     )
     if bus is None and settings.redis_url:
         bus = RedisBus(settings.redis_url, clock, timeout_s=settings.cluster.redis_timeout_s)
@@ -216,6 +234,14 @@ async def build_services(
             for name, loop in router.background_loops().items():
                 background.start(name, loop)
     ctx.on_order_confirmed = router.order_confirmed  # wakes kitchen feeds here and on every other node
+    till_directory = TillDirectory(TillContext(
+        store=store,
+        menu=menu,
+        clock=clock,
+        publish=router.till_event,  # the user's staff sockets here and on every other node
+        on_order_confirmed=router.order_confirmed,
+        idle_seconds=settings.idle_actor_seconds,
+    ))
     await router.start()
     return Services(
         settings=settings,
@@ -237,11 +263,18 @@ async def build_services(
         guest_sessions=GuestSessions(
             store, RedisSessionCache(settings.redis_url) if settings.redis_url else None
         ),
+        till=till_directory,
+        till_hub=till_hub,
     )
 
 
-def _ended(kitchen: KitchenHub, sessions: set[str], reason: str) -> None:
+def _ended(kitchen: KitchenHub, till_hub: TillHub, sessions: set[str], reason: str) -> None:
     kitchen.end_sessions(sessions, reason)
+    till_hub.end_sessions(sessions, reason)
+
+
+def _till_event(till_hub: TillHub, username: str, message: dict[str, Any]) -> None:
+    till_hub.deliver(username, message)
 
 
 async def reconcile_open_orders(services: Services) -> int:

@@ -12,10 +12,13 @@ import structlog
 from tableside.actors.base import ActorDead
 from tableside.actors.messages import GetCart
 from tableside.cluster.router import RoutingUnavailable
+from tableside.protocol.till import transaction_view
 from tableside.server.base import GUEST_COOKIE, ApiError, BaseHandler, bearer_token
 from tableside.server.guests import guest_session_id
 from tableside.server.services import Services
+from tableside.server.till import login_order_session
 from tableside.storage.interface import (
+    PAYMENT_METHODS,
     BadQrSecret,
     GroupFull,
     InvalidTransition,
@@ -313,7 +316,8 @@ class StaffLoginHandler(BaseHandler):
             raise ApiError(401, "unauthorized", "wrong username or password")
         throttle.succeeded(username, ip, began)
         token, user = result
-        self.send_json({"token": token, "username": user.username, "role": user.role.value})
+        till = await login_order_session(self, user.username, user.role)
+        self.send_json({"token": token, "username": user.username, "role": user.role.value, **till})
 
 
 def table_view(handler: BaseHandler, table: Table, *, with_join_url: bool = True) -> dict[str, Any]:
@@ -344,6 +348,10 @@ class TableTransitionHandler(BaseHandler):
     async def change(self, table_id: str) -> Table:
         raise NotImplementedError
 
+    async def extra(self, table: Table) -> dict[str, Any]:
+        """More members of the answer (checkout: the transaction)."""
+        return {}
+
     async def post(self, table_id: str) -> None:
         _, scope = await self.require_staff_in_store(StaffRole.MANAGER, StaffRole.SERVER)
         before = await self.services.store.get_table(table_id)
@@ -355,12 +363,27 @@ class TableTransitionHandler(BaseHandler):
             raise ApiError(404, "table_not_found", f"no table {table_id!r}") from exc
         except InvalidTransition as exc:
             raise ApiError(409, "invalid_transition", str(exc) or "not allowed in the table's state") from exc
-        self.send_json(table_view(self, table))
+        self.send_json({**table_view(self, table), **await self.extra(table)})
 
 
 class CheckoutHandler(TableTransitionHandler):
+    """``{"payment_method"?}`` (card, cash, other; default card): the sitting's tab is closed into a
+    transaction, answered as ``transaction`` (docs/till.md)."""
+
     async def change(self, table_id: str) -> Table:
-        return await self.services.checkout(table_id)
+        method = self.json_body().get("payment_method", "card")
+        if method not in PAYMENT_METHODS:
+            raise ApiError(400, "bad_request", f"payment_method must be one of {', '.join(PAYMENT_METHODS)}",
+                           extra={"field": "payment_method"})
+        return await self.services.checkout(table_id, str(method))
+
+    async def extra(self, table: Table) -> dict[str, Any]:
+        txn = None
+        if table.current_group_id:
+            tab = await self.services.store.get_group_tab(table.current_group_id)
+            if tab is not None and tab.transaction_id is not None:
+                txn = await self.services.store.get_transaction(tab.transaction_id)
+        return {"transaction": transaction_view(txn) if txn is not None else None}
 
 
 class ResetHandler(TableTransitionHandler):

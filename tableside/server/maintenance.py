@@ -9,6 +9,8 @@ import asyncio
 import structlog
 
 from tableside.actors.messages import CloseSession
+from tableside.protocol import server_messages as sm
+from tableside.protocol.till import session_view
 from tableside.server.services import Services
 from tableside.storage.interface import CleanupReport
 
@@ -23,6 +25,11 @@ async def run_cleanup(services: Services) -> CleanupReport:
     for _table_id, group_id in closed:
         await services.router.tell_group(group_id, CloseSession("expired"))
     report.extra["idle_groups_closed"] = len(closed)
+    # Till order sessions left active with no change for till.stale_minutes are parked (never deleted).
+    parked = await services.store.park_stale_order_sessions(now - services.settings.till.stale_minutes * 60, now)
+    for session in parked:
+        services.router.till_event(session.user_id, sm.order_session_updated(session_view(session)))
+    report.extra["order_sessions_parked"] = len(parked)
     log.info(
         "cleanup",
         expired_tokens=report.expired_tokens,
@@ -30,6 +37,7 @@ async def run_cleanup(services: Services) -> CleanupReport:
         expired_user_sessions=report.expired_user_sessions,
         expired_guest_sessions=report.expired_guest_sessions,
         idle_groups_closed=len(closed),
+        order_sessions_parked=len(parked),
         tables=[t for t, _ in closed[:50]],
     )
     return report

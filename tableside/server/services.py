@@ -16,6 +16,7 @@ from tableside.actors.base import ActorDead
 from tableside.actors.directory import ActorDirectory
 from tableside.actors.messages import CloseSession, Command, ImportedLine, ImportLines, TableMessage
 from tableside.actors.table import TableContext
+from tableside.actors.till import TillDirectory
 from tableside.auth import LoginThrottle, StaffAuth, new_id, new_token, token_hash
 from tableside.clock import Clock
 from tableside.cluster.router import Router, RoutingUnavailable
@@ -28,6 +29,7 @@ from tableside.pos.submitter import RetryPolicy
 from tableside.protocol import Leave, Limits, TokenBucket
 from tableside.server.keepalive import KeepAlive
 from tableside.server.kitchen import KitchenHub
+from tableside.server.till_hub import TillHub
 from tableside.storage.committer import GroupCommitter
 from tableside.storage.interface import JoinResult, MenuItem, Restaurant, Store, Table, TableStatus, TokenInfo
 
@@ -89,6 +91,8 @@ class Services:
     accounts: CustomerAccounts  # customer accounts (seed 003's users)
     register_limiter: KeyedRateLimiter  # registrations per client IP (limits.register_per_minute_per_ip)
     guest_sessions: GuestSessions  # guest-session reads and changes, through the Redis cache when configured
+    till: TillDirectory  # this node's till actors, one per staff user (docs/till.md)
+    till_hub: TillHub  # this node's staff sockets, by username
     keepalive: KeepAlive = field(default_factory=KeepAlive)
     metrics: Metrics = METRICS
     # Failed logins per IP and per (username, IP); see LoginThrottle. Never locks the account itself.
@@ -202,8 +206,8 @@ class Services:
             return None
         return await self.store.resolve_token(token_hash(token), self.clock.now())
 
-    async def checkout(self, table_id: str) -> Table:
-        table = await self.store.checkout_table(table_id, self.clock.now())
+    async def checkout(self, table_id: str, payment_method: str = "card") -> Table:
+        table = await self.store.checkout_table(table_id, self.clock.now(), payment_method)
         if table.current_group_id:
             await self._close_group(table.current_group_id, "checked_out")
         return table

@@ -29,6 +29,7 @@ from tableside.server.base import STAFF_COOKIE, ApiError, BaseHandler, StoreScop
 from tableside.server.http import StaffTablesHandler, finish_error_page, table_view
 from tableside.server.kitchen import ticket_view
 from tableside.server.services import Services
+from tableside.server.till import logout_order_session
 from tableside.server.ws import SocketBase
 from tableside.storage.interface import (
     OrderRecord,
@@ -86,7 +87,10 @@ class StaffLogoutHandler(BaseHandler):
     async def post(self) -> None:
         token = bearer_token(self) or self.get_cookie(STAFF_COOKIE)
         if token and len(token) <= 128:
+            who = await self.services.store.resolve_staff_session(token_hash(token), self.services.clock.now())
             await self.services.staff_auth.logout(token)
+            if who is not None:  # the till's open order is parked, to be picked up at the next login
+                await logout_order_session(self, who.username)
             # Kitchen screens opened with this token close now (4001 after session_closed "logged_out").
             self.services.router.sessions_ended({token_hash(token)}, "logged_out")
         self.clear_cookie(STAFF_COOKIE, path="/")

@@ -29,6 +29,7 @@ from tableside.storage.interface import (
     GUEST_MAX_LINES,
     GUEST_MAX_QUANTITY,
     GUEST_TOUCH_INTERVAL_S,
+    OPEN_SESSION_STATUSES,
     Activation,
     BadQrSecret,
     CleanupReport,
@@ -1265,13 +1266,14 @@ class PostgresStore:
         return int(res.rowcount)
 
     async def remove_staff(self, username: str) -> bool:
-        try:
-            async with self._connect(self.engine.begin()) as conn:
-                await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username))
-                res = await conn.execute(sa.delete(s.staff_users).where(s.staff_users.c.username == username))
-        except IntegrityError as e:
-            # The cascade to the user's order sessions is refused by a transaction of a completed one.
-            raise StorageError(f"staff user {username} has completed order sessions (transactions)") from e
+        async with self._connect(self.engine.begin()) as conn:
+            await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username))
+            res = await conn.execute(sa.delete(s.staff_users).where(s.staff_users.c.username == username))
+            if res.rowcount:
+                # Their open sessions go; completed and assigned ones stay (history, money taken).
+                await conn.execute(sa.delete(s.order_sessions).where(
+                    s.order_sessions.c.user_id == username,
+                    s.order_sessions.c.status.in_([st.value for st in OPEN_SESSION_STATUSES])))
         return int(res.rowcount) > 0
 
     # -- customer accounts ---------------------------------------------------------------------------

@@ -232,7 +232,9 @@ order_sessions = sa.Table(
     "order_sessions",
     metadata,
     sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
-    sa.Column("user_id", sa.Text, sa.ForeignKey("staff_users.username", ondelete="CASCADE"), nullable=False),
+    # The staff username, without a foreign key on purpose: sessions are an audit trail (completed and
+    # assigned ones stay when the user is removed; remove_staff deletes only their open ones).
+    sa.Column("user_id", sa.Text, nullable=False),
     sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id", ondelete="CASCADE"), nullable=False),
     sa.Column("items", JSONB, nullable=False),
     sa.Column("status", sa.Text, nullable=False),

@@ -21,6 +21,7 @@ from tableside.pos.simulator import SimulatorConfig, SimulatorState, make_app
 from tableside.server.app import RunningServer, start_server
 from tableside.storage.postgres import PostgresStore
 from tests.client import WsClient
+from tests.integration.till_support import TillServer, start_till_server
 from tests.pg import create_database_sync, drop_database_sync
 
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -130,3 +131,11 @@ async def harness(database_url: str) -> AsyncIterator[Harness]:
     yield h
     await running.stop()
     sim_server.stop()
+
+
+@pytest.fixture
+async def till(database_url: str) -> AsyncIterator[TillServer]:
+    """A server for the till tests (docs/till.md), with staff of every role logged in."""
+    server = await start_till_server(database_url)
+    yield server
+    await server.running.stop()

@@ -428,6 +428,22 @@ async def test_close_tab_of_a_table_leaves_the_table_alone(store: Store) -> None
     assert await store.list_transactions(1) == [tx]
 
 
+async def test_removing_a_staff_user_drops_open_sessions_but_never_paid_history(store: Store) -> None:
+    """Order sessions are an audit trail: removing a staff user deletes their open session, never a
+    completed one (or its transaction)."""
+    await seed(store, "alice", "bob")
+    a = await store.create_order_session("alice", 1, ITEMS, None, NOW)
+    assert await store.remove_staff("alice") is True
+    assert await store.get_order_session(a.session_id) is None
+    b = await store.create_order_session("bob", 1, ITEMS, None, NOW)
+    _, tx, _ = await store.complete_order_session(b.session_id, None, "card", NOW)
+    assert await store.remove_staff("bob") is True
+    assert await store.get_staff("bob") is None
+    kept = await store.get_order_session(b.session_id)
+    assert kept is not None and kept.status is OrderSessionStatus.COMPLETED
+    assert await store.get_transaction(tx.transaction_id) == tx
+
+
 # -- stale sessions ------------------------------------------------------------------------------
 
 

@@ -105,10 +105,11 @@ export function clearStaffSession() {
 }
 
 export class HttpError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, data = null) {
     super(message || code || `HTTP ${status}`);
     this.status = status;
     this.code = code;
+    this.data = data; // the whole JSON answer (a 409 may carry the current state)
   }
 }
 
@@ -155,11 +156,12 @@ export async function mountStorePicker(session, before) {
   before.before(select);
 }
 
-/** fetch JSON with the staff bearer token; throws HttpError (401 = log in again, 403 = forbidden). */
-export async function staffFetch(path, { method = "GET", body } = {}) {
+/** fetch JSON with the staff bearer token; throws HttpError (401 = log in again, 403 = forbidden).
+ * `headers` are added to the request (e.g. X-Till-Id, If-Match). */
+export async function staffFetch(path, { method = "GET", body, headers: extra } = {}) {
   path = path.startsWith("/api/staff/logout") ? path : storePath(path);
   const session = staffSession();
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: "application/json", ...(extra || {}) };
   if (session) headers.Authorization = `Bearer ${session.token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const resp = await fetch(path, {
@@ -176,7 +178,7 @@ export async function staffFetch(path, { method = "GET", body } = {}) {
     data = null;
   }
   if (!resp.ok) {
-    throw new HttpError(resp.status, data && data.error, data && data.message);
+    throw new HttpError(resp.status, data && data.error, data && data.message, data);
   }
   return data;
 }
@@ -193,10 +195,11 @@ export function describeError(err) {
 }
 
 /**
- * Render the staff login form into `root`. Calls onLogin(session) after a successful login.
- * `message` (optional) is shown above the form, e.g. "Your session expired".
+ * Render the staff login form into `root`. Calls onLogin(session, answer) after a successful login (answer:
+ * the server's whole JSON reply). `message` (optional) is shown above the form, e.g. "Your session expired";
+ * `headers` (optional) are added to the login request (the till sends X-Till-Id).
  */
-export function mountLogin(root, { title, hint, message, onLogin }) {
+export function mountLogin(root, { title, hint, message, onLogin, headers: extra }) {
   const error = h("p", { class: "form-error", role: "alert", id: "login-error" }, message || "");
   const user = h("input", {
     id: "login-username", name: "username", autocomplete: "username", required: true,
@@ -227,7 +230,7 @@ export function mountLogin(root, { title, hint, message, onLogin }) {
     try {
       const resp = await fetch("/api/staff/login", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        headers: { "Content-Type": "application/json", Accept: "application/json", ...(extra || {}) },
         body: JSON.stringify({ username: user.value.trim(), password: pass.value }),
         cache: "no-store",
       });
@@ -240,7 +243,7 @@ export function mountLogin(root, { title, hint, message, onLogin }) {
       }
       const session = { token: data.token, username: data.username || user.value.trim(), role: data.role || "" };
       saveStaffSession(session);
-      onLogin(session);
+      onLogin(session, data);
     } catch {
       error.textContent = "Network problem. Check the connection and try again.";
     } finally {

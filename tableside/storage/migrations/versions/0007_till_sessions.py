@@ -45,7 +45,7 @@ def upgrade() -> None:
     op.create_table(
         "order_sessions",
         sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
-        sa.Column("user_id", sa.Text, sa.ForeignKey("staff_users.username", ondelete="CASCADE"), nullable=False),
+        sa.Column("user_id", sa.Text, nullable=False),  # no FK: an audit trail outlives the staff user
         sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id", ondelete="CASCADE"), nullable=False),
         sa.Column("items", JSONB, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
