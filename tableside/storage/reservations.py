@@ -4,7 +4,8 @@
 waitlist, in Postgres (``PostgresReservations``) or in memory (``MemoryReservations``); both pass one test
 suite. Double booking is refused by the database itself: an exclusion constraint over (staff, time range)
 of every reservation that is not canceled (btree_gist), so two concurrent bookings of one slot are decided
-by Postgres and the loser gets ``SlotTaken``. ``HistoryStore`` keeps the seed's MongoDB documents
+by Postgres and the loser gets ``SlotTaken`` (``reservations_postgres.py`` says how concurrent bookings of one
+staff member are ordered so that they never deadlock). ``HistoryStore`` keeps the seed's MongoDB documents
 (``reservation_history`` per user, ``chat_logs`` per user and channel) as JSONB documents in Postgres.
 
 Times are epoch seconds (float) like the rest of the storage interface (TIMESTAMP WITH TIME ZONE in
@@ -70,7 +71,11 @@ class PaymentStatus(StrEnum):
 
 
 class WaitlistStatus(StrEnum):
-    """waiting and offered are *open*: a customer has at most one open entry per (store, course, start time)."""
+    """waiting and offered are *open*: a customer has at most one open entry per (store, course, start time).
+
+    The store only records an offer: it does not keep anyone else from booking the slot meanwhile. To hold
+    the slot for the offered customer, the caller books it for them (a pending reservation whose
+    ``hold_expires_at`` is ``offered_until``), which the exclusion constraint then protects like any other."""
 
     WAITING = "waiting"
     OFFERED = "offered"  # the slot is offered to this customer until offered_until
