@@ -9,7 +9,7 @@ money is integer minor units, matching ``interface.py``.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID, ExcludeConstraint
 
 metadata = sa.MetaData()
 
@@ -277,6 +277,150 @@ transactions = sa.Table(
     sa.Index("ix_transactions_store_id", "store_id"),
 )
 
+# Reservations (seed 003, issue 13; tableside/storage/reservations.py). The seed's staff / menus / reservations /
+# payments with its column names; store ids are INTEGER (stores.store_id, migration 0004) where the seed says
+# UUID, money is BIGINT minor units where it says DECIMAL(10,2), and its TIMESTAMPs are WITH TIME ZONE.
+# ``staff`` is the *bookable* staff (a chef, a sommelier: someone a reservation is made with), not a login
+# (those are ``staff_users``); ``menus`` are the bookable courses (``menu_items`` is the ordering menu).
+RESERVATION_STATUSES = ("pending", "confirmed", "canceled", "seated", "no_show")
+PAYMENT_STATUSES = ("pending", "completed", "failed")
+WAITLIST_STATUSES = ("waiting", "offered", "accepted", "expired", "canceled")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+staff = sa.Table(
+    "staff",
+    metadata,
+    sa.Column("id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(50), nullable=False),
+    sa.Column("bookable", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_staff_store_id", "store_id"),
+)
+
+menus = sa.Table(
+    "menus",
+    metadata,
+    sa.Column("id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("price", sa.BigInteger, nullable=False),
+    sa.Column("duration", sa.Integer, nullable=False),
+    sa.Column("bookable", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("sort_order", sa.Integer, nullable=False, server_default="0"),
+    sa.CheckConstraint("duration BETWEEN 1 AND 1440", name="ck_menus_duration"),
+    sa.CheckConstraint("price >= 0", name="ck_menus_price"),
+    sa.Index("ix_menus_store_id", "store_id"),
+)
+
+# No double booking: the exclusion constraint refuses a second reservation of one staff member whose
+# half-open time range [start_time, end_time) overlaps one that is not canceled (btree_gist gives the
+# uuid "=" its GiST operator class). Concurrent inserts are decided by Postgres: the loser waits for the
+# winner's commit and then fails with SQLSTATE 23P01 (``SlotTaken``).
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id"), nullable=False),
+    sa.Column("staff_id", UUID(as_uuid=False), sa.ForeignKey("staff.id"), nullable=False),
+    sa.Column("menu_id", UUID(as_uuid=False), sa.ForeignKey("menus.id"), nullable=False),
+    sa.Column("start_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("end_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("notes", sa.Text, nullable=True),
+    sa.Column("party_size", sa.Integer, nullable=False, server_default="2"),
+    sa.Column("table_id", sa.Text, nullable=True),
+    sa.Column("group_id", sa.Text, nullable=True),
+    sa.Column("hold_expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint(_in("status", RESERVATION_STATUSES), name="ck_reservations_status"),
+    sa.CheckConstraint("party_size BETWEEN 1 AND 50", name="ck_reservations_party_size"),
+    sa.CheckConstraint("end_time > start_time", name="ck_reservations_time_order"),
+    sa.Index("ix_reservations_store_id_start_time", "store_id", "start_time"),
+    sa.Index("ix_reservations_user_id", "user_id"),
+    ExcludeConstraint(
+        (sa.column("staff_id"), "="),
+        (sa.func.tstzrange(sa.column("start_time"), sa.column("end_time"), sa.text("'[)'")), "&&"),
+        name="ex_reservations_staff_time",
+        using="gist",
+        where=sa.text("status <> 'canceled'"),
+    ),
+)
+
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("reservation_id", UUID(as_uuid=False), sa.ForeignKey("reservations.id"), nullable=False),
+    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("idempotency_key", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint(_in("status", PAYMENT_STATUSES), name="ck_payments_status"),
+    sa.CheckConstraint("amount >= 0", name="ck_payments_amount"),
+    sa.UniqueConstraint("idempotency_key", name="uq_payments_idempotency_key"),
+    sa.Index("ix_payments_reservation_id", "reservation_id"),
+)
+
+# The seed's Redis waitlist, durable: one row per customer waiting for a slot (store, course, start time,
+# optionally one staff member). A customer waits for a slot once at a time (the partial unique index).
+waitlist = sa.Table(
+    "waitlist",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("stores.store_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("menu_id", UUID(as_uuid=False), sa.ForeignKey("menus.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("staff_id", UUID(as_uuid=False), nullable=True),
+    sa.Column("start_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="waiting"),
+    sa.Column("offered_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("offered_staff_id", UUID(as_uuid=False), nullable=True),
+    sa.Column("reservation_id", UUID(as_uuid=False), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint(_in("status", WAITLIST_STATUSES), name="ck_waitlist_status"),
+    sa.Index("ix_waitlist_slot", "store_id", "menu_id", "start_time", "status"),
+    sa.Index("ix_waitlist_user_id", "user_id"),
+    sa.Index(
+        "uq_waitlist_open_entry",
+        "user_id",
+        "store_id",
+        "menu_id",
+        "start_time",
+        unique=True,
+        postgresql_where=sa.text("status IN ('waiting', 'offered')"),
+    ),
+)
+
+# The seed's MongoDB documents, as JSONB documents: ``reservation_history`` one per user
+# ({"history": [...]}) and ``chat_logs`` one per user and channel ({"logs": [...]} as the column ``logs``, an
+# array). Appends are one INSERT ... ON CONFLICT DO UPDATE, keeping the newest entries only (bounded).
+reservation_history = sa.Table(
+    "reservation_history",
+    metadata,
+    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("doc", JSONB, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+chat_logs = sa.Table(
+    "chat_logs",
+    metadata,
+    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("logs", JSONB, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
 ALL_TABLES: tuple[sa.Table, ...] = (
     stores,
     tables,
@@ -293,4 +437,11 @@ ALL_TABLES: tuple[sa.Table, ...] = (
     tabs,
     order_sessions,
     transactions,
+    staff,
+    menus,
+    reservations,
+    payments,
+    waitlist,
+    reservation_history,
+    chat_logs,
 )

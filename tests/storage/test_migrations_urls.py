@@ -232,7 +232,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002 and 0003,
     and 0005's users / user_sessions (seed 003's columns, types and unique indexes) gone and back."""
     await upgrade_to_head(scratch_db_url)
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
     await assert_users_schema(scratch_db_url)
     await downgrade_to(scratch_db_url, "0004")
     assert await current_revision(scratch_db_url) == "0004"
@@ -274,7 +274,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     assert await current_revision(scratch_db_url) == "0001"
     assert not await username_index()
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0007" and await username_index()
+    assert await current_revision(scratch_db_url) == "0008" and await username_index()
     await assert_users_schema(scratch_db_url)
     assert await group_columns() == {"epoch", "owner_node"}
     # a row that predates 0003 starts at epoch 0: the first activation makes it 1
@@ -324,7 +324,7 @@ async def test_0004_turns_the_single_restaurant_into_the_first_store_and_back(sc
         "INSERT INTO staff_users (username, role, password_hash) VALUES ('mgr', 'manager', 'h'), ('root', 'admin', 'h')",
     )
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0007"  # head: 0004 stores, 0005 users, 0006 guests, 0007 till
+    assert await current_revision(scratch_db_url) == "0008"  # head: 0004 stores, 0005 users, 0006 guests, 0007 till, 0008 reservations
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('restaurants') IS NULL") == [(True,)]
     assert await fetch_rows(
         scratch_db_url, "SELECT username, store_id FROM staff_users ORDER BY username"
@@ -416,7 +416,7 @@ async def test_0006_guest_tables_columns_indexes_cascade_and_round_trip(scratch_
     unique session_id index, the expires_at index, deleting a session cascades its cart rows, the quantity
     CHECK; then downgrade to 0005 (gone) and upgrade again (back)."""
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0007"  # head
+    assert await current_revision(scratch_db_url) == "0008"  # head
 
     async def columns(table: str) -> dict[str, tuple[str, str, int | None]]:
         rows = await fetch_rows(
@@ -474,7 +474,7 @@ async def test_0006_guest_tables_columns_indexes_cascade_and_round_trip(scratch_
         scratch_db_url, "SELECT to_regclass('guest_sessions') IS NULL AND to_regclass('guest_cart_items') IS NULL"
     ) == [(True,)]
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0007"  # head
+    assert await current_revision(scratch_db_url) == "0008"  # head
     assert "id" in await columns("guest_cart_items")
 
 
@@ -483,7 +483,7 @@ async def test_0007_till_tables_round_trip(scratch_db_url: str) -> None:
     per user), the status CHECKs, exactly one source per transaction and one transaction per source; then
     downgrade to 0006 (gone) and upgrade again (back)."""
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0007"
+    assert await current_revision(scratch_db_url) == "0008"
 
     async def columns(table: str) -> dict[str, tuple[str, str]]:
         rows = await fetch_rows(
@@ -587,10 +587,146 @@ async def test_0007_till_tables_round_trip(scratch_db_url: str) -> None:
     ) == [(True,)]
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('guest_sessions') IS NOT NULL") == [(True,)]
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0007"
+    assert await current_revision(scratch_db_url) == "0008"
     assert "revision" in await columns("order_sessions")
     store = await PostgresStore.connect(scratch_db_url)
     try:
         assert (await store.create_tab(1, "again", 5.0)).status == "open"
     finally:
         await store.close()
+
+
+async def test_0008_reservations_round_trip(scratch_db_url: str) -> None:
+    """Seed 003's staff / menus / reservations / payments, the waitlist and the JSONB documents: columns,
+    CHECKs, the exclusion constraint (two overlapping rows of one staff member refused by the database, an
+    adjacent one, another staff member's and a canceled one accepted), the partial unique waitlist index;
+    then downgrade to 0007 (tables gone, btree_gist kept) and upgrade again (back and working)."""
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0008"
+
+    async def columns(table: str) -> dict[str, tuple[str, str]]:
+        rows = await fetch_rows(
+            scratch_db_url,
+            "SELECT column_name::text, data_type::text, is_nullable::text"
+            f" FROM information_schema.columns WHERE table_name = '{table}'",
+        )
+        return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
+
+    tz = "timestamp with time zone"
+    assert await columns("reservations") == {
+        "id": ("uuid", "NO"),
+        "user_id": ("uuid", "NO"),
+        "store_id": ("integer", "NO"),
+        "staff_id": ("uuid", "NO"),
+        "menu_id": ("uuid", "NO"),
+        "start_time": (tz, "NO"),
+        "end_time": (tz, "NO"),
+        "status": ("text", "NO"),
+        "notes": ("text", "YES"),
+        "party_size": ("integer", "NO"),
+        "table_id": ("text", "YES"),
+        "group_id": ("text", "YES"),
+        "hold_expires_at": (tz, "YES"),
+        "created_at": (tz, "NO"),
+        "updated_at": (tz, "NO"),
+    }
+    assert await columns("staff") == {
+        "id": ("uuid", "NO"), "store_id": ("integer", "NO"), "name": ("character varying", "NO"),
+        "role": ("character varying", "NO"), "bookable": ("boolean", "NO"), "created_at": (tz, "NO"),
+    }
+    assert await columns("menus") == {
+        "id": ("uuid", "NO"), "store_id": ("integer", "NO"), "name": ("character varying", "NO"),
+        "price": ("bigint", "NO"), "duration": ("integer", "NO"), "bookable": ("boolean", "NO"),
+        "sort_order": ("integer", "NO"),
+    }
+    assert await columns("payments") == {
+        "id": ("uuid", "NO"), "reservation_id": ("uuid", "NO"), "user_id": ("uuid", "NO"),
+        "amount": ("bigint", "NO"), "status": ("text", "NO"), "idempotency_key": ("text", "NO"),
+        "created_at": (tz, "NO"), "updated_at": (tz, "NO"),
+    }
+    assert set(await columns("waitlist")) == {
+        "id", "user_id", "store_id", "menu_id", "staff_id", "start_time", "status", "offered_until",
+        "offered_staff_id", "reservation_id", "created_at"}
+    assert await columns("reservation_history") == {
+        "user_id": ("uuid", "NO"), "doc": ("jsonb", "NO"), "updated_at": (tz, "NO")}
+    assert await columns("chat_logs") == {
+        "user_id": ("uuid", "NO"), "channel": ("character varying", "NO"), "logs": ("jsonb", "NO"),
+        "updated_at": (tz, "NO")}
+    [(exdef,)] = await fetch_rows(
+        scratch_db_url,
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conname = 'ex_reservations_staff_time' AND contype = 'x'",
+    )
+    assert "EXCLUDE USING gist" in str(exdef) and "staff_id WITH =" in str(exdef)
+    assert "tstzrange(start_time, end_time, '[)'::text) WITH &&" in str(exdef)
+    assert "WHERE ((status <> 'canceled'::text))" in str(exdef)
+
+    chef, somm, menu, user = (
+        "00000000-0000-4000-8000-00000000c4ef", "00000000-0000-4000-8000-00000000501e",
+        "00000000-0000-4000-8000-0000000000c1", "00000000-0000-4000-8000-0000000000a1")
+
+    def resv(n: int, staff: str, start: str, end: str, status: str = "pending") -> str:
+        return (
+            "INSERT INTO reservations (id, user_id, store_id, staff_id, menu_id, start_time, end_time, status)"
+            f" VALUES ('00000000-0000-4000-8000-{n:012d}', '{user}', 1, '{staff}', '{menu}',"
+            f" '2026-12-01 {start}+00', '2026-12-01 {end}+00', '{status}')"
+        )
+
+    async def fill() -> None:
+        await execute(
+            scratch_db_url,
+            "INSERT INTO stores (store_id, name, business_hours, created_at) VALUES (1, 'R', '{}', 0)",
+            f"INSERT INTO users (id, name, password_hash) VALUES ('{user}', 'Ann', 'h')",
+            f"INSERT INTO staff (id, store_id, name, role) VALUES ('{chef}', 1, 'Kenji', 'chef'),"
+            f" ('{somm}', 1, 'Aiko', 'sommelier')",
+            f"INSERT INTO menus (id, store_id, name, price, duration) VALUES ('{menu}', 1, 'Omakase', 12000, 60)",
+            resv(1, chef, "12:00", "13:00"),
+        )
+        with pytest.raises(asyncpg.ExclusionViolationError):  # overlapping, same staff
+            await execute(scratch_db_url, resv(2, chef, "12:30", "13:30"))
+        with pytest.raises(asyncpg.ExclusionViolationError):
+            await execute(scratch_db_url, resv(2, chef, "11:00", "14:00", "confirmed"))
+        await execute(
+            scratch_db_url,
+            resv(3, chef, "13:00", "14:00"),  # adjacent: [12, 13) and [13, 14) do not overlap
+            resv(4, somm, "12:00", "13:00"),  # another staff member
+            resv(5, chef, "12:00", "13:00", "canceled"),  # canceled rows hold nothing
+        )
+        await execute(scratch_db_url, "UPDATE reservations SET status = 'canceled' WHERE id::text LIKE '%000000000001'")
+        await execute(scratch_db_url, resv(6, chef, "12:00", "13:00"))  # the freed slot
+        with pytest.raises(asyncpg.ExclusionViolationError):  # un-canceling into a taken slot is refused too
+            await execute(scratch_db_url, "UPDATE reservations SET status = 'pending' WHERE id::text LIKE '%000000000005'")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await execute(scratch_db_url, resv(7, somm, "15:00", "15:00"))  # end > start
+        with pytest.raises(asyncpg.CheckViolationError):
+            await execute(scratch_db_url, "UPDATE reservations SET status = 'done'")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await execute(scratch_db_url, "UPDATE reservations SET party_size = 51")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await execute(scratch_db_url, "UPDATE menus SET duration = 0")
+        assert await fetch_rows(scratch_db_url, "SELECT DISTINCT party_size FROM reservations") == [(2,)]
+        wl = ("INSERT INTO waitlist (user_id, store_id, menu_id, start_time, status)"
+              f" VALUES ('{user}', 1, '{menu}', '2026-12-01 12:00+00', ")
+        await execute(scratch_db_url, wl + "'waiting')", wl + "'expired')", wl + "'expired')")
+        with pytest.raises(asyncpg.UniqueViolationError):  # one open entry per customer and slot
+            await execute(scratch_db_url, wl + "'offered')")
+        await execute(
+            scratch_db_url,
+            f"INSERT INTO reservation_history (user_id, doc) VALUES ('{user}', '{{\"history\": []}}')",
+            f"INSERT INTO chat_logs (user_id, channel, logs) VALUES ('{user}', 'LINE', '[]')",
+        )
+
+    await fill()
+    await downgrade_to(scratch_db_url, "0007")
+    assert await current_revision(scratch_db_url) == "0007"
+    assert await fetch_rows(
+        scratch_db_url,
+        "SELECT bool_and(to_regclass(t) IS NULL) FROM unnest(ARRAY['staff', 'menus', 'reservations', 'payments',"
+        " 'waitlist', 'reservation_history', 'chat_logs']) AS t",
+    ) == [(True,)]
+    assert await fetch_rows(scratch_db_url, "SELECT count(*) FROM pg_extension WHERE extname = 'btree_gist'") == [(1,)]
+    assert await fetch_rows(scratch_db_url, "SELECT to_regclass('tabs') IS NOT NULL") == [(True,)]
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0008"
+    await execute(scratch_db_url, "DELETE FROM users", "DELETE FROM stores")
+    await fill()  # the same checks hold after the round trip
