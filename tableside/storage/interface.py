@@ -596,6 +596,12 @@ class Store(Protocol):
     async def resolve_token(self, token_hash: str, now: float) -> TokenInfo | None:
         """The token's binding if it exists and has not expired (updates last_used); else None."""
 
+    async def open_sitting(self, table_id: str, new_group_id: str, now: float) -> Table:
+        """Seat a party without a phone (a reservation seated by staff, issue 13): a vacant table becomes
+        occupied with the group ``new_group_id`` and the sitting's tab, exactly as the first join would open
+        it, but no token is made (the party's phones join with the table's QR as usual). Raises
+        TableNotFound, and InvalidTransition when the table is not vacant."""
+
     async def checkout_table(self, table_id: str, now: float, payment_method: str = "card") -> Table:
         """occupied -> paid; deletes every token of the current group and closes the sitting's open tab into
         a transaction (``payment_method``), in the same database transaction. Returns the table as it was
