@@ -502,6 +502,19 @@ class ReservationService:
             await self._promote(r.store_id, r.menu_id, r.start_time)
         return expired
 
+    async def sweep_loop(self) -> None:
+        """Run ``sweep`` every ``sweep_interval_s`` until cancelled (the server starts it as a task; safe on
+        every node at once: expire_holds is one conditional statement, and a slot is offered through a
+        booking, which the constraint lets only one node make)."""
+        while True:
+            await self.clock.sleep(self.settings.sweep_interval_s)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failed run is retried at the next interval
+                log.warning("reservation_sweep_failed", error=repr(exc))
+
     # -- waitlist ------------------------------------------------------------------------------------------------
     async def _offer_holding(self, r: Reservation) -> WaitlistEntry | None:
         for e in await self.reservations.waiting_for(r.store_id, r.menu_id, r.start_time):

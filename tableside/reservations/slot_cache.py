@@ -173,3 +173,11 @@ class RedisSlotCache:
     async def close(self) -> None:
         if self._owned:
             await self._redis.aclose()
+
+
+def build_slot_cache(redis_url: str | None, clock: Clock) -> SlotCache:
+    """``RedisSlotCache`` when Redis is configured, else ``NoSlotCache`` (one node needs no cache: the
+    answers are the same, only computed every time)."""
+    if redis_url:
+        return RedisSlotCache(redis_url)
+    return NoSlotCache()

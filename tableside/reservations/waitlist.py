@@ -136,3 +136,11 @@ class RedisWaitlistQueue:
     async def close(self) -> None:
         if self._owned:
             await self._redis.aclose()
+
+
+def build_waitlist_queue(redis_url: str | None) -> WaitlistQueue:
+    """``RedisWaitlistQueue`` when Redis is configured, else the in-process ``MemoryWaitlistQueue`` (the rows
+    are the truth either way)."""
+    if redis_url:
+        return RedisWaitlistQueue(redis_url)
+    return MemoryWaitlistQueue()
