@@ -226,3 +226,13 @@ async def test_dummy_payments_are_deterministic_per_key() -> None:
         assert await pay.lookup(f"k{i}") == outcomes[f"k{i}"]
         assert await pay.charge(f"k{i}", 100, "x") == outcomes[f"k{i}"]  # idempotent: no new draw
     assert set(outcomes.values()) == {PaymentOutcome.COMPLETED, PaymentOutcome.FAILED}
+
+
+async def test_a_failing_notifier_never_fails_a_change(menv: Env) -> None:
+    def broken(user_id: str, message: dict) -> None:  # type: ignore[type-arg]
+        raise RuntimeError("socket gone")
+
+    menv.svc._notify_cb = broken
+    r, _ = await menv.svc.book(menv.users[0], 1, SHORT, CHEF, jst(2026, 12, 1, 18, 0))
+    await menv.settle()
+    assert (await menv.svc.get(r.reservation_id)).status == ReservationStatus.CONFIRMED
