@@ -147,3 +147,25 @@ async def test_a_zone_with_daylight_saving(env: Env) -> None:
     assert [s.start.isoformat() for s in b.slots] == ["2027-03-14T00:00:00-05:00", "2027-03-14T00:30:00-05:00"]
     view = await env.svc.view(r)
     assert view["start_time"] == "2027-03-14T01:30:00-05:00" and view["end_time"] == "2027-03-14T03:30:00-04:00"
+
+
+async def test_concurrent_bookings_of_one_slot_through_the_service(make_env: EnvFactory) -> None:
+    """Postgres decides: of many concurrent bookings of one slot (warm cache saying it is free) exactly one
+    succeeds; the others are SlotTaken."""
+    import asyncio
+
+    from tableside.storage.interface import User
+
+    env = await make_env("postgres+redis")
+    users = list(env.users)
+    for i in range(16):
+        uid = f"00000000-0000-4000-8000-{i:012d}"
+        await env.store.create_user(User(uid, f"R{i}", f"r{i}@example.com", None, None, "h", 0.0, 0.0))
+        users.append(uid)
+    await env.svc.availability(1, DAY, SHORT)  # warm: says free
+    results = await asyncio.gather(
+        *(env.svc.book(u, 1, SHORT, CHEF, jst(2026, 12, 1, 18, 0)) for u in users), return_exceptions=True
+    )
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    assert len(ok) == 1
+    assert all(isinstance(r, SlotTaken) for r in results if isinstance(r, BaseException))
