@@ -5,6 +5,7 @@ customer), and a client for ``/ws/me``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
@@ -95,6 +96,16 @@ class Resv(Harness):
         client = WsClient(conn, False)
         await client.wait_type("customer_welcome", timeout=10)
         return client
+
+    async def run_for(self, seconds: float) -> None:
+        """Move the fake clock forward ``seconds`` in steps of the sweep interval, letting the sweep loop (and
+        its database work) run at each step, as it would in real time."""
+        step = float(self.services.settings.reservations.sweep_interval_s)
+        moved = 0.0
+        while moved < seconds:
+            await self.clock.advance(min(step, seconds - moved))
+            moved += step
+            await asyncio.sleep(0.02)
 
     async def settle(self, rounds: int = 20) -> None:
         """Let background work (the dummy payment, latency 0) run: a few zero advances of the fake clock."""
