@@ -49,12 +49,13 @@ class Resv(Harness):
     def services(self) -> Any:
         return self.running.services
 
-    async def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    async def call(self, method: str, path: str, body: Any = None, token: str | None = None,
+                   client: tornado.httpclient.AsyncHTTPClient | None = None) -> tuple[int, Any]:
         hdrs = {"Authorization": f"Bearer {token}"} if token else {}
         data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
         if method in ("POST", "PUT") and data is None:
             data = b""
-        resp = await tornado.httpclient.AsyncHTTPClient().fetch(
+        resp = await (client or tornado.httpclient.AsyncHTTPClient()).fetch(
             f"{self.base}{path}", method=method, body=data, headers=hdrs, raise_error=False,
             follow_redirects=False, allow_nonstandard_methods=True,
         )
@@ -84,11 +85,12 @@ class Resv(Harness):
         return list(body["slots"])
 
     async def book(self, token: str, start: str, *, staff_id: str = CHEF, menu_id: str = SHORT,
-                   party_size: int = 2, notes: str = "") -> tuple[int, Any]:
+                   party_size: int = 2, notes: str = "",
+                   client: tornado.httpclient.AsyncHTTPClient | None = None) -> tuple[int, Any]:
         return await self.call("POST", "/api/reservations", {
             "store_id": STORE, "menu_id": menu_id, "staff_id": staff_id, "start_time": start,
             "party_size": party_size, "notes": notes,
-        }, token)
+        }, token, client)
 
     async def me_socket(self, token: str) -> WsClient:
         conn = await tornado.websocket.websocket_connect(
