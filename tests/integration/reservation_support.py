@@ -9,7 +9,7 @@ import asyncio
 import json
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -136,6 +136,11 @@ async def seed_booking(pg_engine: Any, services: Any) -> None:
     assert before is not None
     await store.upsert_restaurant(Restaurant(STORE, before.name, before.address, before.phone, HOURS, TZ))
     resv = PostgresReservations(pg_engine)
+    # The demo's own bookable staff and courses (tableside serve --demo) step aside: these tests name theirs.
+    for staff in await resv.list_bookable_staff(STORE):
+        await resv.upsert_bookable_staff(replace(staff, bookable=False))
+    for course in await resv.list_courses(STORE):
+        await resv.upsert_course(replace(course, bookable=False))
     await resv.upsert_bookable_staff(BookableStaff(CHEF, STORE, "Kenji", "chef"))
     await resv.upsert_bookable_staff(BookableStaff(SOMM, STORE, "Aiko", "sommelier"))
     await resv.upsert_course(Course(SHORT, STORE, "Lunch omakase", 5000, 60, sort_order=0))
@@ -153,8 +158,7 @@ async def start_resv(database_url: str, *, success_rate: float = 1.0, **settings
     h = await start_on_clock(database_url, clock, cls=Resv, **merged)
     h.clock = clock
     await seed_booking(h.services.store.engine, h.services)
-    await h.services.reservations.invalidate_store(STORE) if hasattr(h.services.reservations,
-                                                                      "invalidate_store") else None
+    await h.services.reservations.cache.invalidate(STORE, None)
     return h
 
 
