@@ -270,7 +270,7 @@ async def build_services(
         menu_changed=lambda _ids: menu.reload(),
         kitchen_wake=kitchen.notify,
         kitchen_message=kitchen.broadcast,
-        sessions_ended=lambda sessions, reason: _ended(kitchen, till_hub, sessions, reason),
+        sessions_ended=lambda sessions, reason: _ended(kitchen, till_hub, customer_hub, sessions, reason),
         till_event=lambda username, message: _till_event(till_hub, username, message),
         customer_event=lambda user_id, message: _customer_event(customer_hub, user_id, message),
     )
@@ -371,9 +371,11 @@ async def close_reservation_adapters(service: ReservationService) -> None:
             log.warning("reservation_close_failed", what=type(closeable).__name__, error=repr(exc))
 
 
-def _ended(kitchen: KitchenHub, till_hub: TillHub, sessions: set[str], reason: str) -> None:
+def _ended(kitchen: KitchenHub, till_hub: TillHub, customer_hub: CustomerHub, sessions: set[str],
+           reason: str) -> None:
     kitchen.end_sessions(sessions, reason)
     till_hub.end_sessions(sessions, reason)
+    customer_hub.end_sessions(sessions, reason)
 
 
 def _till_event(till_hub: TillHub, username: str, message: dict[str, Any]) -> None:

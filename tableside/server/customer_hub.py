@@ -14,18 +14,35 @@ class CustomerScreen(Protocol):
     connection_id: int
 
     def send(self, frame: OutboundFrame) -> None: ...
+    def end_session(self, reason: str) -> None: ...
 
 
 @dataclass(slots=True)
 class CustomerHub:
     by_user: dict[str, dict[int, CustomerScreen]] = field(default_factory=dict)
     users_of: dict[int, str] = field(default_factory=dict)
+    session_of: dict[int, str] = field(default_factory=dict)  # connection -> hash of its customer token
 
-    def subscribe(self, screen: CustomerScreen, user_id: str) -> None:
+    def subscribe(self, screen: CustomerScreen, user_id: str, session: str | None = None) -> None:
         self.users_of[screen.connection_id] = user_id
         self.by_user.setdefault(user_id, {})[screen.connection_id] = screen
+        if session is not None:
+            self.session_of[screen.connection_id] = session
+
+    def end_sessions(self, sessions: set[str], reason: str) -> int:
+        """Close the sockets opened with one of these (ended) customer sessions: a logout on any node
+        reaches them through ``Router.sessions_ended``, like staff screens."""
+        ended = [cid for cid, session in self.session_of.items() if session in sessions]
+        for cid in ended:
+            user_id = self.users_of.get(cid)
+            screen = self.by_user.get(user_id, {}).get(cid) if user_id is not None else None
+            if screen is not None:
+                self.unsubscribe(screen)
+                screen.end_session(reason)
+        return len(ended)
 
     def unsubscribe(self, screen: CustomerScreen) -> None:
+        self.session_of.pop(screen.connection_id, None)
         user_id = self.users_of.pop(screen.connection_id, None)
         if user_id is None:
             return

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import structlog
 
+from tableside.actors.table import CLOSE_SESSION_ENDED
+from tableside.auth import token_hash
 from tableside.booking import BookingInputError, parse_date, parse_start_time, zone
 from tableside.protocol import ErrorCode, Ping, ProtocolError, parse_kitchen_message
 from tableside.protocol import server_messages as sm
@@ -506,21 +508,24 @@ class CustomerSocket(SocketBase):
     """``/ws/me?token=…``: a customer's live view of their reservations and waitlist offers."""
 
     user_id: str
+    session_key: str  # hash of the customer token: a logout closes the socket (4001)
     subscribed = False
+    ended = False
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         token = self.get_query_argument("token", None) or self.get_cookie(USER_COOKIE)
         session = await self.services.accounts.resolve(token, self.services.clock.now())
-        if session is None:
+        if session is None or token is None:
             self.refuse(401, "unauthorized", "login required")
             return
         self.user_id = str(session.user_id)
+        self.session_key = token_hash(token)
         await super().get(*args, **kwargs)
 
     async def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)
         self.watch()
-        self.services.customer_hub.subscribe(self, self.user_id)
+        self.services.customer_hub.subscribe(self, self.user_id, self.session_key)
         self.subscribed = True
         self.send_message(sm.customer_welcome(self.user_id))
 
@@ -537,6 +542,14 @@ class CustomerSocket(SocketBase):
             self.send_message(sm.pong(msg.request_id))
             return
         self.send_message(sm.error(msg.request_id, ErrorCode.UNKNOWN_TYPE, "the customer socket takes only ping"))
+
+    def end_session(self, reason: str) -> None:
+        """The customer logged out (here or on another node): say why, then close with 4001."""
+        if self.ended:
+            return
+        self.ended = True
+        self.send_message(sm.session_closed(reason))
+        self.close(CLOSE_SESSION_ENDED, "session closed")
 
     def on_close(self) -> None:
         if self.subscribed:

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from tableside.accounts import InvalidField, email_key, parse_registration
+from tableside.auth import token_hash
 from tableside.server.base import ApiError, BaseHandler, bearer_token
 from tableside.server.guests import convert_on_login
 from tableside.storage.interface import DuplicateUser, User
@@ -85,7 +86,10 @@ class LogoutHandler(BaseHandler):
     """``POST /api/users/logout`` (bearer or cookie) → 204; idempotent (no, unknown or ended token: 204)."""
 
     async def post(self) -> None:
-        await self.services.accounts.logout(user_token(self))
+        token = user_token(self)
+        await self.services.accounts.logout(token)
+        if token and len(token) <= 128:  # its live sockets (/ws/me), on every node, close with 4001
+            self.services.router.sessions_ended({token_hash(token)}, "logged_out")
         self.clear_cookie(USER_COOKIE, path="/")
         self.set_status(204)
         self.finish()

@@ -3,10 +3,13 @@ fake clock and the dummy payment (latency 0)."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import AsyncIterator
 
 import pytest
 
+from tableside.auth import token_hash
 from tests.integration.reservation_support import (
     CHEF,
     LONG,
@@ -338,3 +341,22 @@ async def _demo_password(h: Resv, username: str) -> str:
     from tableside.demo import demo_logins_path, read_logins
 
     return read_logins(demo_logins_path(h.services.settings.data_dir))[username]
+
+
+async def test_customer_logout_closes_its_sockets_at_once(h: Resv) -> None:
+    """A logout ends the session's live sockets (session_closed, then 4001), like staff screens; another
+    session of the same customer keeps its socket."""
+    user_id, token = await h.customer()
+    sock = await h.me_socket(token)
+    second = secrets.token_urlsafe(24)  # the same customer logged in on a second device
+    now = h.clock.now()
+    await h.services.store.create_user_session(token_hash(second), user_id, now + 86400, now)
+    other = await h.me_socket(second)
+    code, _ = await h.call("POST", "/api/users/logout", token=token)
+    assert code == 204
+    closed = await sock.wait_type("session_closed", timeout=5)
+    assert closed["reason"] == "logged_out"
+    await asyncio.wait_for(sock.closed.wait(), 5)
+    assert sock.close_code == 4001
+    assert (await other.request({"type": "ping"}))["type"] == "pong"
+    await other.close()
