@@ -12,17 +12,15 @@ from typing import Any, TypeVar
 
 import structlog
 
-from tableside.actors.table import CLOSE_SESSION_ENDED
 from tableside.auth import token_hash
 from tableside.booking import BookingInputError, parse_date, parse_start_time, zone
-from tableside.protocol import ErrorCode, Ping, ProtocolError, parse_kitchen_message
 from tableside.protocol import server_messages as sm
 from tableside.reservations import BookingRefused, ReservationService, views
 from tableside.server.base import ApiError, BaseHandler, StoreScope
 from tableside.server.customer_hub import CustomerHub
 from tableside.server.http import store_view
 from tableside.server.users import USER_COOKIE, user_token
-from tableside.server.ws import SocketBase
+from tableside.server.ws import SessionSocket
 from tableside.storage.interface import (
     InvalidStoreData,
     InvalidTransition,
@@ -504,13 +502,13 @@ class HoursHandler(ReservationsBase):
 # -- the customer websocket ----------------------------------------------------------------------------
 
 
-class CustomerSocket(SocketBase):
+class CustomerSocket(SessionSocket):
     """``/ws/me?token=…``: a customer's live view of their reservations and waitlist offers."""
 
     user_id: str
     session_key: str  # hash of the customer token: a logout closes the socket (4001)
     subscribed = False
-    ended = False
+    kind = "customer"
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         token = self.get_query_argument("token", None) or self.get_cookie(USER_COOKIE)
@@ -528,28 +526,6 @@ class CustomerSocket(SocketBase):
         self.services.customer_hub.subscribe(self, self.user_id, self.session_key)
         self.subscribed = True
         self.send_message(sm.customer_welcome(self.user_id))
-
-    async def on_message(self, message: str | bytes) -> None:
-        self.heard()
-        try:
-            msg = parse_kitchen_message(self.codec.decode(message), self.services.limits)
-        except ProtocolError as err:
-            self.send_message(sm.error(err.request_id, err.code, err.message))
-            if err.fatal:
-                self.close(1009, "frame too large")
-            return
-        if isinstance(msg, Ping):
-            self.send_message(sm.pong(msg.request_id))
-            return
-        self.send_message(sm.error(msg.request_id, ErrorCode.UNKNOWN_TYPE, "the customer socket takes only ping"))
-
-    def end_session(self, reason: str) -> None:
-        """The customer logged out (here or on another node): say why, then close with 4001."""
-        if self.ended:
-            return
-        self.ended = True
-        self.send_message(sm.session_closed(reason))
-        self.close(CLOSE_SESSION_ENDED, "session closed")
 
     def on_close(self) -> None:
         if self.subscribed:

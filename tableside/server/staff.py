@@ -12,15 +12,12 @@ import segno
 
 from tableside.actors.cart import GroupState
 from tableside.actors.messages import KitchenStatusChanged
-from tableside.actors.table import CLOSE_SESSION_ENDED
 from tableside.auth import new_qr_secret, token_hash
 from tableside.cluster.router import RoutingUnavailable
 from tableside.kitchen_flow import InvalidKitchenTransition, next_kitchen_status
 from tableside.protocol import (
     ErrorCode,
     Ping,
-    ProtocolError,
-    read_kitchen_frame,
 )
 from tableside.protocol import (
     server_messages as sm,
@@ -30,7 +27,7 @@ from tableside.server.http import StaffTablesHandler, finish_error_page, table_v
 from tableside.server.kitchen import ticket_view
 from tableside.server.services import Services
 from tableside.server.till import logout_order_session
-from tableside.server.ws import SocketBase
+from tableside.server.ws import SessionSocket
 from tableside.storage.interface import (
     OrderRecord,
     OrderStatus,
@@ -314,14 +311,14 @@ def qr_sheet_pdf(entries: list[tuple[str, str]]) -> bytes:
     return out.getvalue()
 
 
-class KitchenSocket(SocketBase):
+class KitchenSocket(SessionSocket):
     """A kitchen display: every confirmed order once, in order; status changes from any screen."""
 
     session: StaffSession
     scope: StoreScope
     session_key: str  # hash of the staff token: the screen lives as long as that session
     subscribed = False
-    ended = False
+    kind = "kitchen"
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         token = self.get_query_argument("token", None)
@@ -365,26 +362,9 @@ class KitchenSocket(SocketBase):
         services.kitchen.subscribe(self, rid, cursor, session=self.session_key, expires_at=self.session.expires_at)
         self.subscribed = True
 
-    def end_session(self, reason: str) -> None:
-        """The staff session ended (logout, password/role change, user removed, expiry): say why, then
-        close with 4001; the token no longer opens a screen, so the page asks for a login."""
-        if self.ended:
-            return
-        self.ended = True
-        self.send_message(sm.session_closed(reason))
-        self.close(CLOSE_SESSION_ENDED, "session closed")
-
     async def on_message(self, message: str | bytes) -> None:
-        self.heard()
-        try:
-            msg = read_kitchen_frame(self.codec, message, self.services.limits)
-        except ProtocolError as err:
-            self.send_message(sm.error(err.request_id, err.code, err.message))
-            if err.fatal:
-                self.close(1009, "frame too large")
-            return
-        if isinstance(msg, Ping):
-            self.send_message(sm.pong(msg.request_id))
+        msg = self.read_frame(message)
+        if msg is None or isinstance(msg, Ping):
             return
         try:
             order = await change_kitchen_status(self.services, msg.order_id, msg.status, self.scope)

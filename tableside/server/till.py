@@ -7,7 +7,6 @@ from typing import Any
 
 import structlog
 
-from tableside.actors.table import CLOSE_SESSION_ENDED
 from tableside.actors.till import (
     Assigned,
     AssignToTab,
@@ -28,7 +27,7 @@ from tableside.actors.till import (
     Update,
 )
 from tableside.auth import token_hash
-from tableside.protocol import ErrorCode, OutboundFrame, Ping, ProtocolError, parse_kitchen_message
+from tableside.protocol import OutboundFrame
 from tableside.protocol import server_messages as sm
 from tableside.protocol.till import (
     TillItemsError,
@@ -41,7 +40,7 @@ from tableside.protocol.till import (
 )
 from tableside.server.base import STAFF_COOKIE, ApiError, BaseHandler, StoreScope, bearer_token
 from tableside.server.services import Services
-from tableside.server.ws import SocketBase
+from tableside.server.ws import SessionSocket
 from tableside.storage.interface import (
     PAYMENT_METHODS,
     InvalidTransition,
@@ -404,7 +403,7 @@ async def logout_order_session(handler: BaseHandler, username: str) -> None:
 # -- the staff websocket ---------------------------------------------------------------------------------
 
 
-class StaffSocket(SocketBase):
+class StaffSocket(SessionSocket):
     """``/ws/staff?token=…&till_id=…``: a till's live view of its user's order sessions."""
 
     session: StaffSession
@@ -412,7 +411,7 @@ class StaffSocket(SocketBase):
     till_id: str | None = None
     subscribed = False
     welcomed = False
-    ended = False
+    kind = "staff"
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         token = self.get_query_argument("token", None)
@@ -463,26 +462,8 @@ class StaffSocket(SocketBase):
         super().send(frame)
 
     def end_session(self, reason: str) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        self.welcomed = True
-        self.send_message(sm.session_closed(reason))
-        self.close(CLOSE_SESSION_ENDED, "session closed")
-
-    async def on_message(self, message: str | bytes) -> None:
-        self.heard()
-        try:
-            msg = parse_kitchen_message(self.codec.decode(message), self.services.limits)
-        except ProtocolError as err:
-            self.send_message(sm.error(err.request_id, err.code, err.message))
-            if err.fatal:
-                self.close(1009, "frame too large")
-            return
-        if isinstance(msg, Ping):
-            self.send_message(sm.pong(msg.request_id))
-            return
-        self.send_message(sm.error(msg.request_id, ErrorCode.UNKNOWN_TYPE, "the staff socket takes only ping"))
+        self.welcomed = True  # session_closed goes out now, not held back for a welcome that never comes
+        super().end_session(reason)
 
     def on_close(self) -> None:
         if self.subscribed:

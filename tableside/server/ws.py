@@ -18,18 +18,21 @@ import tornado.websocket
 
 from tableside.actors.base import ActorDead, MailboxFull
 from tableside.actors.messages import Command, Connect, Disconnect
+from tableside.actors.table import CLOSE_SESSION_ENDED
 from tableside.cluster.router import GroupRef, RoutingUnavailable
 from tableside.logs import RedactedRequestLogging
 from tableside.protocol import (
     SUBPROTOCOLS,
     Codec,
     ErrorCode,
+    KitchenMessage,
     OutboundFrame,
     Ping,
     ProtocolError,
     TokenBucket,
     codec_for_subprotocol,
     read_client_frame,
+    read_kitchen_frame,
 )
 from tableside.protocol import (
     server_messages as sm,
@@ -214,6 +217,44 @@ def _swallow_closed(fut: Any) -> None:
     if not fut.cancelled():
         fut.exception()  # retrieve, so a socket closed mid-write is not logged as an unhandled error
 
+
+
+class SessionSocket(SocketBase):
+    """A socket that lives as long as a login session (kitchen screens, tills, customers' ``/ws/me``): it
+    takes the small kitchen-shaped frames (``ping`` and what a subclass handles) and is ended with
+    ``end_session`` when its session ends (logout, revocation, expiry: on any node)."""
+
+    ended = False
+    kind = "this"  # named in the refusal of frames other than ping ("the staff socket takes only ping")
+
+    def end_session(self, reason: str) -> None:
+        """Say why (``session_closed``), then close with 4001: the page asks for a login again."""
+        if self.ended:
+            return
+        self.ended = True
+        self.send_message(sm.session_closed(reason))
+        self.close(CLOSE_SESSION_ENDED, "session closed")
+
+    def read_frame(self, message: str | bytes) -> KitchenMessage | None:
+        """The frame's message for the subclass, or None when it was answered here: a bad frame gets an
+        ``error`` (the connection stays, except for an oversized frame), a ``ping`` its ``pong``."""
+        self.heard()
+        try:
+            msg = read_kitchen_frame(self.codec, message, self.services.limits)
+        except ProtocolError as err:
+            self.send_message(sm.error(err.request_id, err.code, err.message))
+            if err.fatal:
+                self.close(1009, "frame too large")
+            return None
+        if isinstance(msg, Ping):
+            self.send_message(sm.pong(msg.request_id))
+            return None
+        return msg
+
+    async def on_message(self, message: str | bytes) -> None:
+        msg = self.read_frame(message)
+        if msg is not None:
+            self.send_message(sm.error(msg.request_id, ErrorCode.UNKNOWN_TYPE, f"the {self.kind} socket takes only ping"))
 
 class GuestSocket(SocketBase):
     token_info: TokenInfo
