@@ -53,6 +53,46 @@ def ticket_view(order: OrderRecord) -> dict[str, Any]:
     return out
 
 
+class StaffSessionWatch:
+    """For hubs of sockets that live as long as a staff session (kitchen screens, tills): every
+    ``interval_s`` the sessions of the open sockets are resolved again, and the sockets of a session that no
+    longer resolves are ended. The hub has ``store``, ``clock``, ``subscriptions`` (values with ``session``
+    and ``expires_at``) and ``end_sessions``."""
+
+    __slots__ = ()
+    store: Store
+    clock: Clock
+    subscriptions: dict[int, Any]
+    session_check_failed = "staff_session_check_failed"  # the log event of a failed check
+
+    def end_sessions(self, sessions: set[str], reason: str) -> int:
+        raise NotImplementedError
+
+    async def check_sessions(self, now: float) -> int:
+        """Close the sockets whose staff session no longer resolves: logged out, the user's password or
+        role changed or the user was removed (also by the CLI, in another process), or expired."""
+        by_session: dict[str, float] = {}
+        for sub in list(self.subscriptions.values()):
+            if sub.session is not None:
+                by_session[sub.session] = sub.expires_at
+        closed = 0
+        for session, expires_at in by_session.items():
+            if await self.store.resolve_staff_session(session, now) is None:
+                closed += self.end_sessions({session}, "expired" if now >= expires_at else "revoked")
+        return closed
+
+    async def session_loop(self, interval_s: float) -> None:
+        """Every ``interval_s`` on the hub's clock: ``check_sessions``. Runs supervised beside the hub."""
+        while True:
+            await self.clock.sleep(interval_s)
+            try:
+                await self.check_sessions(self.clock.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. the database is away: the next interval tries again
+                log.warning(self.session_check_failed, error=repr(exc))
+
+
 @dataclass(slots=True)
 class _Subscription:
     screen: KitchenScreen
@@ -64,7 +104,8 @@ class _Subscription:
 
 
 @dataclass(slots=True)
-class KitchenHub:
+class KitchenHub(StaffSessionWatch):
+    session_check_failed = "kitchen_session_check_failed"
     store: Store
     subscriptions: dict[int, _Subscription] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -114,30 +155,6 @@ class KitchenHub:
         if ended:
             log.info("kitchen_screens_closed", reason=reason, count=len(ended))
         return len(ended)
-
-    async def check_sessions(self, now: float) -> int:
-        """Close the screens whose staff session no longer resolves: logged out, the user's password or
-        role changed or the user was removed (also by the CLI, in another process), or expired."""
-        by_session: dict[str, float] = {}
-        for sub in list(self.subscriptions.values()):
-            if sub.session is not None:
-                by_session[sub.session] = sub.expires_at
-        closed = 0
-        for session, expires_at in by_session.items():
-            if await self.store.resolve_staff_session(session, now) is None:
-                closed += self.end_sessions({session}, "expired" if now >= expires_at else "revoked")
-        return closed
-
-    async def session_loop(self, interval_s: float) -> None:
-        """Every ``interval_s`` on the hub's clock: ``check_sessions``. Runs supervised beside the pump."""
-        while True:
-            await self.clock.sleep(interval_s)
-            try:
-                await self.check_sessions(self.clock.now())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # e.g. the database is away: the next interval tries again
-                log.error("kitchen_session_check_failed", error=repr(exc))
 
     async def run(self) -> None:
         """The pump loop: ``start`` runs it as a bare task, the server under ``BackgroundTasks``."""

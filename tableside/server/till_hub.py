@@ -5,7 +5,6 @@ close it."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -13,6 +12,7 @@ import structlog
 
 from tableside.clock import Clock, SystemClock
 from tableside.protocol import OutboundFrame
+from tableside.server.kitchen import StaffSessionWatch
 from tableside.storage.interface import Store
 
 log = structlog.get_logger("tableside.till")
@@ -35,7 +35,7 @@ class _Sub:
 
 
 @dataclass(slots=True)
-class TillHub:
+class TillHub(StaffSessionWatch):
     store: Store
     clock: Clock = field(default_factory=SystemClock)
     subscriptions: dict[int, _Sub] = field(default_factory=dict)
@@ -75,21 +75,3 @@ class TillHub:
         if ended:
             log.info("staff_sockets_closed", reason=reason, count=len(ended))
         return len(ended)
-
-    async def check_sessions(self, now: float) -> int:
-        by_session = {s.session: s.expires_at for s in list(self.subscriptions.values()) if s.session is not None}
-        closed = 0
-        for session, expires_at in by_session.items():
-            if await self.store.resolve_staff_session(session, now) is None:
-                closed += self.end_sessions({session}, "expired" if now >= expires_at else "revoked")
-        return closed
-
-    async def session_loop(self, interval_s: float) -> None:
-        while True:
-            await self.clock.sleep(interval_s)
-            try:
-                await self.check_sessions(self.clock.now())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("staff_session_check_failed", error=repr(exc))
