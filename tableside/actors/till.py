@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from tableside.actors.base import Actor, ActorDead, ActorRef, StopReason
+from tableside.actors.directory import ActorRegistry
 from tableside.clock import Clock
 from tableside.menu import MenuCatalog
 from tableside.protocol import server_messages as sm
@@ -456,22 +457,19 @@ class TillActor(Actor[TillMessage]):
         self._schedule_idle_check()
 
 
-class TillDirectory:
+class TillDirectory(ActorRegistry[TillActor]):
     """The till actors of this node, one per staff username, made on first use; an idle one stops."""
 
     def __init__(self, ctx: TillContext) -> None:
+        super().__init__()
         self._ctx = ctx
-        self._actors: dict[str, TillActor] = {}
 
     def ref_for(self, username: str) -> ActorRef[TillMessage]:
-        actor = self._actors.get(username)
-        if actor is not None and actor.ref.alive:
-            return actor.ref
-        actor = TillActor(username, self._ctx)
-        self._actors[username] = actor
-        ref = actor.start()
-        ref.on_stopped(lambda _reason: self._forget(username, actor))
-        return ref
+        actor = self._running(username)
+        if actor is None:
+            actor = TillActor(username, self._ctx)
+            self._start(username, actor)
+        return actor.ref
 
     async def ask(self, username: str, message: TillMessage) -> Any:
         """Ask the user's actor. An actor that stopped (idle) just before the message was queued never saw
@@ -486,18 +484,3 @@ class TillDirectory:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
-
-    @property
-    def active_count(self) -> int:
-        return sum(1 for a in self._actors.values() if a.ref.alive)
-
-    def _forget(self, username: str, actor: TillActor) -> None:
-        if self._actors.get(username) is actor:
-            del self._actors[username]
-
-    async def stop_all(self, reason: StopReason = StopReason.SHUTDOWN) -> None:
-        actors = list(self._actors.values())
-        for actor in actors:
-            actor.ref.stop(reason)
-        for actor in actors:
-            await actor.ref.wait_stopped()
