@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -144,6 +144,18 @@ class Actor(Generic[M]):
 
     async def on_stop(self, reason: StopReason) -> None:
         """Runs once after the last message; release resources, tell connections."""
+
+    def tell_later(self, sleep: Callable[[float], Awaitable[None]], delay: float, message: M) -> asyncio.Task[None]:
+        """Send ``message`` to this actor after ``delay`` seconds of ``sleep`` (the injected clock's), if it
+        is still alive then: timers (idle checks) are messages like any other, handled in mailbox order."""
+        ref = self.ref
+
+        async def later() -> None:
+            await sleep(delay)
+            if ref.alive:
+                ref.tell(message)
+
+        return asyncio.get_running_loop().create_task(later())
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> ActorRef[M]:

@@ -695,16 +695,7 @@ class TableActor(Actor[TableMessage]):
     def _schedule_idle_check(self) -> None:
         if self._idle_task is not None and not self._idle_task.done():
             return
-        ref = self.ref
-        clock = self._ctx.clock
-        delay = self._ctx.idle_seconds
-
-        async def later() -> None:
-            await clock.sleep(delay)
-            if ref.alive:
-                ref.tell(IdleCheck())
-
-        self._idle_task = asyncio.get_running_loop().create_task(later())
+        self._idle_task = self.tell_later(self._ctx.clock.sleep, self._ctx.idle_seconds, IdleCheck())
 
     def _on_idle_check(self) -> None:
         busy = self._sinks or (self._pos_task is not None and not self._pos_task.done())

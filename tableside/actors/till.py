@@ -439,16 +439,7 @@ class TillActor(Actor[TillMessage]):
 
     # -- idle ------------------------------------------------------------------------------------------
     def _schedule_idle_check(self) -> None:
-        ref = self.ref
-        clock = self._ctx.clock
-        delay = self._ctx.idle_seconds
-
-        async def later() -> None:
-            await clock.sleep(delay)
-            if ref.alive:
-                ref.tell(_IdleCheck())
-
-        self._idle_task = asyncio.get_running_loop().create_task(later())
+        self._idle_task = self.tell_later(self._ctx.clock.sleep, self._ctx.idle_seconds, _IdleCheck())
 
     def _on_idle_check(self) -> None:
         if self._ctx.clock.monotonic() - self._last >= self._ctx.idle_seconds and not self._mailbox:

@@ -106,6 +106,15 @@ class MemorySlotCache:
         self._entries.clear()
 
 
+def redis_client(url: str | None, client: aioredis.Redis | None, timeout_s: float, what: str) -> tuple[aioredis.Redis, bool]:
+    """The client to use and whether we own it (and so close it): the one given, else one for ``url``."""
+    if client is not None:
+        return client, False
+    if url is None:
+        raise ValueError(f"{what} needs a url or a client")
+    return aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s), True
+
+
 class RedisSlotCache:
     """``available_slots:{store}:{date}`` (JSON, with a TTL) and the per-store set of cached dates.
 
@@ -120,14 +129,7 @@ class RedisSlotCache:
         prefix: str = "",
         timeout_s: float = 1.0,
     ) -> None:
-        if client is None:
-            if url is None:
-                raise ValueError("RedisSlotCache needs a url or a client")
-            client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-            self._owned = True
-        else:
-            self._owned = False
-        self._redis = client
+        self._redis, self._owned = redis_client(url, client, timeout_s, "RedisSlotCache")
         self._prefix = prefix
 
     async def get(self, store_id: int, day: date) -> list[dict[str, Any]] | None:

@@ -13,6 +13,8 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from tableside.reservations.slot_cache import redis_client
+
 log = structlog.get_logger("tableside.reservations.waitlist")
 
 
@@ -77,14 +79,7 @@ class RedisWaitlistQueue:
         prefix: str = "",
         timeout_s: float = 1.0,
     ) -> None:
-        if client is None:
-            if url is None:
-                raise ValueError("RedisWaitlistQueue needs a url or a client")
-            client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-            self._owned = True
-        else:
-            self._owned = False
-        self._redis = client
+        self._redis, self._owned = redis_client(url, client, timeout_s, "RedisWaitlistQueue")
         self._prefix = prefix
 
     def _key(self, store_id: int, menu_id: str, start: float) -> str:
