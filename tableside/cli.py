@@ -295,6 +295,7 @@ def print_banner(
     print(f"  staff console:   {base}/staff", file=out)
     print(f"  kitchen display: {base}/kitchen", file=out)
     print(f"  till:            {base}/till  (ring up orders at the counter; staff login)", file=out)
+    print(f"  reservations:    {base}/book  (customers book a course; the timeline is in the staff console)", file=out)
     print(f"  QR codes:        {base}/staff/qr-sheet (log in at /staff first)", file=out)
     for info in stores:  # a visitor's menu and cart before sitting down (it comes along to the table)
         print(f"  store page:      {base}/store/{info.restaurant_id}  ({info.name})", file=out)
