@@ -42,9 +42,9 @@ STORE = 1
 WIDE = {"width": 1280, "height": 900}
 
 
-def start_book_server(database_url: str, *, success_rate: str) -> Proc:
+def start_book_server(url: str, *, success_rate: str) -> Proc:
     return start_tableside(
-        database_url,
+        url,
         TABLESIDE_ADMIN_PASSWORD=ADMIN_PASSWORD,
         TABLESIDE_POS__SUCCESS_RATE="1.0",
         TABLESIDE_DEMO__TABLES="3",
