@@ -9,6 +9,7 @@ import { $, Backoff, SUBPROTOCOL, h, money, wsUrl } from "./common.js";
 const TOKEN_KEY = "tableside_customer_token";
 const DAYS_AHEAD = 14;
 const POLL_MS = 1500;
+const POLL_LIVE_EVERY = 4; // with the socket up, a pending reservation is still looked up every 4th tick
 const CONFIRM_MS = 5000;
 const ACTIVE = new Set(["pending", "confirmed"]);
 const STATUS_KIND = { pending: "warn", confirmed: "info", seated: "ok", canceled: "err", no_show: "err" };
@@ -619,14 +620,16 @@ async function refreshCurrent() {
 
 function ensurePolling() {
   if (pollTimer) return;
+  let tick = 0;
   pollTimer = setInterval(() => {
+    tick += 1;
     const r = state.current;
     if (!r || r.status !== "pending") {
       clearInterval(pollTimer);
       pollTimer = null;
       return;
     }
-    if (!state.connected && !document.hidden) refreshCurrent();
+    if (!document.hidden && (!state.connected || tick % POLL_LIVE_EVERY === 0)) refreshCurrent();
   }, POLL_MS);
 }
 

@@ -291,6 +291,7 @@ const resv = {
   list: [],
   selected: null, // reservation_id
   armedCancel: null,
+  msg: null, // {id, text, kind}: the last action's outcome, kept across refreshes of the timeline
   busy: false,
   timer: null,
   seq: 0,
@@ -407,9 +408,13 @@ function vacantTables() {
   return [...state.cards.values()].map((p) => p.row).filter((row) => row.status === "vacant");
 }
 
-function renderResvDetail(message, kind = "err") {
+function renderResvDetail(text, kindOf = "err") {
   const box = $("resv-detail");
   const r = resv.list.find((x) => x.reservation_id === resv.selected);
+  if (text !== undefined) resv.msg = r ? { id: r.reservation_id, text, kind: kindOf } : null;
+  const kept = r && resv.msg && resv.msg.id === r.reservation_id ? resv.msg : null;
+  const message = kept ? kept.text : "";
+  const kind = kept ? kept.kind : "";
   if (!r) {
     box.hidden = true;
     box.replaceChildren();
@@ -465,6 +470,7 @@ function renderResvDetail(message, kind = "err") {
 function selectReservation(id) {
   resv.selected = resv.selected === id ? null : id;
   resv.armedCancel = null;
+  resv.msg = null;
   renderTimeline();
   if (resv.selected) loadBoard().then(() => renderResvDetail());
 }
