@@ -106,6 +106,33 @@ class TillSettings(BaseModel):
     stale_minutes: float = Field(120, gt=0)
 
 
+class PaymentSettings(BaseModel):
+    """The payment adapter of reservations (docs/reservations.md); env ``TABLESIDE_PAYMENTS__<FIELD>``."""
+
+    adapter: Literal["dummy"] = "dummy"
+    latency_ms: int = Field(1500, ge=0)
+    success_rate: float = Field(0.9, ge=0.0, le=1.0)
+    # A charge that has not answered after this long is looked up (the payment id is the idempotency key).
+    timeout_s: float = Field(10.0, gt=0)
+    # How often an unknown outcome is looked up until it is known.
+    lookup_interval_s: float = Field(2.0, gt=0)
+
+
+class ReservationSettings(BaseModel):
+    """Reservations (docs/reservations.md); env ``TABLESIDE_RESERVATIONS__<FIELD>``."""
+
+    # A pending (unpaid) reservation holds its slot this long, then the cleanup cancels it.
+    hold_minutes: float = Field(10, gt=0)
+    # A waitlist offer holds the freed slot for the offered customer this long.
+    offer_minutes: float = Field(10, gt=0)
+    slot_step_minutes: int = Field(30, ge=1, le=1440)
+    max_days_ahead: int = Field(180, ge=0)
+    # How often the cleanup loop expires holds and offers.
+    sweep_interval_s: float = Field(15, gt=0)
+    # How long a day's cached slots live in Redis (also invalidated on every change).
+    slot_cache_ttl_s: int = Field(600, ge=1)
+
+
 class ClusterSettings(BaseModel):
     """Several nodes through Redis (docs/cluster.md). Env names are ``TABLESIDE_CLUSTER__<FIELD>``."""
 
@@ -163,6 +190,8 @@ class Settings(BaseSettings):
     reuse_port: bool = False
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     till: TillSettings = Field(default_factory=TillSettings)
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
+    reservations: ReservationSettings = Field(default_factory=ReservationSettings)
 
     @classmethod
     def settings_customise_sources(

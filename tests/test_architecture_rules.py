@@ -21,6 +21,9 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "pos": ("clock",),
     "cluster": ("actors", "protocol", "storage.interface", "clock", "config", "metrics"),
     "booking": (),
+    "payments": ("clock", "config"),
+    "reservations": ("booking", "payments", "storage.interface", "storage.reservations", "clock", "config",
+                     "metrics", "protocol"),
 }
 
 

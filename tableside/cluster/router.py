@@ -70,6 +70,8 @@ class ClusterHooks:
     sessions_ended: Callable[[set[str], str], None]  # staff sessions (token hashes) ended elsewhere
     # A message for one staff user's till sockets on this node (username, server message).
     till_event: Callable[[str, dict[str, Any]], None] = field(default=lambda _user, _message: None)
+    # A message for one customer's ``/ws/me`` sockets on this node (user id, server message).
+    customer_event: Callable[[str, dict[str, Any]], None] = field(default=lambda _user, _message: None)
 
 
 class Router(Protocol):
@@ -98,6 +100,10 @@ class Router(Protocol):
     def sessions_ended(self, sessions: set[str], reason: str) -> None: ...
     def till_event(self, username: str, message: dict[str, Any]) -> None:
         """Send ``message`` to the staff sockets of ``username`` on every node (docs/till.md)."""
+
+    def customer_event(self, user_id: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to the customer sockets (``/ws/me``) of ``user_id`` on every node
+        (docs/reservations.md)."""
 
 
 class LocalRouter:
@@ -155,6 +161,9 @@ class LocalRouter:
 
     def till_event(self, username: str, message: dict[str, Any]) -> None:
         self._hooks.till_event(username, message)
+
+    def customer_event(self, user_id: str, message: dict[str, Any]) -> None:
+        self._hooks.customer_event(user_id, message)
 
 
 class ClusterRouter:
@@ -393,6 +402,12 @@ class ClusterRouter:
         self._hooks.till_event(username, message)
         self._publish_message(wire.BROADCAST_CHANNEL, {"k": wire.TILL, "n": self.node_id, "u": username, "msg": message})
 
+    def customer_event(self, user_id: str, message: dict[str, Any]) -> None:
+        self._hooks.customer_event(user_id, message)
+        self._publish_message(
+            wire.BROADCAST_CHANNEL, {"k": wire.CUSTOMER, "n": self.node_id, "u": user_id, "msg": message}
+        )
+
     # -- sending -------------------------------------------------------------------------------------
     def publish(self, channel: str, message: dict[str, Any]) -> None:
         self._publish_message(channel, message)
@@ -512,6 +527,9 @@ class ClusterRouter:
             return
         if kind == wire.TILL:
             self._hooks.till_event(str(m["u"]), m["msg"])
+            return
+        if kind == wire.CUSTOMER:
+            self._hooks.customer_event(str(m["u"]), m["msg"])
             return
         if kind == wire.GONE:
             node = str(m["n"])

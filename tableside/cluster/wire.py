@@ -5,7 +5,8 @@ To an owner's inbox: ``connect``, ``disconnect``, ``cmd`` (a member's message, o
 node's members the whole cart again). To a forwarding node: ``out`` (frames and closes for its sockets, in
 order, numbered per stream so a gap is seen) and ``reply``. On the broadcast channel: ``menu``,
 ``kitchen`` (wake the feeds), ``kitchen_msg`` (a message for every kitchen screen), ``end_sessions`` and
-``gone`` (a node left: forget its sockets), ``till`` (a message for one staff user's till sockets)."""
+``gone`` (a node left: forget its sockets), ``till`` (a message for one staff user's till sockets), ``customer`` (a message for one customer's
+``/ws/me`` sockets)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ KITCHEN_MSG = "kitchen_msg"
 END_SESSIONS = "end_sessions"
 GONE = "gone"
 TILL = "till"
+CUSTOMER = "customer"
 
-KINDS = frozenset({CONNECT, DISCONNECT, CMD, GET, IMPORT, TELL, RESYNC, OUT, REPLY, MENU, KITCHEN, KITCHEN_MSG, END_SESSIONS, GONE, TILL})
+KINDS = frozenset({CONNECT, DISCONNECT, CMD, GET, IMPORT, TELL, RESYNC, OUT, REPLY, MENU, KITCHEN, KITCHEN_MSG, END_SESSIONS, GONE, TILL,
+                   CUSTOMER})
 
 # Items of an ``out`` message: send a frame to connections, or close connections.
 FRAME = "f"

@@ -183,3 +183,23 @@ def order_session_updated(session: Mapping[str, Any] | None, session_id: int | N
 def session_moved(session_id: int, till_id: str | None) -> dict[str, Any]:
     """Another till (``till_id``) took the session over."""
     return {"type": "session_moved", "session_id": session_id, "till_id": till_id}
+
+
+# -- the customer socket ``/ws/me`` (docs/reservations.md) -----------------------------------------------
+
+
+def customer_welcome(user_id: str) -> dict[str, Any]:
+    """On connect: whose socket this is."""
+    return {"type": "customer_welcome", "user_id": user_id}
+
+
+def reservation_updated(reservation: Mapping[str, Any]) -> dict[str, Any]:
+    """A status change of one of the customer's reservations (payment outcome, canceled, seated...)."""
+    return {"type": "reservation_updated", "reservation": dict(reservation)}
+
+
+def waitlist_offer(entry: Mapping[str, Any], reservation_id: str | None, offered_until: str | float | None) -> dict[str, Any]:
+    """A freed slot offered to the customer: ``reservation_id`` is the pending reservation held for them
+    until ``offered_until``; ``POST /api/waitlist/{entry_id}/accept`` takes it."""
+    return {"type": "waitlist_offer", "entry": dict(entry), "reservation_id": reservation_id,
+            "offered_until": offered_until}

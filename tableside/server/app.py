@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,20 +28,36 @@ from tableside.demo import demo_logins_path, read_logins, second_store_id, seed_
 from tableside.logs import log_request
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS
+from tableside.payments.factory import build_payment_adapter
 from tableside.pos.factory import build_pos_adapter
 from tableside.pos.interface import PosAdapter
 from tableside.protocol import Limits
-from tableside.server import guests, http, staff, till, users
+from tableside.reservations import (
+    MemoryWaitlistQueue,
+    NoSlotCache,
+    RedisSlotCache,
+    RedisWaitlistQueue,
+    ReservationService,
+    SlotCache,
+    WaitlistQueue,
+)
+from tableside.server import guests, http, reservations, staff, till, users
 from tableside.server.base import GUEST_COOKIE, BaseHandler
+from tableside.server.customer_hub import CustomerHub
 from tableside.server.kitchen import KitchenHub
 from tableside.server.listener import LimitedHTTPServer, Listener
-from tableside.server.maintenance import cleanup_loop
+from tableside.server.maintenance import cleanup_loop, sweep_loop
 from tableside.server.services import KeyedRateLimiter, Services, build_table_context
 from tableside.server.supervise import BackgroundTasks
 from tableside.server.till_hub import TillHub
 from tableside.server.ws import GuestSocket, NotFoundHandler
 from tableside.storage.committer import GroupCommitter
 from tableside.storage.interface import OrderStatus, StaffRole, Store
+from tableside.storage.memory import MemoryStore
+from tableside.storage.postgres import PostgresStore
+from tableside.storage.reservations import HistoryStore, ReservationStore
+from tableside.storage.reservations_memory import MemoryHistory, MemoryReservations
+from tableside.storage.reservations_postgres import PostgresHistory, PostgresReservations
 from tableside.web import WEB_DIR
 
 log = structlog.get_logger("tableside.server")
@@ -75,6 +92,7 @@ class PageHandler(tornado.web.RequestHandler):
 
 TABLE = r"([A-Za-z0-9_-]{1,64})"
 ITEM = r"([A-Za-z0-9_.-]{1,64})"
+RID = r"([A-Za-z0-9-]{1,64})"  # a reservation id (a UUID; the handler checks the form, anything else is 404)
 
 
 class StaticHandler(tornado.web.StaticFileHandler):
@@ -133,11 +151,33 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/api/tabs/([0-9]{1,12})", till.TabHandler, s),
         (r"/api/tabs/([0-9]{1,12})/close", till.CloseTabHandler, s),
         (r"/ws/staff", till.StaffSocket, s),
+        # Reservations (docs/reservations.md)
+        (r"/api/stores/([0-9]{1,10})/courses", reservations.CoursesHandler, s),
+        (r"/api/stores/([0-9]{1,10})/staff", reservations.BookableStaffHandler, s),
+        (r"/api/stores/([0-9]{1,10})/availability", reservations.AvailabilityHandler, s),
+        (r"/api/reservations", reservations.ReservationsHandler, s),
+        (rf"/api/reservations/{RID}", reservations.ReservationHandler, s),
+        (rf"/api/reservations/{RID}/cancel", reservations.CancelHandler, s),
+        (r"/api/me/reservations", reservations.MyReservationsHandler, s),
+        (r"/api/me/history", reservations.MyHistoryHandler, s),
+        (r"/api/me/waitlist", reservations.MyWaitlistHandler, s),
+        (r"/api/me/chat", reservations.MyChatHandler, s),
+        (r"/api/waitlist", reservations.WaitlistHandler, s),
+        (r"/api/waitlist/([0-9]{1,10})", reservations.WaitlistEntryHandler, s),
+        (r"/api/waitlist/([0-9]{1,10})/accept", reservations.WaitlistAcceptHandler, s),
+        (r"/api/chat", reservations.ChatHandler, s),
+        (r"/api/staff/reservations", reservations.StaffDayHandler, s),
+        (rf"/api/staff/reservations/{RID}/seat", reservations.SeatHandler, s),
+        (rf"/api/staff/reservations/{RID}/no-show", reservations.NoShowHandler, s),
+        (rf"/api/staff/reservations/{RID}/cancel", reservations.StaffCancelHandler, s),
+        (r"/api/staff/stores/([0-9]{1,10})/hours", reservations.HoursHandler, s),
+        (r"/ws/me", reservations.CustomerSocket, s),
         (r"/", PageHandler, {"page": "index.html"}),
         (r"/guest", PageHandler, {"page": "guest.html", "no_cookie_page": "guest-join.html"}),
         (r"/kitchen", PageHandler, {"page": "kitchen.html"}),
         (r"/staff", PageHandler, {"page": "staff.html"}),
         (r"/till", PageHandler, {"page": "till.html"}),
+        (r"/book", PageHandler, {"page": "book.html"}),
         # The store page: an unknown store id gets the page too, which says "no such store".
         (r"/store/([0-9]{1,9})", PageHandler, {"page": "store.html"}),
         (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
@@ -165,13 +205,15 @@ class RunningServer:
     async def stop(self) -> None:
         self.listener.stop()
         self.http_server.stop()
-        await self.background.stop()  # keep-alive, cleanup, kitchen pump
+        await self.background.stop()  # keep-alive, cleanup, kitchen pump, reservation sweep
+        await self.services.reservations.close()  # payment tasks: pending holds expire by the sweep
         await self.services.till.stop_all()  # till actors: every acknowledged change is stored already
         await self.services.router.stop()  # actors (members get the relocation code), leases, bus
         await self.services.guest_sessions.close()
         await self.services.kitchen.stop()
         await self.services.committer.stop()
         await self.services.pos.close()
+        await close_reservation_adapters(self.services.reservations)
         if self.owns_store:
             await self.services.store.close()
 
@@ -214,6 +256,7 @@ async def build_services(
     directory = ActorDirectory(ctx)
     limits = Limits(max_frame_bytes=settings.limits.max_frame_bytes)
     till_hub = TillHub(store, clock=clock)
+    customer_hub = CustomerHub()
     if background is not None:
         background.start("till-sessions", lambda: till_hub.session_loop(settings.tokens.staff_recheck_s))
     hooks = ClusterHooks(
@@ -222,6 +265,7 @@ async def build_services(
         kitchen_message=kitchen.broadcast,
         sessions_ended=lambda sessions, reason: _ended(kitchen, till_hub, sessions, reason),
         till_event=lambda username, message: _till_event(till_hub, username, message),
+        customer_event=lambda user_id, message: _customer_event(customer_hub, user_id, message),
     )
     if bus is None and settings.redis_url:
         bus = RedisBus(settings.redis_url, clock, timeout_s=settings.cluster.redis_timeout_s)
@@ -242,6 +286,7 @@ async def build_services(
         on_order_confirmed=router.order_confirmed,
         idle_seconds=settings.idle_actor_seconds,
     ))
+    reservations = build_reservation_service(settings, store, clock, notify=router.customer_event)
     await router.start()
     return Services(
         settings=settings,
@@ -265,7 +310,50 @@ async def build_services(
         ),
         till=till_directory,
         till_hub=till_hub,
+        reservations=reservations,
+        customer_hub=customer_hub,
     )
+
+
+def build_reservation_service(
+    settings: Settings, store: Store, clock: Clock, *, notify: Callable[[str, dict[str, Any]], None]
+) -> ReservationService:
+    """The reservation service on the same database as ``store``: Postgres tables (or the memory store's),
+    the slot cache and the live waitlist queues in Redis when ``redis_url`` is set (else no slot cache, so
+    several processes never show each other stale slots, and an in-process queue), and the payment
+    adapter of ``settings.payments``. ``notify`` reaches the customer's sockets on every node."""
+    reservations: ReservationStore
+    history: HistoryStore
+    base: Any = store
+    while not isinstance(base, (PostgresStore, MemoryStore)) and getattr(base, "inner", None) is not None:
+        base = base.inner  # a wrapper around the store (tests: a call log)
+    if isinstance(base, PostgresStore):
+        reservations, history = PostgresReservations(base.engine), PostgresHistory(base.engine)
+    elif isinstance(base, MemoryStore):
+        reservations, history = MemoryReservations(base), MemoryHistory(base)
+    else:
+        raise TypeError(f"no reservation store for {type(store).__name__}")
+    cache: SlotCache
+    queue: WaitlistQueue
+    if settings.redis_url:
+        timeout = settings.cluster.redis_timeout_s
+        cache = RedisSlotCache(settings.redis_url, timeout_s=timeout)
+        queue = RedisWaitlistQueue(settings.redis_url, timeout_s=timeout)
+    else:
+        cache, queue = NoSlotCache(), MemoryWaitlistQueue()
+    return ReservationService(
+        store, reservations, history, build_payment_adapter(settings.payments, clock=clock), cache, queue, clock,
+        settings.reservations, settings.payments, notify=notify,
+    )
+
+
+async def close_reservation_adapters(service: ReservationService) -> None:
+    """The slot cache, the waitlist queues and the payment adapter (their connections)."""
+    for closeable in (service.cache, service.waitlist, service.payments):
+        try:
+            await closeable.close()
+        except Exception as exc:  # shutting down: log and go on
+            log.warning("reservation_close_failed", what=type(closeable).__name__, error=repr(exc))
 
 
 def _ended(kitchen: KitchenHub, till_hub: TillHub, sessions: set[str], reason: str) -> None:
@@ -275,6 +363,10 @@ def _ended(kitchen: KitchenHub, till_hub: TillHub, sessions: set[str], reason: s
 
 def _till_event(till_hub: TillHub, username: str, message: dict[str, Any]) -> None:
     till_hub.deliver(username, message)
+
+
+def _customer_event(customer_hub: CustomerHub, user_id: str, message: dict[str, Any]) -> None:
+    customer_hub.deliver(user_id, message)
 
 
 async def reconcile_open_orders(services: Services) -> int:
@@ -383,6 +475,7 @@ async def start_server(
     keepalive = services.keepalive
     background.start("keepalive", lambda: keepalive.run(clock.monotonic, clock.sleep))
     background.start("cleanup", lambda: cleanup_loop(services))
+    background.start("reservations-sweep", lambda: sweep_loop(services))
     running = RunningServer(services, server, port, background, listener, owns_store)
     return running, passwords
 

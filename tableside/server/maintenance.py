@@ -52,3 +52,17 @@ async def cleanup_loop(services: Services) -> None:
             raise
         except Exception as exc:  # a failed run is retried at the next interval
             log.error("cleanup_failed", error=repr(exc))
+
+
+async def sweep_loop(services: Services) -> None:
+    """Reservations (docs/reservations.md): every ``reservations.sweep_interval_s``, pending holds and
+    waitlist offers that ran out are canceled / expired (and the next waiting customer offered the slot).
+    Conditional statements in the store, safe on every node at once."""
+    while True:
+        await services.clock.sleep(services.settings.reservations.sweep_interval_s)
+        try:
+            await services.reservations.sweep()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed run is retried at the next interval
+            log.error("reservation_sweep_failed", error=repr(exc))

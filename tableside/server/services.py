@@ -27,6 +27,8 @@ from tableside.metrics import METRICS, Metrics
 from tableside.pos.interface import PosAdapter
 from tableside.pos.submitter import RetryPolicy
 from tableside.protocol import Leave, Limits, TokenBucket
+from tableside.reservations import ReservationService
+from tableside.server.customer_hub import CustomerHub
 from tableside.server.keepalive import KeepAlive
 from tableside.server.kitchen import KitchenHub
 from tableside.server.till_hub import TillHub
@@ -93,6 +95,8 @@ class Services:
     guest_sessions: GuestSessions  # guest-session reads and changes, through the Redis cache when configured
     till: TillDirectory  # this node's till actors, one per staff user (docs/till.md)
     till_hub: TillHub  # this node's staff sockets, by username
+    reservations: ReservationService  # bookings, payments, waitlist, chat, seating (docs/reservations.md)
+    customer_hub: CustomerHub  # this node's customer sockets (/ws/me), by user id
     keepalive: KeepAlive = field(default_factory=KeepAlive)
     metrics: Metrics = METRICS
     # Failed logins per IP and per (username, IP); see LoginThrottle. Never locks the account itself.

@@ -296,6 +296,17 @@ class MemoryStore:
         for h in [h for h, tok in self._tokens.items() if tok.group_id == group_id]:
             del self._tokens[h]
 
+    async def open_sitting(self, table_id: str, new_group_id: str, now: float) -> Table:
+        t = self._table(table_id)
+        if t.status != TableStatus.VACANT or t.current_group_id is not None:
+            raise InvalidTransition(f"open a sitting at {t.status} table {table_id}")
+        t.status = TableStatus.OCCUPIED
+        t.current_group_id = new_group_id
+        t.updated_at = now
+        if not any(tab.group_id == new_group_id for tab in self._tabs.values()):
+            self._new_tab(t.restaurant_id, t.name, now, table_id=table_id, group_id=new_group_id)
+        return replace(t)
+
     async def checkout_table(self, table_id: str, now: float, payment_method: str = "card") -> Table:
         t = self._table(table_id)
         if t.status != TableStatus.OCCUPIED:

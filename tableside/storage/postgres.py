@@ -855,6 +855,36 @@ class PostgresStore:
         async with self._connect(self.engine.connect()) as conn:
             return (await conn.execute(stmt, params)).first()
 
+    async def open_sitting(self, table_id: str, new_group_id: str, now: float) -> Table:
+        async with self._connect(self.engine.begin()) as conn:
+            # The table's row lock serialises this with joins: a phone joining at the same moment either
+            # opened the group first (then the table is not vacant here) or waits and joins this sitting.
+            current = await self._lock_table(conn, table_id)
+            if current.status != TableStatus.VACANT or current.current_group_id is not None:
+                raise InvalidTransition(f"open a sitting at {current.status} table {table_id}")
+            row = (
+                await conn.execute(
+                    sa.update(s.tables)
+                    .where(s.tables.c.table_id == table_id)
+                    .values(status=str(TableStatus.OCCUPIED), current_group_id=new_group_id, updated_at=now)
+                    .returning(*s.tables.c)
+                )
+            ).one()
+            # The sitting's tab, in the same transaction, as the first join opens it.
+            await conn.execute(
+                pg_insert(_TABS)
+                .values(
+                    store_id=current.restaurant_id,
+                    name=current.name,
+                    table_id=table_id,
+                    group_id=new_group_id,
+                    status=str(TabStatus.OPEN),
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["group_id"], index_where=_TABS.c.group_id.isnot(None))
+            )
+        return _table(row)
+
     async def checkout_table(self, table_id: str, now: float, payment_method: str = "card") -> Table:
         async with self._connect(self.engine.begin()) as conn:
             current = await self._lock_table(conn, table_id)
