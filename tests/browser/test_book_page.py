@@ -10,6 +10,7 @@ and the two main ones are copied to /tmp (book.png, timeline.png) for a look."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -23,6 +24,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tableside.storage.postgres import PostgresStore
+from tableside.storage.reservations import BookableStaff, Course
+from tableside.storage.reservations_postgres import PostgresReservations
 from tests.browser.test_browser_flow import (  # noqa: F401  (fixtures used by name)
     ADMIN_PASSWORD,
     PHONE,
@@ -54,11 +58,32 @@ def start_book_server(url: str, *, success_rate: str) -> Proc:
     )
 
 
+async def _seed_bookables(url: str) -> None:
+    store = await PostgresStore.connect(url, pool_size=1)
+    try:
+        resv = PostgresReservations(store.engine)
+        await resv.upsert_bookable_staff(BookableStaff("11111111-1111-4111-8111-111111111111", STORE, "Kenji", "chef"))
+        await resv.upsert_bookable_staff(BookableStaff("22222222-2222-4222-8222-222222222222", STORE, "Aiko", "sommelier"))
+        await resv.upsert_course(Course("33333333-3333-4333-8333-333333333333", STORE, "Lunch omakase", 5000, 60, sort_order=0))
+        await resv.upsert_course(Course("44444444-4444-4444-8444-444444444444", STORE, "Dinner omakase", 9000, 90, sort_order=1))
+    finally:
+        await store.close()
+
+
+def ensure_bookables(proc: Proc, url: str) -> None:
+    """Store 1 has bookable staff and courses: the demo's (``serve --demo``), or, on a demo without them,
+    two staff and two courses written straight into the database (what the demo gives)."""
+    if not staff_call(proc, f"/api/stores/{STORE}/courses")["courses"]:
+        asyncio.run(_seed_bookables(url))
+    assert staff_call(proc, f"/api/stores/{STORE}/courses")["courses"]
+
+
 @pytest.fixture
 def book_server(database_url: str) -> Iterator[Proc]:  # noqa: F811
     """Payments succeed at once."""
     proc = start_book_server(database_url, success_rate="1.0")
     try:
+        ensure_bookables(proc, database_url)
         yield proc
     finally:
         proc.stop()
@@ -69,6 +94,7 @@ def failing_server(database_url: str) -> Iterator[Proc]:  # noqa: F811
     """Every payment fails."""
     proc = start_book_server(database_url, success_rate="0.0")
     try:
+        ensure_bookables(proc, database_url)
         yield proc
     finally:
         proc.stop()
