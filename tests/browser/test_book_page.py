@@ -183,6 +183,7 @@ async def test_a_customer_books_pays_and_sees_it_confirmed(book_server: Proc, br
     await pick_slot(page, book_server, course, day, slot)
     await expect(page.get_by_role("button", name="Pay (log in first)")).to_be_disabled()
     await register(page, "Kenji Sato", "kenji@example.com")
+    await expect(page.locator("#app")).to_have_attribute("data-live", "1")  # /ws/me said customer_welcome
     pay = page.locator("#pay")
     await expect(pay).to_be_enabled()
     await expect(pay).to_contain_text("Pay ")
@@ -271,6 +272,19 @@ async def test_two_browsers_one_slot_one_is_told_it_was_taken(book_server: Proc,
     await expect(second.locator("#waitlist li")).to_have_count(1)
     await expect(second.locator("#waitlist li")).to_have_attribute("data-status", "waiting")
     await shot(second, "book-taken.png")
+
+    # The first customer cancels: the slot is offered to the waiting one live (waitlist_offer on /ws/me),
+    # who accepts it and pays.
+    await expect(second.locator("#app")).to_have_attribute("data-live", "1")
+    mine = first.locator("#mine li").first
+    await mine.get_by_role("button", name=re.compile(r"^Cancel the reservation")).click()
+    await mine.get_by_role("button", name=re.compile(r"^Confirm cancel")).click()
+    await expect(mine).to_have_attribute("data-status", "canceled")
+    await expect(second.locator("#waitlist li")).to_have_attribute("data-status", "offered")
+    await expect(second.locator("#notice")).to_contain_text("A time you waited for is free")
+    await second.locator("#waitlist li").get_by_role("button", name="Accept").click()
+    await expect(second.locator("#current-status")).to_have_attribute("data-status", "confirmed")
+    await expect(second.locator("#current-detail")).to_contain_text(slot["start_time"][11:16])
     assert not errors, errors
 
 
