@@ -44,6 +44,8 @@ pytestmark = pytest.mark.browser
 
 STORE = 1
 WIDE = {"width": 1280, "height": 900}
+STORE_TZ = "Asia/Tokyo"
+BROWSER_TZ = "America/Los_Angeles"  # the browser's own zone: never the one the page shows times in
 
 
 def start_book_server(url: str, *, success_rate: str) -> Proc:
@@ -70,12 +72,21 @@ async def _seed_bookables(url: str) -> None:
         await store.close()
 
 
-def ensure_bookables(proc: Proc, url: str) -> None:
+def prepare_store(proc: Proc, url: str) -> None:
     """Store 1 has bookable staff and courses: the demo's (``serve --demo``), or, on a demo without them,
-    two staff and two courses written straight into the database (what the demo gives)."""
+    two staff and two courses written straight into the database (what the demo gives). Its hours get a
+    lunch break and its zone is Asia/Tokyo (through the hours API), far from the browser's zone
+    (``BROWSER_TZ``): the page must show the store's wall clock."""
     if not staff_call(proc, f"/api/stores/{STORE}/courses")["courses"]:
         asyncio.run(_seed_bookables(url))
     assert staff_call(proc, f"/api/stores/{STORE}/courses")["courses"]
+    admin = staff_call(proc, "/api/staff/login", body={"username": "admin", "password": ADMIN_PASSWORD})["token"]
+    hours: dict[str, Any] = {day: [["11:00", "14:00"], ["17:00", "22:00"]] for day in
+                             ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    hours["closed_dates"] = []
+    status, body = call(proc, "PUT", f"/api/staff/stores/{STORE}/hours", admin,
+                        {"business_hours": hours, "timezone": STORE_TZ})
+    assert status == 200, body
 
 
 @pytest.fixture
@@ -83,7 +94,7 @@ def book_server(database_url: str) -> Iterator[Proc]:  # noqa: F811
     """Payments succeed at once."""
     proc = start_book_server(database_url, success_rate="1.0")
     try:
-        ensure_bookables(proc, database_url)
+        prepare_store(proc, database_url)
         yield proc
     finally:
         proc.stop()
@@ -94,7 +105,7 @@ def failing_server(database_url: str) -> Iterator[Proc]:  # noqa: F811
     """Every payment fails."""
     proc = start_book_server(database_url, success_rate="0.0")
     try:
-        ensure_bookables(proc, database_url)
+        prepare_store(proc, database_url)
         yield proc
     finally:
         proc.stop()
@@ -106,7 +117,7 @@ def call(proc: Proc, method: str, path: str, token: str | None = None, body: Any
         headers["Authorization"] = f"Bearer {token}"
     if body is not None:
         headers["Content-Type"] = "application/json"
-    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    data = json.dumps(body).encode() if body is not None else (b"" if method in ("POST", "PUT") else None)
     req = urllib.request.Request(proc.base + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -178,8 +189,17 @@ def customer(proc: Proc, name: str, email: str) -> str:
 
 async def test_a_customer_books_pays_and_sees_it_confirmed(book_server: Proc, browser: Browser) -> None:  # noqa: F811
     errors: list[str] = []
-    ctx, page = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
+    ctx, page = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True, timezone_id=BROWSER_TZ)
     course, day, slot = first_open_slot(book_server)
+    assert slot["start_time"].endswith("+09:00"), slot  # the store's offset, not the browser's
+    # The landing page and the store page link to /book; from the store page it opens on that store.
+    await page.goto(book_server.base + "/")
+    await expect(page.get_by_role("link", name="Book a table")).to_have_attribute("href", "/book")
+    await page.goto(f"{book_server.base}/store/{STORE}")
+    await page.get_by_role("link", name="Book a table").click()
+    await page.wait_for_url(f"**/book?store={STORE}")
+    await expect(page.locator("#store-select")).to_have_value(str(STORE))
+    await expect(page.locator("#store-info")).to_contain_text(STORE_TZ)
     await pick_slot(page, book_server, course, day, slot)
     await expect(page.get_by_role("button", name="Pay (log in first)")).to_be_disabled()
     await register(page, "Kenji Sato", "kenji@example.com")
@@ -234,7 +254,7 @@ async def test_a_customer_books_pays_and_sees_it_confirmed(book_server: Proc, br
 
 async def test_a_failed_payment_shows_the_reservation_canceled(failing_server: Proc, browser: Browser) -> None:  # noqa: F811
     errors: list[str] = []
-    _, page = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
+    _, page = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True, timezone_id=BROWSER_TZ)
     course, day, slot = first_open_slot(failing_server)
     await pick_slot(page, failing_server, course, day, slot)
     await register(page, "Mia Chen", "mia@example.com")
@@ -249,8 +269,8 @@ async def test_a_failed_payment_shows_the_reservation_canceled(failing_server: P
 
 async def test_two_browsers_one_slot_one_is_told_it_was_taken(book_server: Proc, browser: Browser) -> None:  # noqa: F811
     errors: list[str] = []
-    _, first = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
-    _, second = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
+    _, first = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True, timezone_id=BROWSER_TZ)
+    _, second = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True, timezone_id=BROWSER_TZ)
     course, day, slot = first_open_slot(book_server)
     await pick_slot(first, book_server, course, day, slot)
     await register(first, "Aiko Mori", "aiko@example.com")
@@ -308,7 +328,7 @@ async def test_staff_timeline_seats_a_reservation(book_server: Proc, browser: Br
     rid2 = booked2["reservation_id"]
 
     errors: list[str] = []
-    _, page = await new_page(browser, errors, viewport=WIDE)
+    _, page = await new_page(browser, errors, viewport=WIDE, timezone_id=BROWSER_TZ)
     await staff_login(page, book_server.base, "/staff")
     await expect(page.locator('.table-card[data-table-id="T001"] .table-status')).to_have_text("Vacant")
     await expect(page.locator("#resv-h")).to_be_visible()
