@@ -312,7 +312,7 @@ function renderCurrent() {
   $("current").dataset.reservationId = r.reservation_id;
   const payment = r.payment || {};
   const texts = {
-    pending: "Payment in progress… this page updates by itself.",
+    pending: `Payment in progress… this page updates by itself.${r.hold_expires_at ? ` The time is held for you until ${hhmm(r.hold_expires_at)}.` : ""}`,
     confirmed: "Paid and confirmed. See you then!",
     seated: "You are seated. Enjoy your meal!",
     no_show: "Marked as not shown.",
