@@ -4,11 +4,20 @@ idempotently."""
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 from tableside.auth import new_qr_secret
-from tableside.storage.interface import MenuItem, Restaurant, Store, Table, TableStatus
+from tableside.storage.interface import (
+    MenuItem,
+    Restaurant,
+    Store,
+    Table,
+    TableStatus,
+    default_business_hours,
+)
+from tableside.storage.reservations import BookableStaff, Course, ReservationStore
 
 # (id, name, category, price in minor units)
 DEMO_MENU: list[tuple[str, str, str, int]] = [
@@ -89,6 +98,48 @@ async def _seed_store(
         await store.add_table(
             Table(table_id_for(n, prefix), rid, f"Table {n}", TableStatus.VACANT, None, new_qr_secret(), 0.0)
         )
+
+
+# -- reservations (issue 13) --------------------------------------------------------------------------------
+
+# Per store: two bookable staff (a chef and a sommelier) and two courses (60 and 90 minutes).
+DEMO_BOOKABLE_STAFF: list[tuple[str, str, str]] = [("chef", "Kenji Sato", "chef"), ("sommelier", "Aiko Mori", "sommelier")]
+DEMO_COURSES: list[tuple[str, str, int, int]] = [  # (key, name, price in minor units, minutes)
+    ("tasting", "Chef's Tasting", 6800, 60),
+    ("pairing", "Tasting with Wine Pairing", 11800, 90),
+]
+# The first demo store's hours when they are still the default (every day 11:00-22:00): a lunch break.
+DEMO_HOURS_1: dict[str, Any] = {
+    **{day: [["11:30", "14:30"], ["17:00", "22:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    "closed_dates": [],
+}
+_DEMO_NS = uuid.UUID("6f1d7c9e-3b0a-4c55-9a43-0d3c1e8a2b71")
+
+
+def demo_uuid(store_id: int, key: str) -> str:
+    """A stable id for a demo row, so a restart finds (and keeps) what it seeded before."""
+    return str(uuid.uuid5(_DEMO_NS, f"{store_id}:{key}"))
+
+
+async def seed_demo_reservations(store: Store, reservations: ReservationStore, restaurant_id: int) -> None:
+    """Bookable staff and courses for both demo stores (``restaurant_id`` and ``restaurant_id + 1``), and
+    business hours with a lunch break for the first one, but only while its hours are still the default (hours
+    a user changed are kept). Idempotent: rows seeded before are left as they are (changes survive restarts)."""
+    for rid in (restaurant_id, second_store_id(restaurant_id)):
+        rest = await store.get_restaurant(rid)
+        if rest is None:
+            continue
+        if rid == restaurant_id and rest.business_hours == default_business_hours():
+            rest.business_hours = dict(DEMO_HOURS_1)
+            await store.upsert_restaurant(rest)
+        for key, name, role in DEMO_BOOKABLE_STAFF:
+            staff_id = demo_uuid(rid, f"staff:{key}")
+            if await reservations.get_bookable_staff(staff_id) is None:
+                await reservations.upsert_bookable_staff(BookableStaff(staff_id, rid, name, role, True))
+        for order, (key, name, price, minutes) in enumerate(DEMO_COURSES):
+            menu_id = demo_uuid(rid, f"course:{key}")
+            if await reservations.get_course(menu_id) is None:
+                await reservations.upsert_course(Course(menu_id, rid, name, price, minutes, True, order))
 
 
 # -- generated staff logins ------------------------------------------------------------------------------

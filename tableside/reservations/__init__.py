@@ -3,8 +3,8 @@ payment, holds, the waitlist, history, chat and seating. Imports booking, paymen
 reservations), clock, config, metrics and protocol; never server, actors or cluster."""
 
 from .service import Availability, BookingRefused, ChatAnswer, DayView, ReservationService
-from .slot_cache import MemorySlotCache, NoSlotCache, RedisSlotCache, SlotCache
-from .waitlist import MemoryWaitlistQueue, RedisWaitlistQueue, WaitlistQueue
+from .slot_cache import MemorySlotCache, NoSlotCache, RedisSlotCache, SlotCache, build_slot_cache
+from .waitlist import MemoryWaitlistQueue, RedisWaitlistQueue, WaitlistQueue, build_waitlist_queue
 
 __all__ = [
     "Availability",
@@ -19,4 +19,6 @@ __all__ = [
     "ReservationService",
     "SlotCache",
     "WaitlistQueue",
+    "build_slot_cache",
+    "build_waitlist_queue",
 ]

@@ -183,9 +183,18 @@ class ReservationService:
         self.clock = clock
         self.settings = settings
         self.payment_settings = payment_settings
-        self._notify = notify if notify is not None else (lambda user_id, message: None)
+        self._notify_cb = notify
         # payment_id -> the task charging it (removed when done); tests await them, close() cancels them.
         self.payment_tasks: dict[str, asyncio.Task[None]] = {}
+
+    def _notify(self, user_id: str, message: dict[str, Any]) -> None:
+        """Tell the customer (their websockets); a failing notifier never fails the change that happened."""
+        if self._notify_cb is None:
+            return
+        try:
+            self._notify_cb(user_id, message)
+        except Exception as exc:
+            log.warning("reservation_notify_failed", user_id=user_id, error=repr(exc))
 
     # -- lookups ---------------------------------------------------------------------------------------
     async def _restaurant(self, store_id: int) -> Restaurant:
@@ -220,8 +229,8 @@ class ReservationService:
         return _utc(self.clock.now()).astimezone(ZoneInfo(tz)).date()
 
     # -- availability ------------------------------------------------------------------------------------
-    async def _busy(self, store_id: int, day: date, tz: str) -> list[Busy]:
-        cached = await self.cache.get(store_id, day)
+    async def _busy(self, store_id: int, day: date, tz: str, *, use_cache: bool = True) -> list[Busy]:
+        cached = await self.cache.get(store_id, day) if use_cache else None
         if cached is None:
             lo = _local_midnight(day, tz) - _PAD.total_seconds()
             hi = _local_midnight(day + timedelta(days=1), tz) + _PAD.total_seconds()
@@ -242,10 +251,13 @@ class ReservationService:
                 "bad_request", f"date is more than {self.settings.max_days_ahead} days ahead", "date"
             )
 
-    async def availability(self, store_id: int, day: date, menu_id: str, staff_id: str | None = None) -> Availability:
+    async def availability(
+        self, store_id: int, day: date, menu_id: str, staff_id: str | None = None, *, use_cache: bool = True
+    ) -> Availability:
         """The bookable starts of ``day`` (the store's local date) for the course, with any bookable staff
-        member (or the one asked), after now. Raises RestaurantNotFound, CourseNotFound,
-        BookableStaffNotFound, BookingRefused(bad_request, field date)."""
+        member (or the one asked), after now; ``use_cache`` False reads the reservations from the database
+        (and refreshes the cache). Raises RestaurantNotFound, CourseNotFound, BookableStaffNotFound,
+        BookingRefused(bad_request, field date)."""
         rest = await self._restaurant(store_id)
         course = await self._course(store_id, menu_id)
         staff_ids = await self._staff_ids(store_id, staff_id)
@@ -260,7 +272,7 @@ class ReservationService:
                 day=day,
                 duration_minutes=course.duration,
                 staff_ids=staff_ids,
-                busy=await self._busy(store_id, day, tz),
+                busy=await self._busy(store_id, day, tz, use_cache=use_cache),
                 step_minutes=self.settings.slot_step_minutes,
                 now=_utc(self.clock.now()),
             )
@@ -502,6 +514,19 @@ class ReservationService:
             await self._promote(r.store_id, r.menu_id, r.start_time)
         return expired
 
+    async def sweep_loop(self) -> None:
+        """Run ``sweep`` every ``sweep_interval_s`` until cancelled (the server starts it as a task; safe on
+        every node at once: expire_holds is one conditional statement, and a slot is offered through a
+        booking, which the constraint lets only one node make)."""
+        while True:
+            await self.clock.sleep(self.settings.sweep_interval_s)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failed run is retried at the next interval
+                log.warning("reservation_sweep_failed", error=repr(exc))
+
     # -- waitlist ------------------------------------------------------------------------------------------------
     async def _offer_holding(self, r: Reservation) -> WaitlistEntry | None:
         for e in await self.reservations.waiting_for(r.store_id, r.menu_id, r.start_time):
@@ -535,7 +560,7 @@ class ReservationService:
             return []
         day = _utc(start).astimezone(ZoneInfo(rest.timezone)).date()
         try:
-            avail = await self.availability(store_id, day, menu_id)
+            avail = await self.availability(store_id, day, menu_id, use_cache=False)  # who is free: the truth
         except (BookingRefused, StorageError, BookingInputError):
             return []
         free = [s.staff_id for s in avail.slots if abs(s.start.timestamp() - start) < 1e-6]
@@ -551,7 +576,11 @@ class ReservationService:
                 try:
                     got = await self._offer(entry, rest, course, staff_id)
                 except SlotTaken:
-                    continue
+                    continue  # taken meanwhile (another node's booking): try the next staff member
+                except StorageError as exc:  # this customer cannot be offered it (e.g. deleted): the next one
+                    log.warning("waitlist_offer_failed", entry_id=entry.entry_id, error=repr(exc))
+                    free.append(staff_id)
+                    break
                 offered.append(got)
                 break
         return offered

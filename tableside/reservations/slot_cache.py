@@ -19,7 +19,9 @@ costs one SADD per put and makes the store-wide invalidation two commands.
 **Safety.** The cache is only ever an answer to *show*; ``ReservationService.book`` validates the start
 against a fresh computation and the exclusion constraint decides, so a stale or poisoned entry can never let a
 booking through. A Redis that fails is a miss (read) or a logged, TTL-bounded stale entry (invalidate); it
-never fails a request.
+never fails a request. A read that raced a change (it read the database before the change and wrote the cache
+after the change's invalidation) can put a just-outdated entry back: also bounded by the TTL, and only ever
+shown (the waitlist promotion reads the database, not the cache).
 """
 
 from __future__ import annotations
@@ -173,3 +175,11 @@ class RedisSlotCache:
     async def close(self) -> None:
         if self._owned:
             await self._redis.aclose()
+
+
+def build_slot_cache(redis_url: str | None, clock: Clock) -> SlotCache:
+    """``RedisSlotCache`` when Redis is configured, else ``NoSlotCache`` (one node needs no cache: the
+    answers are the same, only computed every time)."""
+    if redis_url:
+        return RedisSlotCache(redis_url)
+    return NoSlotCache()

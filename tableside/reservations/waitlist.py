@@ -38,8 +38,7 @@ class MemoryWaitlistQueue:
 
     async def push(self, store_id: int, menu_id: str, start: float, entry_id: int) -> None:
         q = self._queues.setdefault(queue_key(store_id, menu_id, start), [])
-        if entry_id not in q:
-            q.append(entry_id)
+        q[:] = [e for e in q if e != entry_id] + [entry_id]  # as Redis's LREM + RPUSH
 
     async def remove(self, store_id: int, menu_id: str, start: float, entry_id: int) -> None:
         key = queue_key(store_id, menu_id, start)
@@ -137,3 +136,11 @@ class RedisWaitlistQueue:
     async def close(self) -> None:
         if self._owned:
             await self._redis.aclose()
+
+
+def build_waitlist_queue(redis_url: str | None) -> WaitlistQueue:
+    """``RedisWaitlistQueue`` when Redis is configured, else the in-process ``MemoryWaitlistQueue`` (the rows
+    are the truth either way)."""
+    if redis_url:
+        return RedisWaitlistQueue(redis_url)
+    return MemoryWaitlistQueue()

@@ -24,7 +24,14 @@ from tableside.cluster.redis_bus import RedisBus
 from tableside.cluster.router import ClusterHooks, ClusterRouter, LocalRouter
 from tableside.cluster.session_cache import GuestSessions, RedisSessionCache
 from tableside.config import Settings
-from tableside.demo import demo_logins_path, read_logins, second_store_id, seed_demo, write_logins
+from tableside.demo import (
+    demo_logins_path,
+    read_logins,
+    second_store_id,
+    seed_demo,
+    seed_demo_reservations,
+    write_logins,
+)
 from tableside.logs import log_request
 from tableside.menu import MenuCatalog
 from tableside.metrics import METRICS
@@ -315,6 +322,24 @@ async def build_services(
     )
 
 
+def reservation_stores(store: Store) -> tuple[ReservationStore, HistoryStore]:
+    """The reservation and history stores on the same database as ``store`` (Postgres or memory)."""
+    base: Any = store
+    while not isinstance(base, (PostgresStore, MemoryStore)) and getattr(base, "inner", None) is not None:
+        base = base.inner  # a wrapper around the store (tests: a call log)
+    if isinstance(base, PostgresStore):
+        return PostgresReservations(base.engine), PostgresHistory(base.engine)
+    if isinstance(base, MemoryStore):
+        return MemoryReservations(base), MemoryHistory(base)
+    raise TypeError(f"no reservation store for {type(store).__name__}")
+
+
+async def seed_demo_all(settings: Settings, store: Store) -> None:
+    """The demo stores, tables and menus, and their bookable staff, courses and hours (issue 13)."""
+    await seed_demo(store, settings.demo.restaurant_id, settings.demo.restaurant_name, settings.demo.tables)
+    await seed_demo_reservations(store, reservation_stores(store)[0], settings.demo.restaurant_id)
+
+
 def build_reservation_service(
     settings: Settings, store: Store, clock: Clock, *, notify: Callable[[str, dict[str, Any]], None]
 ) -> ReservationService:
@@ -322,17 +347,7 @@ def build_reservation_service(
     the slot cache and the live waitlist queues in Redis when ``redis_url`` is set (else no slot cache, so
     several processes never show each other stale slots, and an in-process queue), and the payment
     adapter of ``settings.payments``. ``notify`` reaches the customer's sockets on every node."""
-    reservations: ReservationStore
-    history: HistoryStore
-    base: Any = store
-    while not isinstance(base, (PostgresStore, MemoryStore)) and getattr(base, "inner", None) is not None:
-        base = base.inner  # a wrapper around the store (tests: a call log)
-    if isinstance(base, PostgresStore):
-        reservations, history = PostgresReservations(base.engine), PostgresHistory(base.engine)
-    elif isinstance(base, MemoryStore):
-        reservations, history = MemoryReservations(base), MemoryHistory(base)
-    else:
-        raise TypeError(f"no reservation store for {type(store).__name__}")
+    reservations, history = reservation_stores(store)
     cache: SlotCache
     queue: WaitlistQueue
     if settings.redis_url:
@@ -389,7 +404,7 @@ async def seed_and_bootstrap(settings: Settings, store: Store, *, demo: bool) ->
     """The one-time start-up work of ``start_server`` without serving (the supervisor of ``serve --workers
     N`` does it once, its workers skip it): seed the demo restaurant when ``demo``, then bootstrap staff."""
     if demo:
-        await seed_demo(store, settings.demo.restaurant_id, settings.demo.restaurant_name, settings.demo.tables)
+        await seed_demo_all(settings, store)
     return await bootstrap_staff_users(
         settings, store, StaffAuth(store, settings.tokens.staff_ttl_hours * 3600), demo=demo
     )
@@ -446,7 +461,7 @@ async def start_server(
     """``bootstrap=False``: no demo seeding and no staff bootstrap (a worker of ``serve --workers N``,
     whose supervisor did both once, see ``seed_and_bootstrap``)."""
     if demo and bootstrap:
-        await seed_demo(store, settings.demo.restaurant_id, settings.demo.restaurant_name, settings.demo.tables)
+        await seed_demo_all(settings, store)
     clock = clock or SystemClock()
     # Every long-lived loop of the process runs supervised: logged and restarted if it dies.
     background = BackgroundTasks(clock)

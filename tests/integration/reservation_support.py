@@ -9,7 +9,7 @@ import asyncio
 import json
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,12 +49,13 @@ class Resv(Harness):
     def services(self) -> Any:
         return self.running.services
 
-    async def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    async def call(self, method: str, path: str, body: Any = None, token: str | None = None,
+                   client: tornado.httpclient.AsyncHTTPClient | None = None) -> tuple[int, Any]:
         hdrs = {"Authorization": f"Bearer {token}"} if token else {}
         data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
         if method in ("POST", "PUT") and data is None:
             data = b""
-        resp = await tornado.httpclient.AsyncHTTPClient().fetch(
+        resp = await (client or tornado.httpclient.AsyncHTTPClient()).fetch(
             f"{self.base}{path}", method=method, body=data, headers=hdrs, raise_error=False,
             follow_redirects=False, allow_nonstandard_methods=True,
         )
@@ -84,11 +85,12 @@ class Resv(Harness):
         return list(body["slots"])
 
     async def book(self, token: str, start: str, *, staff_id: str = CHEF, menu_id: str = SHORT,
-                   party_size: int = 2, notes: str = "") -> tuple[int, Any]:
+                   party_size: int = 2, notes: str = "",
+                   client: tornado.httpclient.AsyncHTTPClient | None = None) -> tuple[int, Any]:
         return await self.call("POST", "/api/reservations", {
             "store_id": STORE, "menu_id": menu_id, "staff_id": staff_id, "start_time": start,
             "party_size": party_size, "notes": notes,
-        }, token)
+        }, token, client)
 
     async def me_socket(self, token: str) -> WsClient:
         conn = await tornado.websocket.websocket_connect(
@@ -134,6 +136,11 @@ async def seed_booking(pg_engine: Any, services: Any) -> None:
     assert before is not None
     await store.upsert_restaurant(Restaurant(STORE, before.name, before.address, before.phone, HOURS, TZ))
     resv = PostgresReservations(pg_engine)
+    # The demo's own bookable staff and courses (tableside serve --demo) step aside: these tests name theirs.
+    for staff in await resv.list_bookable_staff(STORE):
+        await resv.upsert_bookable_staff(replace(staff, bookable=False))
+    for course in await resv.list_courses(STORE):
+        await resv.upsert_course(replace(course, bookable=False))
     await resv.upsert_bookable_staff(BookableStaff(CHEF, STORE, "Kenji", "chef"))
     await resv.upsert_bookable_staff(BookableStaff(SOMM, STORE, "Aiko", "sommelier"))
     await resv.upsert_course(Course(SHORT, STORE, "Lunch omakase", 5000, 60, sort_order=0))
@@ -151,8 +158,7 @@ async def start_resv(database_url: str, *, success_rate: float = 1.0, **settings
     h = await start_on_clock(database_url, clock, cls=Resv, **merged)
     h.clock = clock
     await seed_booking(h.services.store.engine, h.services)
-    await h.services.reservations.invalidate_store(STORE) if hasattr(h.services.reservations,
-                                                                      "invalidate_store") else None
+    await h.services.reservations.cache.invalidate(STORE, None)
     return h
 
 

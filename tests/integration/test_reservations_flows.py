@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import tornado.httpclient
 
 from tests.integration.reservation_support import (
     CHEF,
@@ -41,7 +42,14 @@ async def failing(database_url: str) -> AsyncIterator[Resv]:
 async def test_fifty_customers_race_for_one_slot(h: Resv) -> None:
     customers = [await h.customer(f"c{i}") for i in range(50)]
     start = iso(TOMORROW, "12:00")
-    answers = await asyncio.gather(*(h.book(token, start) for _, token in customers))
+    # 50 HTTP clients (own connections each: the shared client would queue all but 10 requests)
+    clients = [tornado.httpclient.AsyncHTTPClient(force_instance=True) for _ in customers]
+    try:
+        answers = await asyncio.gather(*(h.book(token, start, client=client)
+                                         for (_, token), client in zip(customers, clients, strict=True)))
+    finally:
+        for client in clients:
+            client.close()
     codes = Counter(code for code, _ in answers)
     assert codes == {201: 1, 409: 49}, codes
     assert all(body["error"] == "slot_taken" for code, body in answers if code == 409)

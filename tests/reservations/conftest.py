@@ -84,7 +84,7 @@ class Env:
         await self.svc.drain_payments()
 
 
-async def _seed(store: Store, res: ReservationStore, n_users: int = 3) -> list[str]:
+async def _seed(store: Store, res: ReservationStore, n_users: int = 4) -> list[str]:
     await store.upsert_restaurant(Restaurant(1, "Sushi Kanda", business_hours=HOURS, timezone=TZ))
     await store.upsert_restaurant(Restaurant(2, "Other", timezone="UTC"))
     await res.upsert_bookable_staff(BookableStaff(CHEF, 1, "Kenji", "chef", True, START))

@@ -155,3 +155,84 @@ async def test_cancel_frees_the_slot(env: Env) -> None:
     assert (await env.svc.cancel(r.reservation_id)).status == ReservationStatus.CANCELED  # again: unchanged
     assert "18:00" in starts((await env.svc.availability(1, DAY, SHORT, CHEF)).slots)
     assert [h["status"] for h in await env.svc.history(env.users[0])] == ["canceled", "confirmed", "pending"]
+
+
+async def test_the_sweep_loop_runs_on_the_clock(make_env: EnvFactory) -> None:
+    import asyncio
+
+    env = await make_env("memory", latency_ms=3_600_000)
+    r, _ = await env.svc.book(env.users[0], 1, SHORT, CHEF, jst(2026, 12, 1, 18, 0))
+    loop = asyncio.get_running_loop().create_task(env.svc.sweep_loop())
+    try:
+        for _ in range(41):  # 41 intervals of 15 s: past the 10-minute hold
+            await env.tick(15)
+        assert (await env.svc.get(r.reservation_id)).status == ReservationStatus.CANCELED
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+def test_builders_pick_redis_only_when_configured() -> None:
+    from tableside.clock import FakeClock
+    from tableside.reservations import (
+        MemoryWaitlistQueue,
+        NoSlotCache,
+        RedisSlotCache,
+        RedisWaitlistQueue,
+        build_slot_cache,
+        build_waitlist_queue,
+    )
+
+    assert isinstance(build_slot_cache(None, FakeClock()), NoSlotCache)
+    assert isinstance(build_slot_cache("redis://127.0.0.1:6379/0", FakeClock()), RedisSlotCache)
+    assert isinstance(build_waitlist_queue(None), MemoryWaitlistQueue)
+    assert isinstance(build_waitlist_queue("redis://127.0.0.1:6379/0"), RedisWaitlistQueue)
+
+
+def test_payment_adapter_from_settings() -> None:
+    import pytest as _pytest
+
+    from tableside.clock import FakeClock
+    from tableside.config import PaymentSettings, Settings
+    from tableside.payments import DummyPayments, build_payment_adapter
+
+    adapter = build_payment_adapter(PaymentSettings(latency_ms=5, success_rate=0.5), clock=FakeClock())
+    assert isinstance(adapter, DummyPayments) and adapter.latency_ms == 5 and adapter.success_rate == 0.5
+    s = Settings()
+    assert s.payments.latency_ms == 1500 and s.reservations.hold_minutes == 10
+    assert s.reservations.slot_cache_ttl_s == 600 and s.payments.lookup_interval_s == 2
+    with _pytest.raises(ValueError):
+        PaymentSettings(success_rate=2.0)
+
+
+async def test_dummy_payments_are_deterministic_per_key() -> None:
+    import random
+
+    from tableside.clock import FakeClock
+    from tableside.payments import DummyPayments, PaymentOutcome
+
+    clock = FakeClock()
+    pay = DummyPayments(1000, 0.5, clock=clock, rng=random.Random(3))
+    assert await pay.lookup("never") == PaymentOutcome.FAILED
+    outcomes = {}
+    for i in range(20):
+        import asyncio
+
+        task = asyncio.ensure_future(pay.charge(f"k{i}", 100, "x"))
+        await asyncio.sleep(0)
+        assert await pay.lookup(f"k{i}") == PaymentOutcome.UNKNOWN  # still in flight
+        await clock.advance(1)
+        outcomes[f"k{i}"] = await task
+        assert await pay.lookup(f"k{i}") == outcomes[f"k{i}"]
+        assert await pay.charge(f"k{i}", 100, "x") == outcomes[f"k{i}"]  # idempotent: no new draw
+    assert set(outcomes.values()) == {PaymentOutcome.COMPLETED, PaymentOutcome.FAILED}
+
+
+async def test_a_failing_notifier_never_fails_a_change(menv: Env) -> None:
+    def broken(user_id: str, message: dict) -> None:  # type: ignore[type-arg]
+        raise RuntimeError("socket gone")
+
+    menv.svc._notify_cb = broken
+    r, _ = await menv.svc.book(menv.users[0], 1, SHORT, CHEF, jst(2026, 12, 1, 18, 0))
+    await menv.settle()
+    assert (await menv.svc.get(r.reservation_id)).status == ReservationStatus.CONFIRMED
