@@ -4,7 +4,7 @@
 // offers with accept, and a small chat that answers from the real availability.
 // Times are the store's wall-clock times: the API's ISO strings carry the store's offset, so the page shows
 // the "HH:MM" and "YYYY-MM-DD" they spell, never a conversion into the browser's zone.
-import { $, Backoff, SUBPROTOCOL, h, money, wsUrl } from "./common.js";
+import { $, ApiError, Backoff, SUBPROTOCOL, customerApi, h, money, wsUrl } from "./common.js";
 
 const TOKEN_KEY = "tableside_customer_token";
 const DAYS_AHEAD = 14;
@@ -40,14 +40,6 @@ const backoff = new Backoff(500, 5000);
 let reconnectTimer = null;
 let pollTimer = null;
 
-class ApiError extends Error {
-  constructor(status, code, message, data = null) {
-    super(message || code || `HTTP ${status}`);
-    this.status = status;
-    this.code = code;
-    this.data = data;
-  }
-}
 
 function customerToken() {
   try {
@@ -67,32 +59,7 @@ function saveToken(token) {
 }
 
 /** fetch JSON (the customer's bearer token when this tab has it, the session cookie otherwise). */
-async function api(path, { method = "GET", body } = {}) {
-  const headers = { Accept: "application/json" };
-  const token = customerToken();
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let resp;
-  try {
-    resp = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-      credentials: "same-origin",
-    });
-  } catch {
-    throw new ApiError(0, "network", "Network problem. Check the connection and try again.");
-  }
-  let data = null;
-  if (resp.status !== 204) data = await resp.json().catch(() => null);
-  if (!resp.ok) {
-    let message = data && data.message;
-    if (resp.status === 429) message = "Too many attempts. Wait a minute and try again.";
-    throw new ApiError(resp.status, data && data.error, message, data);
-  }
-  return data;
-}
+const api = (path, options = {}) => customerApi(path, { ...options, token: customerToken() });
 
 function setNotice(text, kind = "info") {
   const el = $("notice");

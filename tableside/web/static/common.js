@@ -300,3 +300,41 @@ export function menuSections(menu, onAdd, { disableUnavailable = false } = {}) {
     );
   });
 }
+
+/** A failed customer API call: the HTTP status, the API's error code and message, and its whole answer. */
+export class ApiError extends Error {
+  constructor(status, code, message, data = null) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+    this.data = data;
+  }
+}
+
+/** fetch JSON for the customer pages (store, booking): the page's cookies, plus ``token`` as a bearer
+ *  token when given; throws ApiError with the API's {error, message} (429: a plain "wait" message). */
+export async function customerApi(path, { method = "GET", body, token } = {}) {
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let resp;
+  try {
+    resp = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      credentials: "same-origin",
+    });
+  } catch {
+    throw new ApiError(0, "network", "Network problem. Check the connection and try again.");
+  }
+  let data = null;
+  if (resp.status !== 204) data = await resp.json().catch(() => null);
+  if (!resp.ok) {
+    let message = data && data.message;
+    if (resp.status === 429) message = "Too many attempts. Wait a minute and try again.";
+    throw new ApiError(resp.status, data && data.error, message, data);
+  }
+  return data;
+}

@@ -1,7 +1,7 @@
 // Store page (/store/{id}): the store, its menu, the guest cart kept on the server, customer login.
 // Every guest call is authenticated by the HttpOnly cookie tableside_guest (set by POST /api/guest/session);
 // this page never sees the session id. A login converts the session: the cart follows the account.
-import { $, h, menuSections, money, preserveFocus } from "./common.js";
+import { $, ApiError, customerApi, h, menuSections, money, preserveFocus } from "./common.js";
 
 const DAYS = [
   ["mon", "Mon"], ["tue", "Tue"], ["wed", "Wed"], ["thu", "Thu"], ["fri", "Fri"], ["sat", "Sat"], ["sun", "Sun"],
@@ -17,40 +17,9 @@ const state = {
   user: null, // /api/me
 };
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message || code || `HTTP ${status}`);
-    this.status = status;
-    this.code = code;
-  }
-}
 
 /** fetch JSON with the page's cookies; throws ApiError with the API's {error, message}. */
-async function api(path, { method = "GET", body } = {}) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let resp;
-  try {
-    resp = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-      credentials: "same-origin",
-    });
-  } catch {
-    throw new ApiError(0, "network", "Network problem. Check the connection and try again.");
-  }
-  let data = null;
-  if (resp.status !== 204) data = await resp.json().catch(() => null);
-  if (!resp.ok) {
-    const code = data && data.error;
-    let message = data && data.message;
-    if (resp.status === 429) message = "Too many attempts. Wait a minute and try again.";
-    throw new ApiError(resp.status, code, message);
-  }
-  return data;
-}
+const api = (path, options = {}) => customerApi(path, options);
 
 function setNotice(text, kind = "info") {
   const el = $("notice");
