@@ -60,6 +60,7 @@ from tableside.protocol import (
 from tableside.protocol import (
     server_messages as sm,
 )
+from tableside.protocol.delta import cart_delta
 from tableside.storage.interface import (
     FencedWrite,
     GroupSnapshot,
@@ -117,6 +118,8 @@ class TableActor(Actor[TableMessage]):
         self._epoch = 0  # taken at activation; every write is conditional on it (fencing)
         self._closed = False
         self._sinks: dict[int, tuple[str, MemberSink]] = {}  # connection_id -> (member_id, sink)
+        # The cart as last broadcast: the base of the next ``cart_delta`` (v2 members hold this cart).
+        self._sent_cart: dict[str, Any] | None = None
         # member_id -> what their guest-cart import did, told once in their next welcome (memory only).
         self._import_reports: dict[str, dict[str, Any]] = {}
         self._pos_task: asyncio.Task[None] | None = None
@@ -135,6 +138,7 @@ class TableActor(Actor[TableMessage]):
         if snap is not None:
             self._state = GroupState.from_snapshot(snap.revision, snap.state)
         self._stored_revision = self._state.revision
+        self._sent_cart = self._cart()
         table = await self._ctx.store.get_table(self.table_id)
         # The table no longer points at this group (checked out, reset, removed): the sitting is over.
         self._closed = (
@@ -193,7 +197,7 @@ class TableActor(Actor[TableMessage]):
                 await self._on_close_session(message.reason)
             case MenuChanged():
                 if any(line.menu_item_id in message.menu_item_ids for line in self._state.lines.values()):
-                    self._broadcast(sm.cart_updated(self._cart()))
+                    self._broadcast_cart()
             case KitchenStatusChanged():
                 self._broadcast(sm.order_status(message.order_id, message.status))
             case IdleCheck():
@@ -242,6 +246,11 @@ class TableActor(Actor[TableMessage]):
             # Somebody is here: no idle timer while connected (one task less per busy table).
             self._idle_task.cancel()
             self._idle_task = None
+        cart = self._cart()
+        if len(self._sinks) == 1:
+            # Nobody else holds an older cart: the welcome's cart is the base of the next delta (so a lone
+            # first member is not sent a delta from before their own join's commit).
+            self._sent_cart = cart
         msg.sink.send(
             OutboundFrame(
                 sm.welcome(
@@ -249,7 +258,7 @@ class TableActor(Actor[TableMessage]):
                     self.table_id,
                     self.group_id,
                     self._members(),
-                    self._cart(),
+                    cart,
                     imported=self._import_reports.pop(msg.member_id, None),
                 )
             )
@@ -294,7 +303,7 @@ class TableActor(Actor[TableMessage]):
         self._state.imports = [*self._state.imports, msg.key][-IMPORT_KEYS:]
         await self._commit()
         if added:
-            self._broadcast(sm.cart_updated(self._cart()))
+            self._broadcast_cart()
         report = {"lines": added, "skipped": skipped}
         self._import_reports[msg.member_id] = report
         self._log.info("guest_cart_imported", member_id=msg.member_id, lines=added, skipped=len(skipped))
@@ -359,7 +368,13 @@ class TableActor(Actor[TableMessage]):
             changed = changed or mutated
         if changed:
             await self._write()
-            self._broadcast(sm.cart_updated(self._cart()))
+            cart = self._broadcast_cart()
+            # A snapshot asked for within the batch shows the batch's end (what the broadcast told): a v2
+            # client that waits for it is then in step with the deltas that follow.
+            answers = [
+                (cmd, sm.snapshot(cmd.message.request_id, cart) if isinstance(cmd.message, GetSnapshot) else answer)
+                for cmd, answer in answers
+            ]
         return [self._reply(cmd, answer) for cmd, answer in answers]
 
     async def _on_command(self, cmd: Command) -> dict[str, Any]:
@@ -551,7 +566,7 @@ class TableActor(Actor[TableMessage]):
                 iso(self._ctx.clock.now()),
             )
         )
-        self._broadcast(sm.cart_updated(self._cart()))
+        self._broadcast_cart()
 
     def _order_items(self) -> list[dict[str, Any]]:
         return [
@@ -642,7 +657,7 @@ class TableActor(Actor[TableMessage]):
                     pending.order_id, pending.order_number, "Order placed successfully!", pending.total, items
                 )
             )
-            self._broadcast(sm.cart_updated(self._cart()))
+            self._broadcast_cart()
             self._ctx.on_order_confirmed(self.restaurant_id)
         elif isinstance(outcome, Rejected):
             order = self._order_record(pending, OrderStatus.FAILED, error=outcome.reason)
@@ -660,7 +675,7 @@ class TableActor(Actor[TableMessage]):
                     pending.order_id, outcome.reason, f"Order failed: {outcome.reason}. Tap to retry.", True
                 )
             )
-            self._broadcast(sm.cart_updated(self._cart()))
+            self._broadcast_cart()
         else:
             # Outcome unknown after every retry: keep the lines locked and the intent open, so the only
             # way forward is resuming this same key (never a second ticket).
@@ -678,7 +693,7 @@ class TableActor(Actor[TableMessage]):
                     True,
                 )
             )
-            self._broadcast(sm.cart_updated(self._cart()))
+            self._broadcast_cart()
 
     # -- session end ------------------------------------------------------------------------------------
     async def _on_close_session(self, reason: str) -> None:
@@ -710,8 +725,22 @@ class TableActor(Actor[TableMessage]):
     def _cart(self) -> dict[str, Any]:
         return self._state.view(self._ctx.menu.unavailable)
 
-    def _broadcast(self, message: dict[str, Any], skip: int | None = None) -> None:
-        frame = OutboundFrame(message)  # encoded once per wire format, shared by every member
+    def _broadcast_cart(self) -> dict[str, Any]:
+        """Tell every member the cart: v1 sockets the whole cart (``cart_updated``), v2 sockets what changed
+        since the cart broadcast before (``cart_delta``); one frame, each form encoded at most once."""
+        cart = self._cart()
+        before = self._sent_cart
+        self._sent_cart = cart
+        full = sm.cart_updated(cart)
+        if before is None:
+            self._broadcast(full)  # no base (not reached after on_start): v2 sockets take the whole cart too
+        else:
+            delta = sm.cart_delta(cart["revision"], before["revision"], cart_delta(before, cart))
+            self._broadcast(full, v2=delta)
+        return cart
+
+    def _broadcast(self, message: dict[str, Any], skip: int | None = None, v2: dict[str, Any] | None = None) -> None:
+        frame = OutboundFrame(message, v2)  # encoded once per wire format and form, shared by every member
         for conn_id, (_, sink) in self._sinks.items():
             if conn_id != skip:
                 sink.send(frame)

@@ -82,17 +82,19 @@ class Outbox:
         for (node, incarnation, group_id), items in pending.items():
             seq = self._seq.get((node, incarnation, group_id), 0) + 1
             self._seq[(node, incarnation, group_id)] = seq
-            self._publish(
-                wire.inbox(node),
-                {
-                    "k": wire.OUT,
-                    "x": incarnation,  # the process it is for: a restarted node drops the old one's frames
-                    "g": group_id,
-                    "e": self._streams.get(group_id, ""),
-                    "s": seq,
-                    "i": wire.group_outbox(items),
-                },
-            )
+            grouped = wire.group_outbox(items)
+            deltas = wire.split_deltas(grouped)
+            out: dict[str, Any] = {
+                "k": wire.OUT,
+                "x": incarnation,  # the process it is for: a restarted node drops the old one's frames
+                "g": group_id,
+                "e": self._streams.get(group_id, ""),
+                "s": seq,
+                "i": grouped,
+            }
+            if deltas:
+                out["d"] = deltas  # v2 forms of cart changes, by item index (wire.py)
+            self._publish(wire.inbox(node), out)
 
 
 class RemoteSink:
@@ -114,8 +116,9 @@ class RemoteSink:
 
     def send(self, frame: OutboundFrame) -> None:
         if not self.closed:
-            # The frame's message dict is the payload: identical frames fold into one item (see Outbox).
-            self._outbox.put(self.node, self.incarnation, self.group_id, wire.FRAME, frame.message, self.remote_conn)
+            # The frame is the payload: the same frame to several sockets folds into one item (see Outbox),
+            # carrying the v1 message and, for a cart change, its v2 form.
+            self._outbox.put(self.node, self.incarnation, self.group_id, wire.FRAME, frame, self.remote_conn)
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
@@ -220,10 +223,12 @@ class RemoteGroup:
             # to send them the whole cart again rather than show a cart that misses a change.
             self._router.publish(wire.inbox(self.owner), self._base(wire.RESYNC, c=list(self.sockets)))
         self._next_seq = seq + 1
-        for item in message.get("i", ()):
+        deltas = message.get("d") or {}
+        for index, item in enumerate(message.get("i", ())):
             kind, payload, conns = item
             if kind == wire.FRAME:
-                frame = OutboundFrame(payload)  # decoded once; each codec encodes it once for all sockets
+                # Decoded once; each codec encodes each form once for all sockets (v2 sockets: the delta).
+                frame = OutboundFrame(payload, deltas.get(index))
                 for conn in conns:
                     sock = self.sockets.get(conn)
                     if sock is not None:

@@ -9,15 +9,23 @@ received websocket messages to ``read_client_frame`` / ``read_kitchen_frame`` an
 from __future__ import annotations
 
 from .codecs import (
+    ALL_SUBPROTOCOLS,
     JSON_SUBPROTOCOL,
+    JSON_V2_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
+    MSGPACK_V2_SUBPROTOCOL,
     SUBPROTOCOLS,
+    V2_SUBPROTOCOLS,
     Codec,
     JsonCodec,
+    JsonV2Codec,
     MsgpackCodec,
+    MsgpackV2Codec,
     codec_for_subprotocol,
     select_subprotocol,
+    wants_deltas,
 )
+from .delta import apply_delta
 from .errors import ErrorCode, ProtocolError
 from .frames import OutboundFrame
 from .limits import DEFAULT_LIMITS, Limits
@@ -45,6 +53,7 @@ from .messages import (
 from .ratelimit import TokenBucket
 from .server_messages import (
     ack,
+    cart_delta,
     cart_locked,
     cart_updated,
     error,
@@ -63,6 +72,15 @@ from .server_messages import (
 )
 
 __all__ = [
+    "ALL_SUBPROTOCOLS",
+    "JSON_V2_SUBPROTOCOL",
+    "MSGPACK_V2_SUBPROTOCOL",
+    "V2_SUBPROTOCOLS",
+    "JsonV2Codec",
+    "MsgpackV2Codec",
+    "apply_delta",
+    "cart_delta",
+    "wants_deltas",
     "CLIENT_MESSAGE_TYPES",
     "DEFAULT_LIMITS",
     "JSON_SUBPROTOCOL",

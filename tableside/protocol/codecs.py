@@ -25,6 +25,11 @@ from .limits import Limits
 JSON_SUBPROTOCOL = "tableside.v1.json"
 MSGPACK_SUBPROTOCOL = "tableside.v1.msgpack"
 SUBPROTOCOLS: tuple[str, str] = (JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL)
+# v2: the same messages and encodings, except that cart changes go out as ``cart_delta`` (docs/protocol.md).
+JSON_V2_SUBPROTOCOL = "tableside.v2.json"
+MSGPACK_V2_SUBPROTOCOL = "tableside.v2.msgpack"
+V2_SUBPROTOCOLS: tuple[str, str] = (JSON_V2_SUBPROTOCOL, MSGPACK_V2_SUBPROTOCOL)
+ALL_SUBPROTOCOLS: tuple[str, ...] = SUBPROTOCOLS + V2_SUBPROTOCOLS
 
 
 class Codec(Protocol):
@@ -154,6 +159,7 @@ class JsonCodec:
     name = "json"
     subprotocol = JSON_SUBPROTOCOL
     binary = False
+    deltas = False  # v2 (``tableside.v2.json``): cart changes as ``cart_delta``
 
     __slots__ = ("limits", "_max_int_digits")
 
@@ -239,6 +245,7 @@ class MsgpackCodec:
     name = "msgpack"
     subprotocol = MSGPACK_SUBPROTOCOL
     binary = True
+    deltas = False  # v2 (``tableside.v2.msgpack``): cart changes as ``cart_delta``
 
     __slots__ = ("limits",)
 
@@ -284,17 +291,42 @@ class MsgpackCodec:
         return packed
 
 
+class JsonV2Codec(JsonCodec):
+    """``tableside.v2.json``: the JSON codec of v1; the socket receives cart changes as deltas."""
+
+    subprotocol = JSON_V2_SUBPROTOCOL
+    deltas = True
+    __slots__ = ()
+
+
+class MsgpackV2Codec(MsgpackCodec):
+    """``tableside.v2.msgpack``: the msgpack codec of v1; the socket receives cart changes as deltas."""
+
+    subprotocol = MSGPACK_V2_SUBPROTOCOL
+    deltas = True
+    __slots__ = ()
+
+
 def codec_for_subprotocol(name: str | None, limits: Limits | None = None) -> Codec:
-    """The codec for a negotiated subprotocol; no subprotocol (or an unknown one) means JSON."""
+    """The codec for a negotiated subprotocol; no subprotocol (or an unknown one) means JSON (v1)."""
     lim = limits if limits is not None else Limits()
     if name == MSGPACK_SUBPROTOCOL:
         return MsgpackCodec(lim)
+    if name == JSON_V2_SUBPROTOCOL:
+        return JsonV2Codec(lim)
+    if name == MSGPACK_V2_SUBPROTOCOL:
+        return MsgpackV2Codec(lim)
     return JsonCodec(lim)
+
+
+def wants_deltas(codec: Codec) -> bool:
+    """True for a v2 codec: the socket gets ``cart_delta`` instead of ``cart_updated``."""
+    return bool(getattr(codec, "deltas", False))
 
 
 def select_subprotocol(offered: Sequence[str]) -> str | None:
     """The first of the client's offered subprotocols that we speak (client preference order), else None."""
     for candidate in offered:
-        if candidate in SUBPROTOCOLS:
+        if candidate in ALL_SUBPROTOCOLS:
             return candidate
     return None

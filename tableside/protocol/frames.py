@@ -11,22 +11,36 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from .codecs import Codec
+from .codecs import Codec, wants_deltas
 
 
 class OutboundFrame:
     """One server message plus its per-codec encodings, computed lazily and cached by ``codec.name``.
 
+    A cart change carries two forms: ``message`` (v1, ``cart_updated``) and ``v2`` (``cart_delta``), and a
+    socket gets the form of its subprotocol (``wants_deltas(codec)``). Each (form, codec) is encoded at
+    most once; a frame without ``v2`` gives every socket ``message``.
+
     The message is shallow-copied on construction; callers must not mutate nested values afterwards, since
     a cached encoding would no longer match.
     """
 
-    __slots__ = ("message", "_encoded", "_wire")
+    __slots__ = ("message", "v2", "_encoded", "_wire")
 
-    def __init__(self, message: Mapping[str, Any]) -> None:
+    def __init__(self, message: Mapping[str, Any], v2: Mapping[str, Any] | None = None) -> None:
         self.message: dict[str, Any] = dict(message)
+        self.v2: dict[str, Any] | None = dict(v2) if v2 is not None else None
         self._encoded: dict[str, str | bytes] = {}
         self._wire: dict[str, bytes] = {}
+
+    def _form(self, codec: Codec) -> tuple[str, dict[str, Any]]:
+        """The cache key and the message for ``codec``'s sockets."""
+        if self.v2 is not None and wants_deltas(codec):
+            return codec.name + "/v2", self.v2
+        return codec.name, self.message
+
+    def message_for(self, codec: Codec) -> dict[str, Any]:
+        return self._form(codec)[1]
 
     @property
     def type(self) -> str | None:
@@ -34,21 +48,23 @@ class OutboundFrame:
         return value if isinstance(value, str) else None
 
     def encoded(self, codec: Codec) -> str | bytes:
-        cached = self._encoded.get(codec.name)
+        key, message = self._form(codec)
+        cached = self._encoded.get(key)
         if cached is None:
-            cached = codec.encode(self.message)
-            self._encoded[codec.name] = cached
+            cached = codec.encode(message)
+            self._encoded[key] = cached
         return cached
 
     def wire(self, codec: Codec) -> bytes:
         """The complete server-to-client websocket frame (RFC 6455, unmasked, uncompressed), built once
         per codec: a broadcast to N members is N writes of the same bytes, no per-member framing."""
-        cached = self._wire.get(codec.name)
+        key = self._form(codec)[0]
+        cached = self._wire.get(key)
         if cached is None:
             payload = self.encoded(codec)
             data = payload.encode("utf-8") if isinstance(payload, str) else payload
             cached = websocket_frame(data, binary=codec.binary)
-            self._wire[codec.name] = cached
+            self._wire[key] = cached
         return cached
 
     def __repr__(self) -> str:

@@ -83,6 +83,11 @@ def cart_updated(cart: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "cart_updated", "cart": dict(cart)}
 
 
+def cart_delta(revision: int, base_revision: int, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """v2 only: what changed since the cart at ``base_revision`` (see ``protocol/delta.py``)."""
+    return {"type": "cart_delta", "revision": revision, "base_revision": base_revision, "changes": dict(changes)}
+
+
 def member_joined(member_id: str, members: Iterable[Any]) -> dict[str, Any]:
     return {"type": "member_joined", "member_id": member_id, "members": list(members)}
 

@@ -22,7 +22,7 @@ from tableside.actors.table import CLOSE_SESSION_ENDED
 from tableside.cluster.router import GroupRef, RoutingUnavailable
 from tableside.logs import RedactedRequestLogging
 from tableside.protocol import (
-    SUBPROTOCOLS,
+    ALL_SUBPROTOCOLS,
     Codec,
     ErrorCode,
     KitchenMessage,
@@ -133,7 +133,7 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         for proto in subprotocols:
-            if proto in SUBPROTOCOLS:
+            if proto in ALL_SUBPROTOCOLS:
                 self.codec = codec_for_subprotocol(proto, self.services.limits)
                 return proto
         return None

@@ -252,6 +252,9 @@ def test_codec_for_subprotocol_defaults_to_the_default_limits(subprotocol: str |
 def test_select_subprotocol_follows_the_client_preference() -> None:
     assert select_subprotocol([JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL]) == JSON_SUBPROTOCOL
     assert select_subprotocol([MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL]) == MSGPACK_SUBPROTOCOL
-    assert select_subprotocol(["tableside.v2.json", JSON_SUBPROTOCOL]) == JSON_SUBPROTOCOL
+    assert select_subprotocol(["tableside.v9.json", JSON_SUBPROTOCOL]) == JSON_SUBPROTOCOL
+    # v2 (deltas) is spoken too, still in the client's order of preference.
+    assert select_subprotocol(["tableside.v2.json", JSON_SUBPROTOCOL]) == "tableside.v2.json"
+    assert select_subprotocol([MSGPACK_SUBPROTOCOL, "tableside.v2.msgpack"]) == MSGPACK_SUBPROTOCOL
     assert select_subprotocol([]) is None
     assert select_subprotocol(["tableside.v1", "json"]) is None
