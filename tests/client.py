@@ -35,10 +35,14 @@ class WsClient:
 
     @classmethod
     async def connect(
-        cls, base_ws: str, token: str | None = None, *, msgpack_codec: bool = False, headers: dict[str, str] | None = None
+        cls, base_ws: str, token: str | None = None, *, msgpack_codec: bool = False, headers: dict[str, str] | None = None,
+        v2: bool = False,
     ) -> WsClient:
+        """``v2``: negotiate ``tableside.v2.*`` (cart changes as ``cart_delta``) instead of v1."""
         url = f"{base_ws}/ws" + (f"?token={token}" if token else "")
         proto = "tableside.v1.msgpack" if msgpack_codec else "tableside.v1.json"
+        if v2:
+            proto = proto.replace(".v1.", ".v2.")
         req = tornado.httpclient.HTTPRequest(url, headers=headers or {})
         conn = await tornado.websocket.websocket_connect(req, subprotocols=[proto])
         return cls(conn, msgpack_codec)
