@@ -1,7 +1,11 @@
 // Guest page: menu, the table's shared live cart, placing the order, order history and kitchen progress.
 // The HttpOnly cookie set by /q/{table}/{qr} authenticates fetch() and the websocket; this page never
 // sees the token.
-import { $, Backoff, SUBPROTOCOL, h, menuSections, money, preserveFocus, requestId, wsUrl } from "./common.js";
+import { $, Backoff, h, menuSections, money, preserveFocus, requestId, wsUrl } from "./common.js";
+
+// v2 of the guest protocol (docs/protocol.md): the same messages as v1, except that cart changes arrive as
+// cart_delta {revision, base_revision, changes} instead of the whole cart (cart_updated).
+const SUBPROTOCOL = "tableside.v2.json";
 
 const POLL_MS = 2000;
 const MENU_REFRESH_MS = 30000;
@@ -49,6 +53,7 @@ const state = {
   lastPlace: null,
   orderTimer: null,
   timedOut: false, // ORDER_TIMEOUT_MS passed without order_confirmed / order_failed
+  resyncing: false, // a cart_delta did not start from our cart: our get_snapshot is on the wire
 };
 
 const backoff = new Backoff(500, 5000);
@@ -374,6 +379,29 @@ function resumeOrder() {
 
 // -- server messages --------------------------------------------------------------------------------
 
+/** The cart a delta leads to (mirrors tableside/protocol/delta.py apply_delta): removed lines go, changed
+ * lines are replaced in place, added lines are appended, the summary fields (totals) are taken as given. */
+function applyDelta(cart, changes) {
+  const removed = new Set(changes.removed || []);
+  const changed = new Map((changes.changed || []).map((l) => [l.line_id, l]));
+  const items = cart.items.filter((l) => !removed.has(l.line_id)).map((l) => changed.get(l.line_id) || l);
+  for (const line of changes.added || []) items.push(line);
+  return { items, ...(changes.totals || {}) };
+}
+
+/** A cart_delta: applied when it starts from the cart we hold; ignored when it is older than that cart
+ * (it was on its way before a snapshot we asked for); otherwise we missed one: ask for the whole cart. */
+function onDelta(msg) {
+  const cart = state.cart;
+  if (cart && msg.base_revision === cart.revision) {
+    onCart(applyDelta(cart, msg.changes));
+  } else if (cart && msg.revision <= cart.revision) {
+    // stale
+  } else if (!state.resyncing) {
+    state.resyncing = send({ type: "get_snapshot" }) !== null;
+  }
+}
+
 function onCart(cart) {
   const hadUnavailable = state.cart ? state.cart.items.some((l) => l.unavailable) : false;
   state.cart = cart;
@@ -443,6 +471,7 @@ function handle(msg) {
       state.connected = true;
       state.placing = false;
       state.pending.clear();
+      state.resyncing = false;
       forgetLeft();
       backoff.reset();
       stopPolling();
@@ -454,8 +483,15 @@ function handle(msg) {
       renderAll();
       loadOrders();
       break;
-    case "cart_updated":
+    case "cart_delta":
+      onDelta(msg);
+      break;
     case "snapshot":
+      state.resyncing = false;
+      if (msg.id) state.pending.delete(msg.id);
+      onCart(msg.cart);
+      break;
+    case "cart_updated": // v2 still sends the whole cart when the server resynchronises a connection
       onCart(msg.cart);
       break;
     case "member_joined":
@@ -525,6 +561,7 @@ function handle(msg) {
 function onAnswer(msg, err) {
   const req = msg.id ? state.pending.get(msg.id) : undefined;
   if (msg.id) state.pending.delete(msg.id);
+  if (req && req.type === "get_snapshot") state.resyncing = false; // refused: the next gap asks again
   if (!err) return;
   if (req && req.type === "leave") {
     state.leaving = false;
