@@ -177,6 +177,9 @@ async def test_two_phones_kitchen_and_staff(server: Proc, browser: Browser) -> N
     # -- two phones join the same table ------------------------------------------------------------
     _, phone_a = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
     _, phone_b = await new_page(browser, errors, viewport=PHONE, is_mobile=True, has_touch=True)
+    # The guest page speaks tableside.v2.json: cart changes arrive as cart_delta, never as cart_updated.
+    frames_a: list[str] = []
+    phone_a.on("websocket", lambda ws: ws.on("framereceived", lambda p: frames_a.append(p if isinstance(p, str) else "")))
     await phone_a.goto(join_url)
     assert phone_a.url == base + "/guest"  # the QR link is not left in the history
     await expect(phone_a.locator("#members")).to_contain_text("Guest 1 (you)")
@@ -195,6 +198,8 @@ async def test_two_phones_kitchen_and_staff(server: Proc, browser: Browser) -> N
     await expect(phone_a.locator("#total")).to_have_text("33.50")
     await expect(phone_b.locator("#total")).to_have_text("33.50")
     await expect(cart_line(phone_a, "Shoyu Ramen").locator(".qty")).to_have_text("2")
+    assert any('"type":"cart_delta"' in f for f in frames_a), frames_a
+    assert not any('"type":"cart_updated"' in f for f in frames_a), frames_a
     await expect(phone_a.locator("#place")).to_have_text("Place order")
     await expect(phone_a.locator("#place")).to_be_enabled()
     await screenshot(phone_a, "guest.png")
