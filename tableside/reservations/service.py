@@ -403,9 +403,7 @@ class ReservationService:
             await self._freed(r)
             entry = await self._offer_holding(r)
             if entry is not None:  # the customer canceled the slot held for their offer: they do not want it
-                entry.status = WaitlistStatus.CANCELED
-                await self.reservations.update_waitlist(entry)
-                await self.waitlist.remove(entry.store_id, entry.menu_id, entry.start_time, entry.entry_id)
+                await self._close_entry(entry, WaitlistStatus.CANCELED)
             await self._promote(r.store_id, r.menu_id, r.start_time)
         return r
 
@@ -476,8 +474,7 @@ class ReservationService:
         if r.status == ReservationStatus.CONFIRMED:
             await self._record(r)
         elif r.status == ReservationStatus.CANCELED:  # the payment failed: the slot is free again
-            await self._invalidate(r)
-            await self._record(r)
+            await self._freed(r)
             await self._promote(r.store_id, r.menu_id, r.start_time)
 
     async def drain_payments(self) -> None:
@@ -505,9 +502,7 @@ class ReservationService:
             await self._freed(r)
             entry = await self._offer_holding(r)
             if entry is not None:
-                entry.status = WaitlistStatus.EXPIRED
-                await self.reservations.update_waitlist(entry)
-                await self.waitlist.remove(entry.store_id, entry.menu_id, entry.start_time, entry.entry_id)
+                await self._close_entry(entry, WaitlistStatus.EXPIRED)
                 tz = await self._tz(entry.store_id)
                 self._notify(entry.user_id, {"type": "waitlist_updated", "entry": views.waitlist_json(entry, tz)})
         for r in expired:
@@ -533,6 +528,12 @@ class ReservationService:
             if e.status == WaitlistStatus.OFFERED and e.reservation_id == r.reservation_id:
                 return e
         return None
+
+    async def _close_entry(self, entry: WaitlistEntry, status: WaitlistStatus) -> None:
+        """The entry leaves the slot's queue for good (accepted, expired or canceled): its row, then the list."""
+        entry.status = status
+        await self.reservations.update_waitlist(entry)
+        await self.waitlist.remove(entry.store_id, entry.menu_id, entry.start_time, entry.entry_id)
 
     async def _queue(self, store_id: int, menu_id: str, start: float) -> list[WaitlistEntry]:
         """The open entries of a slot in offer order. The rows are the truth; the Redis list is rebuilt from
@@ -642,15 +643,11 @@ class ReservationService:
         if entry.status not in (WaitlistStatus.WAITING, WaitlistStatus.OFFERED):
             return entry
         held = entry.reservation_id if entry.status == WaitlistStatus.OFFERED else None
-        entry.status = WaitlistStatus.CANCELED
-        await self.reservations.update_waitlist(entry)
-        await self.waitlist.remove(entry.store_id, entry.menu_id, entry.start_time, entry.entry_id)
+        await self._close_entry(entry, WaitlistStatus.CANCELED)
         if held is not None:
             r = await self.reservations.get_reservation(held)
             if r is not None and r.status == ReservationStatus.PENDING:
-                r = await self.reservations.cancel_reservation(held, self.clock.now())
-                await self._freed(r)
-                await self._promote(r.store_id, r.menu_id, r.start_time)
+                await self.cancel(held)  # the slot is free again and offered to the next customer
         return entry
 
     async def my_waitlist(self, user_id: str) -> list[tuple[WaitlistEntry, int | None]]:
@@ -674,9 +671,7 @@ class ReservationService:
             raise BookingRefused("offer_expired", "the offer ran out")
         p = await self.reservations.payment_of(r.reservation_id)
         assert p is not None
-        entry.status = WaitlistStatus.ACCEPTED
-        await self.reservations.update_waitlist(entry)
-        await self.waitlist.remove(entry.store_id, entry.menu_id, entry.start_time, entry.entry_id)
+        await self._close_entry(entry, WaitlistStatus.ACCEPTED)
         rest = await self._restaurant(r.store_id)
         course = await self._course(r.store_id, r.menu_id)
         # The held reservation's hold is the offer's end: the payment has to complete before it (the dummy

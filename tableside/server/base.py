@@ -23,6 +23,16 @@ MAX_JSON_DEPTH = 32
 MAX_DISCARDED_BODY = 64 << 20
 
 
+MAX_DB_ID = (1 << 31) - 1  # integer keys are Postgres INTEGERs: a larger id names no row
+
+
+def db_id(raw: str | int) -> int | None:
+    """An id from a path (digits, by the route) or a body as an integer key; None when no row can have it
+    (0, negative, or beyond a Postgres INTEGER), so lookups answer 404 without asking the database."""
+    value = int(raw)
+    return value if 0 < value <= MAX_DB_ID else None
+
+
 @dataclass(frozen=True, slots=True)
 class StoreScope:
     """The stores a staff request may see and change. ``store_id``: the store whose tables, menu, board and
@@ -202,7 +212,7 @@ class BaseHandler(RedactedRequestLogging):
                 requested = int(raw)
             except ValueError as exc:
                 raise ApiError(400, "bad_request", "store_id must be an integer") from exc
-            if not 0 <= requested < 1 << 31:
+            if not 0 <= requested <= MAX_DB_ID:
                 raise ApiError(400, "bad_request", "store_id out of range")
         if session.role == StaffRole.ADMIN and session.store_id is None:
             if requested is None:

@@ -5,7 +5,6 @@ through ``Router.customer_event`` (every node) and ``CustomerHub`` (this node's 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -16,7 +15,7 @@ from tableside.auth import token_hash
 from tableside.booking import BookingInputError, parse_date, parse_start_time, zone
 from tableside.protocol import server_messages as sm
 from tableside.reservations import BookingRefused, ReservationService, views
-from tableside.server.base import ApiError, BaseHandler, StoreScope
+from tableside.server.base import ApiError, BaseHandler, StoreScope, db_id
 from tableside.server.customer_hub import CustomerHub
 from tableside.server.http import store_view
 from tableside.server.users import USER_COOKIE, user_token
@@ -39,6 +38,7 @@ from tableside.storage.reservations import (
     SlotTaken,
     UserNotFound,
     WaitlistEntryNotFound,
+    parse_uuid,
 )
 
 log = structlog.get_logger("tableside.reservations")
@@ -51,7 +51,6 @@ HOURS_ROLES = (StaffRole.MANAGER,)  # and admin
 NOTES_MAX = 500
 CHAT_MAX = 500
 CHANNEL_MAX = 32
-MAX_ID = (1 << 31) - 1  # store ids and waitlist entry ids are Postgres integers
 
 
 # -- input ---------------------------------------------------------------------------------------------
@@ -59,26 +58,25 @@ MAX_ID = (1 << 31) - 1  # store ids and waitlist entry ids are Postgres integers
 
 def uuid_or_404(raw: str, what: str = "reservation") -> str:
     """A UUID in canonical form; anything else names nothing (404 before touching the database)."""
-    try:
-        if len(raw) > 64:
-            raise ValueError
-        return str(uuid.UUID(raw))
-    except (ValueError, AttributeError, TypeError):
-        raise ApiError(404, "not_found", f"no such {what}") from None
+    value = parse_uuid(raw) if len(raw) <= 64 else None
+    if value is None:
+        raise ApiError(404, "not_found", f"no such {what}")
+    return value
+
+
+def id_or_404(raw: str, what: str) -> int:
+    value = db_id(raw)
+    if value is None:
+        raise ApiError(404, "not_found", f"no such {what}")
+    return value
 
 
 def store_or_404(raw: str) -> int:
-    value = int(raw)
-    if not 0 < value <= MAX_ID:
-        raise ApiError(404, "not_found", "no such store")
-    return value
+    return id_or_404(raw, "store")
 
 
 def entry_or_404(raw: str) -> int:
-    value = int(raw)
-    if not 0 < value <= MAX_ID:
-        raise ApiError(404, "not_found", "no such waitlist entry")
-    return value
+    return id_or_404(raw, "waitlist entry")
 
 
 def bad(field: str, message: str) -> ApiError:
@@ -100,12 +98,10 @@ def body_uuid(data: dict[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > 64:
+    parsed = parse_uuid(value) if isinstance(value, str) and len(value) <= 64 else None
+    if parsed is None:
         raise bad(name, f"{name} must be a UUID")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise bad(name, f"{name} must be a UUID") from None
+    return parsed
 
 
 def required_uuid(data: dict[str, Any], name: str) -> str:
@@ -117,7 +113,7 @@ def required_uuid(data: dict[str, Any], name: str) -> str:
 
 def body_store(data: dict[str, Any]) -> int:
     value = data.get("store_id")
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+    if isinstance(value, bool) or not isinstance(value, int) or db_id(value) is None:
         raise bad("store_id", "store_id must be a positive integer")
     return value
 

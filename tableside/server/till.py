@@ -38,7 +38,7 @@ from tableside.protocol.till import (
     transaction_view,
     valid_till_id,
 )
-from tableside.server.base import STAFF_COOKIE, ApiError, BaseHandler, StoreScope, bearer_token
+from tableside.server.base import STAFF_COOKIE, ApiError, BaseHandler, StoreScope, bearer_token, db_id
 from tableside.server.services import Services
 from tableside.server.ws import SessionSocket
 from tableside.storage.interface import (
@@ -50,6 +50,7 @@ from tableside.storage.interface import (
     RevisionMismatch,
     StaffRole,
     StaffSession,
+    Tab,
     TabClosed,
     TableNotFound,
     TabNotFound,
@@ -61,14 +62,6 @@ log = structlog.get_logger("tableside.till")
 TILL_ROLES = (StaffRole.MANAGER, StaffRole.SERVER)  # and admin (always)
 SUPERVISORS = (StaffRole.ADMIN, StaffRole.MANAGER)
 TILL_HEADER = "X-Till-Id"
-MAX_ID = (1 << 31) - 1  # ids are Postgres integers: a larger one names nothing
-
-
-def record_id(raw: str) -> int | None:
-    value = int(raw)
-    return value if 0 < value <= MAX_ID else None
-
-
 def header_till_id(handler: BaseHandler) -> str | None:
     raw = handler.request.headers.get(TILL_HEADER)
     if raw is None or raw == "":
@@ -143,11 +136,19 @@ class TillHandler(BaseHandler):
 
     async def visible_session(self, raw_id: str) -> OrderSession:
         """The session if the caller may reach it (their own; a supervisor's store's); else 404."""
-        sid = record_id(raw_id)
+        sid = db_id(raw_id)
         session = await self.services.store.get_order_session(sid) if sid is not None else None
         if session is None or not self.may_see(session):
             raise ApiError(404, "not_found", f"no order session {raw_id}")
         return session
+
+    async def visible_tab(self, raw_id: str | int) -> Tab:
+        """The tab if it is of the caller's store scope; else 404."""
+        tid = db_id(raw_id)
+        tab = await self.services.store.get_tab(tid) if tid is not None else None
+        if tab is None or not self.scope.allows(tab.store_id):
+            raise ApiError(404, "not_found", f"no tab {raw_id}")
+        return tab
 
     def may_see(self, session: OrderSession) -> bool:
         if session.user_id == self.staff.username:
@@ -285,9 +286,7 @@ class AssignHandler(TillHandler):
         tab_id = self.json_body().get("tab_id")
         if type(tab_id) is not int or not 0 < tab_id < 1 << 53:
             raise ApiError(400, "bad_request", "tab_id must be a positive integer", extra={"field": "tab_id"})
-        tab = await self.services.store.get_tab(tab_id) if tab_id <= MAX_ID else None
-        if tab is None or not self.scope.allows(tab.store_id):
-            raise ApiError(404, "not_found", f"no tab {tab_id}")
+        await self.visible_tab(tab_id)
         expected = self.if_match(required=False)
         done: Assigned = await ask_till(
             self.services, session.user_id, AssignToTab(caller, session.session_id, tab_id, expected)
@@ -332,12 +331,8 @@ class TabsHandler(TillHandler):
 
 
 class TabHandler(TillHandler):
-    async def tab(self, raw_id: str) -> Any:
-        tid = record_id(raw_id)
-        tab = await self.services.store.get_tab(tid) if tid is not None else None
-        if tab is None or not self.scope.allows(tab.store_id):
-            raise ApiError(404, "not_found", f"no tab {raw_id}")
-        return tab
+    async def tab(self, raw_id: str) -> Tab:
+        return await self.visible_tab(raw_id)
 
     async def get(self, tab_id: str) -> None:
         await self.auth()
