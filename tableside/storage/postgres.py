@@ -14,7 +14,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +24,7 @@ from tableside.storage import schema as s
 from tableside.storage import till_lines
 from tableside.storage.codec import dumps as _dumps
 from tableside.storage.codec import encode_write
+from tableside.storage.fastpath import UNAVAILABLE, RawPool, asyncpg_dsn
 from tableside.storage.interface import (
     GUEST_MAX_LINES,
     GUEST_MAX_QUANTITY,
@@ -95,7 +95,10 @@ KITCHEN_SEQ_LOCK_KEY = 0x6B736571  # "kseq"
 
 async def _lock_kitchen_seq(conn: AsyncConnection, restaurant_ids: set[int]) -> None:
     for rid in sorted(restaurant_ids):  # one order for every transaction: no deadlock between them
-        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k, :r)"), {"k": KITCHEN_SEQ_LOCK_KEY, "r": rid})
+        await conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:k, :r)"), {"k": KITCHEN_SEQ_LOCK_KEY, "r": rid}
+        )
+
 
 # One statement for a whole batch (one "round", see ``_rounds``):
 #   * ``w``: the snapshots, unnested from parallel arrays (one array per column keeps the statement text
@@ -276,7 +279,15 @@ def _batch_params(
 ) -> dict[str, list[Any]]:
     g: dict[str, list[Any]] = {
         k: []
-        for k in ("g_group_id", "g_table_id", "g_restaurant_id", "g_revision", "g_expected", "g_state", "g_epoch")
+        for k in (
+            "g_group_id",
+            "g_table_id",
+            "g_restaurant_id",
+            "g_revision",
+            "g_expected",
+            "g_state",
+            "g_epoch",
+        )
     }
     okeys = (
         "o_write_group_id",
@@ -330,14 +341,7 @@ def _batch_params(
     return {**g, **o}
 
 
-# asyncpg's "the database system is starting up / shutting down" and lost-connection errors.
-_UNAVAILABLE = (
-    OSError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InterfaceError,
-)
+_UNAVAILABLE = UNAVAILABLE
 
 
 def _unavailable_error(ctx: sa.engine.ExceptionContext) -> BaseException | None:
@@ -568,6 +572,8 @@ class PostgresStore:
             sa.event.listen(engine.sync_engine, "handle_error", _unavailable_error)
         # Same pool, no BEGIN/COMMIT: for single statements that are a transaction on their own.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # The hot path (cart batches, joins, connects) runs on asyncpg directly (``fastpath``).
+        self._raw = RawPool(asyncpg_dsn(engine.url), max_size=10)
 
     @staticmethod
     def _connect(opening: Any) -> _Opening:
@@ -592,6 +598,7 @@ class PostgresStore:
         return store
 
     async def close(self) -> None:
+        await self._raw.close()
         await self.engine.dispose()
 
     # -- restaurants, tables, menu ---------------------------------------------------------------
@@ -769,7 +776,9 @@ class PostgresStore:
                 # Counted under the table's row lock: joins of this table are serialised, so of 60
                 # concurrent joins exactly max_members see a free place (READ COMMITTED: this statement
                 # starts after the lock was granted and sees the tokens of the joins committed before).
-                live = (await conn.execute(_COUNT_LIVE_MEMBERS, {"group_id": group_id, "now": now})).scalar_one()
+                live = (
+                    await conn.execute(_COUNT_LIVE_MEMBERS, {"group_id": group_id, "now": now})
+                ).scalar_one()
                 if live >= max_members:
                     raise GroupFull(table_id, max_members)
             if opened:
@@ -790,7 +799,9 @@ class PostgresStore:
                         status=str(TabStatus.OPEN),
                         created_at=now,
                     )
-                    .on_conflict_do_nothing(index_elements=["group_id"], index_where=_TABS.c.group_id.isnot(None))
+                    .on_conflict_do_nothing(
+                        index_elements=["group_id"], index_where=_TABS.c.group_id.isnot(None)
+                    )
                 )
             ins = pg_insert(s.tokens).values(
                 token_hash=token_hash,
@@ -848,7 +859,9 @@ class PostgresStore:
     async def revoke_member(self, group_id: str, member_id: str) -> int:
         k = s.tokens.c
         async with self._connect(self.engine.begin()) as conn:
-            res = await conn.execute(sa.delete(s.tokens).where(k.group_id == group_id, k.member_id == member_id))
+            res = await conn.execute(
+                sa.delete(s.tokens).where(k.group_id == group_id, k.member_id == member_id)
+            )
         return int(res.rowcount)
 
     async def _fetch_one(self, stmt: sa.TextClause, params: dict[str, Any]) -> Any:
@@ -928,7 +941,9 @@ class PostgresStore:
                 # a sitting ended without checkout: its tab is closed unpaid (no transaction)
                 await conn.execute(
                     sa.update(_TABS)
-                    .where(_TABS.c.group_id == current.current_group_id, _TABS.c.status == str(TabStatus.OPEN))
+                    .where(
+                        _TABS.c.group_id == current.current_group_id, _TABS.c.status == str(TabStatus.OPEN)
+                    )
                     .values(status=str(TabStatus.CLOSED), closed_at=now)
                 )
         return _table(row)
@@ -972,8 +987,15 @@ class PostgresStore:
 
     # -- group state -----------------------------------------------------------------------------
 
-    async def activate_group(self, group_id: str, table_id: str, restaurant_id: int, node_id: str) -> Activation:
-        params = {"group_id": group_id, "table_id": table_id, "restaurant_id": restaurant_id, "node_id": node_id}
+    async def activate_group(
+        self, group_id: str, table_id: str, restaurant_id: int, node_id: str
+    ) -> Activation:
+        params = {
+            "group_id": group_id,
+            "table_id": table_id,
+            "restaurant_id": restaurant_id,
+            "node_id": node_id,
+        }
         async with self._connect(self._autocommit.connect()) as conn:
             row = (await conn.execute(_ACTIVATE, params)).one()
         epoch, table, restaurant, revision, state = row
@@ -1018,7 +1040,10 @@ class PostgresStore:
         confirming = {
             w.order.restaurant_id
             for w, r in zip(writes, results, strict=True)
-            if r is None and w.order is not None and w.number_order is None and w.order.status == OrderStatus.CONFIRMED
+            if r is None
+            and w.order is not None
+            and w.number_order is None
+            and w.order.status == OrderStatus.CONFIRMED
         }
         needs_seq_lock = bool(confirming)
         rounds = _rounds(writes, skip=results)
@@ -1027,7 +1052,9 @@ class PostgresStore:
             # round trip instead of BEGIN / statement / COMMIT, which under load is most of an ack's wait.
             idx = sorted(rounds[0], key=lambda i: writes[i].snapshot.group_id)
             async with self._connect(self._autocommit.connect()) as conn:
-                applied = {r[0] for r in await conn.execute(_COMMIT_BATCH, _batch_params(writes, encoded, idx))}
+                applied = {
+                    r[0] for r in await conn.execute(_COMMIT_BATCH, _batch_params(writes, encoded, idx))
+                }
                 await self._mark_refused(conn, writes, idx, applied, results)
             return results
         async with self._connect(self.engine.begin()) as conn:
@@ -1045,7 +1072,9 @@ class PostgresStore:
                     late = {
                         o.restaurant_id
                         for i in num_idx
-                        if results[i] is None and (o := work[i].order) is not None and o.status == OrderStatus.CONFIRMED
+                        if results[i] is None
+                        and (o := work[i].order) is not None
+                        and o.status == OrderStatus.CONFIRMED
                     }
                     late -= locked
                     if late:
@@ -1058,7 +1087,9 @@ class PostgresStore:
                 idx = sorted(idx, key=lambda i: work[i].snapshot.group_id)
                 params = _batch_params(work, encoded, idx)
                 applied = {r[0] for r in await conn.execute(_COMMIT_BATCH, params)}
-                unapplied = [i for i in num_idx if results[i] is None and work[i].snapshot.group_id not in applied]
+                unapplied = [
+                    i for i in num_idx if results[i] is None and work[i].snapshot.group_id not in applied
+                ]
                 if unapplied:
                     # Cannot happen (their rows are locked and were checked): roll back rather than leave a gap.
                     gids = sorted(work[i].snapshot.group_id for i in unapplied)
@@ -1292,7 +1323,9 @@ class PostgresStore:
 
     async def delete_staff_sessions_for_user(self, username: str) -> int:
         async with self._connect(self.engine.begin()) as conn:
-            res = await conn.execute(sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username))
+            res = await conn.execute(
+                sa.delete(s.staff_sessions).where(s.staff_sessions.c.username == username)
+            )
         return int(res.rowcount)
 
     async def remove_staff(self, username: str) -> bool:
@@ -1301,9 +1334,12 @@ class PostgresStore:
             res = await conn.execute(sa.delete(s.staff_users).where(s.staff_users.c.username == username))
             if res.rowcount:
                 # Their open sessions go; completed and assigned ones stay (history, money taken).
-                await conn.execute(sa.delete(s.order_sessions).where(
-                    s.order_sessions.c.user_id == username,
-                    s.order_sessions.c.status.in_([st.value for st in OPEN_SESSION_STATUSES])))
+                await conn.execute(
+                    sa.delete(s.order_sessions).where(
+                        s.order_sessions.c.user_id == username,
+                        s.order_sessions.c.status.in_([st.value for st in OPEN_SESSION_STATUSES]),
+                    )
+                )
         return int(res.rowcount) > 0
 
     # -- customer accounts ---------------------------------------------------------------------------
@@ -1389,7 +1425,9 @@ class PostgresStore:
         except IntegrityError as e:
             raise StorageError(f"guest session: {first_line(e.orig or e)}") from e
 
-    async def get_guest_session(self, session_id: str, now: float, *, include_expired: bool = False) -> GuestSession | None:
+    async def get_guest_session(
+        self, session_id: str, now: float, *, include_expired: bool = False
+    ) -> GuestSession | None:
         stmt = sa.select(_GS).where(_GS.c.session_id == session_id)
         if not include_expired:
             stmt = stmt.where(_GS.c.expires_at > _ts(now))
@@ -1415,7 +1453,9 @@ class PostgresStore:
         """The live session's row, locked until commit (serialises the changes of one cart)."""
         row = (
             await conn.execute(
-                sa.select(_GS).where(_GS.c.session_id == session_id, _GS.c.expires_at > _ts(now)).with_for_update()
+                sa.select(_GS)
+                .where(_GS.c.session_id == session_id, _GS.c.expires_at > _ts(now))
+                .with_for_update()
             )
         ).first()
         if row is None:
@@ -1425,23 +1465,35 @@ class PostgresStore:
     async def select_guest_store(self, session_id: str, store_id: int, now: float) -> GuestSession:
         async with self._connect(self.engine.begin()) as conn:
             session = await self._lock_guest(conn, session_id, now)
-            exists = (await conn.execute(sa.select(s.stores.c.store_id).where(s.stores.c.store_id == store_id))).first()
+            exists = (
+                await conn.execute(sa.select(s.stores.c.store_id).where(s.stores.c.store_id == store_id))
+            ).first()
             if exists is None:
                 raise RestaurantNotFound(f"store {store_id} does not exist")
             if session.selected_store_id != store_id:
                 await conn.execute(sa.delete(_GC).where(_GC.c.session_id == session_id))
-                await conn.execute(sa.update(_GS).where(_GS.c.session_id == session_id).values(selected_store_id=store_id))
+                await conn.execute(
+                    sa.update(_GS).where(_GS.c.session_id == session_id).values(selected_store_id=store_id)
+                )
         session.selected_store_id = store_id
         return session
 
-    async def add_guest_cart_item(self, session_id: str, menu_item_id: str, quantity: int, now: float, *,
-                                  max_lines: int = GUEST_MAX_LINES) -> GuestCartLine:
+    async def add_guest_cart_item(
+        self,
+        session_id: str,
+        menu_item_id: str,
+        quantity: int,
+        now: float,
+        *,
+        max_lines: int = GUEST_MAX_LINES,
+    ) -> GuestCartLine:
         async with self._connect(self.engine.begin()) as conn:
             await self._lock_guest(conn, session_id, now)
             lines = (
                 await conn.execute(
-                    sa.select(sa.func.count(), sa.func.count().filter(_GC.c.menu_item_id == menu_item_id))
-                    .where(_GC.c.session_id == session_id)
+                    sa.select(
+                        sa.func.count(), sa.func.count().filter(_GC.c.menu_item_id == menu_item_id)
+                    ).where(_GC.c.session_id == session_id)
                 )
             ).one()
             if lines[1] == 0 and lines[0] >= max_lines:
@@ -1450,8 +1502,13 @@ class PostgresStore:
                 row = (
                     await conn.execute(
                         _ADD_ITEM,
-                        {"sid": session_id, "item": menu_item_id, "qty": quantity, "now": _ts(now),
-                         "max_qty": GUEST_MAX_QUANTITY},
+                        {
+                            "sid": session_id,
+                            "item": menu_item_id,
+                            "qty": quantity,
+                            "now": _ts(now),
+                            "max_qty": GUEST_MAX_QUANTITY,
+                        },
                     )
                 ).first()
             except IntegrityError as e:
@@ -1462,7 +1519,9 @@ class PostgresStore:
                 raise GuestQuantityTooLarge(f"a line holds at most {GUEST_MAX_QUANTITY}")
         return _cart_line(row)
 
-    async def set_guest_cart_quantity(self, session_id: str, item_id: int, quantity: int, now: float) -> GuestCartLine:
+    async def set_guest_cart_quantity(
+        self, session_id: str, item_id: int, quantity: int, now: float
+    ) -> GuestCartLine:
         if not 1 <= quantity <= GUEST_MAX_QUANTITY:
             raise GuestQuantityTooLarge(f"a quantity is 1..{GUEST_MAX_QUANTITY}")
         stmt = (
@@ -1479,22 +1538,30 @@ class PostgresStore:
 
     async def delete_guest_cart_item(self, session_id: str, item_id: int) -> bool:
         async with self._connect(self.engine.begin()) as conn:
-            res = await conn.execute(sa.delete(_GC).where(_GC.c.id == item_id, _GC.c.session_id == session_id))
+            res = await conn.execute(
+                sa.delete(_GC).where(_GC.c.id == item_id, _GC.c.session_id == session_id)
+            )
         return bool(res.rowcount)
 
     async def list_guest_cart(self, session_id: str) -> list[GuestCartLine]:
         async with self._connect(self.engine.connect()) as conn:
-            rows = await conn.execute(sa.select(*_CART_COLS).where(_GC.c.session_id == session_id).order_by(_GC.c.id))
+            rows = await conn.execute(
+                sa.select(*_CART_COLS).where(_GC.c.session_id == session_id).order_by(_GC.c.id)
+            )
         return [_cart_line(r) for r in rows]
 
     async def count_guest_cart_lines(self, session_id: str) -> int:
         async with self._connect(self.engine.connect()) as conn:
-            n = (await conn.execute(sa.select(sa.func.count()).where(_GC.c.session_id == session_id))).scalar()
+            n = (
+                await conn.execute(sa.select(sa.func.count()).where(_GC.c.session_id == session_id))
+            ).scalar()
         return int(n or 0)
 
     async def take_guest_cart(self, session_id: str) -> list[GuestCartLine]:
         async with self._connect(self.engine.begin()) as conn:
-            rows = await conn.execute(sa.delete(_GC).where(_GC.c.session_id == session_id).returning(*_CART_COLS))
+            rows = await conn.execute(
+                sa.delete(_GC).where(_GC.c.session_id == session_id).returning(*_CART_COLS)
+            )
             lines = [_cart_line(r) for r in rows]
         return sorted(lines, key=lambda line: line.item_id)
 
@@ -1538,19 +1605,25 @@ class PostgresStore:
             await self._merge_cart(conn, session, target, now)
         return target
 
-    async def _merge_cart(self, conn: AsyncConnection, source: GuestSession, target: GuestSession, now: float) -> None:
+    async def _merge_cart(
+        self, conn: AsyncConnection, source: GuestSession, target: GuestSession, now: float
+    ) -> None:
         if source.selected_store_id is None:
             return  # a session without a store has no lines
         if target.selected_store_id is None:
             await conn.execute(
-                sa.update(_GS).where(_GS.c.session_id == target.session_id)
+                sa.update(_GS)
+                .where(_GS.c.session_id == target.session_id)
                 .values(selected_store_id=source.selected_store_id)
             )
             target.selected_store_id = source.selected_store_id
         if target.selected_store_id != source.selected_store_id:
             return  # lines of another store stay in the source session
         have = {
-            r[0] for r in await conn.execute(sa.select(_GC.c.menu_item_id).where(_GC.c.session_id == target.session_id))
+            r[0]
+            for r in await conn.execute(
+                sa.select(_GC.c.menu_item_id).where(_GC.c.session_id == target.session_id)
+            )
         }
         moved: list[str] = []
         for line in [
@@ -1565,8 +1638,13 @@ class PostgresStore:
                 have.add(line.menu_item_id)
             await conn.execute(
                 _MERGE_LINE,
-                {"sid": target.session_id, "item": line.menu_item_id, "qty": line.quantity, "now": _ts(now),
-                 "max_qty": GUEST_MAX_QUANTITY},
+                {
+                    "sid": target.session_id,
+                    "item": line.menu_item_id,
+                    "qty": line.quantity,
+                    "now": _ts(now),
+                    "max_qty": GUEST_MAX_QUANTITY,
+                },
             )
             moved.append(line.menu_item_id)
         if moved:
@@ -1622,12 +1700,18 @@ class PostgresStore:
     async def get_open_order_session(self, user_id: str) -> OrderSession | None:
         async with self._connect(self.engine.connect()) as conn:
             row = (
-                await conn.execute(sa.select(_OS).where(_OS.c.user_id == user_id, _OS.c.status.in_(_OPEN_STATUSES)))
+                await conn.execute(
+                    sa.select(_OS).where(_OS.c.user_id == user_id, _OS.c.status.in_(_OPEN_STATUSES))
+                )
             ).first()
         return None if row is None else _order_session(row)
 
     async def list_order_sessions(
-        self, store_id: int, *, status: OrderSessionStatus | None = None, user_id: str | None = None,
+        self,
+        store_id: int,
+        *,
+        status: OrderSessionStatus | None = None,
+        user_id: str | None = None,
         limit: int = 200,
     ) -> list[OrderSession]:
         q = sa.select(_OS).where(_OS.c.store_id == store_id)
@@ -1647,7 +1731,9 @@ class PostgresStore:
         return _order_session(row)
 
     @staticmethod
-    async def _set_session(conn: AsyncConnection, o: OrderSession, values: dict[str, Any], now: float) -> OrderSession:
+    async def _set_session(
+        conn: AsyncConnection, o: OrderSession, values: dict[str, Any], now: float
+    ) -> OrderSession:
         row = (
             await conn.execute(
                 sa.update(_OS)
@@ -1750,7 +1836,9 @@ class PostgresStore:
             o = await self._lock_session(conn, session_id)
             if o.status == OrderSessionStatus.COMPLETED:
                 paid = (await conn.execute(sa.select(_TX).where(_TX.c.order_session_id == session_id))).one()
-                ticket = (await conn.execute(sa.select(s.orders).where(s.orders.c.order_id == o.order_id))).one()
+                ticket = (
+                    await conn.execute(sa.select(s.orders).where(s.orders.c.order_id == o.order_id))
+                ).one()
                 return o, _transaction(paid), _order(ticket)
             self._check_payable(o, expected_revision)
             rec = await self._make_ticket(conn, o, "", now)
@@ -1784,7 +1872,9 @@ class PostgresStore:
             if o.status == OrderSessionStatus.ASSIGNED_TO_TAB:
                 if o.tab_id != tab_id:
                     raise InvalidTransition(f"order session {session_id} is on tab {o.tab_id}")
-                ticket = (await conn.execute(sa.select(s.orders).where(s.orders.c.order_id == o.order_id))).one()
+                ticket = (
+                    await conn.execute(sa.select(s.orders).where(s.orders.c.order_id == o.order_id))
+                ).one()
                 return o, _order(ticket)
             # Shared lock: assigns to one tab go on together, a close of the tab waits for them (and they
             # for it), so a session is either on the closing bill or refused with TabClosed.
@@ -1798,7 +1888,13 @@ class PostgresStore:
             self._check_payable(o, expected_revision)
             rec = await self._make_ticket(conn, o, tab.table_id or "", now)
             done = await self._set_session(
-                conn, o, {"status": str(OrderSessionStatus.ASSIGNED_TO_TAB), "tab_id": tab_id, "order_id": rec.order_id},
+                conn,
+                o,
+                {
+                    "status": str(OrderSessionStatus.ASSIGNED_TO_TAB),
+                    "tab_id": tab_id,
+                    "order_id": rec.order_id,
+                },
                 now,
             )
         return done, rec
@@ -1857,7 +1953,8 @@ class PostgresStore:
         for sid, tid, items in found:
             by_tab.setdefault(tid, []).extend(till_lines.session_line(sid, i) for i in items)
         txs: dict[int, int] = {
-            int(r[0]): int(r[1]) for r in await conn.execute(sa.select(_TX.c.tab_id, _TX.c.id).where(_TX.c.tab_id.in_(ids)))
+            int(r[0]): int(r[1])
+            for r in await conn.execute(sa.select(_TX.c.tab_id, _TX.c.id).where(_TX.c.tab_id.in_(ids)))
         }
         return [
             Tab(
@@ -1870,7 +1967,9 @@ class PostgresStore:
                 group_id=r.group_id,
                 closed_at=r.closed_at,
                 transaction_id=txs.get(r.id),
-                lines=by_group.get(r.group_id, []) + by_tab.get(r.id, []) if r.group_id else by_tab.get(r.id, []),
+                lines=by_group.get(r.group_id, []) + by_tab.get(r.id, [])
+                if r.group_id
+                else by_tab.get(r.id, []),
             )
             for r in rows
         ]
@@ -1922,7 +2021,9 @@ class PostgresStore:
         found = await self._read_tabs(sa.select(_TABS).where(_TABS.c.group_id == group_id))
         return found[0] if found else None
 
-    async def list_tabs(self, store_id: int, *, status: TabStatus | None = None, limit: int = 200) -> list[Tab]:
+    async def list_tabs(
+        self, store_id: int, *, status: TabStatus | None = None, limit: int = 200
+    ) -> list[Tab]:
         q = sa.select(_TABS).where(_TABS.c.store_id == store_id)
         if status is not None:
             q = q.where(_TABS.c.status == str(status))
@@ -1951,7 +2052,10 @@ class PostgresStore:
     async def list_transactions(self, store_id: int, *, limit: int = 200) -> list[Transaction]:
         async with self._connect(self.engine.connect()) as conn:
             rows = await conn.execute(
-                sa.select(_TX).where(_TX.c.store_id == store_id).order_by(_TX.c.id.desc()).limit(max(limit, 0))
+                sa.select(_TX)
+                .where(_TX.c.store_id == store_id)
+                .order_by(_TX.c.id.desc())
+                .limit(max(limit, 0))
             )
             return [_transaction(r) for r in rows]
 
