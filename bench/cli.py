@@ -47,7 +47,13 @@ def _add_run_options(
     g.add_argument(
         "--rounds", type=int, default=0, help="order-race: rounds per table (0 = until the duration ends)"
     )
-    g.add_argument("--codec", choices=("json", "msgpack"), default="json")
+    g.add_argument(
+        "--codec",
+        choices=("json", "msgpack", "json-v2", "msgpack-v2"),
+        default="json",
+        help="json / msgpack: tableside.v1.*; json-v2 / msgpack-v2: tableside.v2.* (cart_delta), the baselines "
+        "then run with the v1 codec of the same encoding",
+    )
     g.add_argument(
         "--procs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="generator processes"
     )
@@ -194,6 +200,7 @@ def wait_quiet(limit: float, threshold: float = 15.0, calm: int = 3) -> tuple[bo
 def cmd_run(args: argparse.Namespace, scenario: str) -> int:
     from bench import targets as tg
     from bench.addrs import require_loopback_url
+    from bench.proto import is_v2, v1_codec
     from bench.report import PLOTS_DIR, RESULTS_DIR, load, write_result
     from bench.runner import RunError, RunParams, build_document, run_target
 
@@ -213,6 +220,9 @@ def cmd_run(args: argparse.Namespace, scenario: str) -> int:
         print("bench: --nodes / --workers must be 1..8", file=sys.stderr)
         return 2
     names = _target_names(args.target, scenario, workers)
+    # the baselines have no v2: they run with the v1 codec of the same encoding, so one result compares
+    # tableside v2 against them as they are (and says so)
+    base_codec = v1_codec(args.codec)
     started: dict[str, tg.Target] = {}
     written: list[Path] = []
     try:
@@ -262,9 +272,9 @@ def cmd_run(args: argparse.Namespace, scenario: str) -> int:
                         log_level=args.server_log_level,
                     )
             elif name == "raw-nagle":
-                started[name] = tg.start_baseline("raw", args.codec, nodelay=False)
+                started[name] = tg.start_baseline("raw", base_codec, nodelay=False)
             else:
-                started[name] = tg.start_baseline(name, args.codec)  # type: ignore[arg-type]
+                started[name] = tg.start_baseline(name, base_codec)  # type: ignore[arg-type]
         for tables in table_list:
             for rate in rate_list:
                 params = RunParams(
@@ -289,6 +299,12 @@ def cmd_run(args: argparse.Namespace, scenario: str) -> int:
                 t_start = datetime.now(UTC)
                 blocks: list[dict[str, Any]] = []
                 notes = []
+                v1_only = [n for n in names if not n.startswith("tableside")]
+                if is_v2(args.codec) and v1_only:
+                    notes.append(
+                        f"{', '.join(v1_only)} speak(s) v1 only: run with codec {base_codec} "
+                        f"(whole cart_updated frames) while tableside ran with {args.codec} (cart_delta frames)"
+                    )
                 for name in names:
                     if args.wait_quiet > 0:
                         idle, busy = wait_quiet(args.wait_quiet)

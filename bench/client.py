@@ -3,7 +3,13 @@
 A member joins over HTTP (tableside only), opens its websocket through :mod:`bench.wsclient` from one of
 the spreading source addresses, and dispatches every incoming message synchronously: replies resolve the
 request's future with the receive timestamp, ``cart_updated`` broadcasts go to the table's hooks. The same
-class drives the two baselines; only the URL and (for Socket.IO) the framing differ."""
+class drives the two baselines; only the URL and (for Socket.IO) the framing differ.
+
+With a v2 codec (``tableside.v2.*``, tableside only) cart changes arrive as ``cart_delta``: the member keeps
+its cart by applying each delta whose ``base_revision`` is the revision of the cart it holds, ignores one
+that is not newer than that cart, and on a gap (a delta it cannot apply) asks ``get_snapshot``, ignoring
+deltas until the answer, which then counts as the receipt of everything up to its revision
+(docs/protocol.md, "v2: cart deltas")."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from bench import proto
+from bench.delta import apply_delta
 from bench.proto import Codec, Msg
 from bench.wsclient import OP_BINARY, HandshakeError, WsConn, open_ws
 
@@ -82,8 +89,9 @@ class Table:
         self.join_id = table_id if join_id is None else join_id
         self.qr = qr
         self.members: list[Member] = []
-        # scenario hooks
-        self.on_cart: Callable[[Member, int, float], None] | None = None
+        # scenario hooks; on_cart(member, revision, receive time, frame): frame is False when the cart came
+        # from the get_snapshot answer after a v2 gap (it delivers the revisions but is not a broadcast)
+        self.on_cart: Callable[[Member, int, float, bool], None] | None = None
         self.on_event: Callable[[Member, Msg, float], None] | None = None
 
 
@@ -112,11 +120,16 @@ class Member:
         self.conn: WsConn | None = None
         self._cart: Msg | None = None
         self._cart_raw: tuple[bool, bytes] | None = None  # a cart_updated frame not parsed yet
-        self.revision = -1
+        self._cart_rev = -1  # revision of the cart held (v2: a delta applies only on top of it)
+        self.revision = -1  # highest revision seen (what wait_revision waits for)
+        self.v2 = proto.is_v2(codec)
         self.pending: dict[str, asyncio.Future[Reply]] = {}
         self.on_close: Callable[[Member], None] | None = None
         self.broadcasts = 0
         self.broadcast_bytes = 0
+        self.deltas = 0  # v2: cart_delta frames (also counted in broadcasts)
+        self.resyncs = 0  # v2: get_snapshot sent because of a gap
+        self._resync_id: str | None = None  # v2: the get_snapshot in flight; deltas are ignored until it answers
         self._ids = itertools.count(1)
         self._sio_ids = itertools.count(1)
         self._welcome: asyncio.Future[Msg] | None = None
@@ -157,6 +170,7 @@ class Member:
         """Open the websocket and wait for ``welcome``; returns it."""
         loop = asyncio.get_running_loop()
         self._welcome = loop.create_future()
+        self._resync_id = None  # a snapshot asked on the old connection never comes; the welcome replaces it
         subprotocols: tuple[str, ...] = ()
         if self.endpoint.kind != "socketio":
             subprotocols = (proto.SUBPROTOCOL[self.codec],)
@@ -282,6 +296,7 @@ class Member:
                 self.broadcasts += 1
                 self.broadcast_bytes += len(payload)
                 self._cart_raw = (binary, payload)
+                self._cart_rev = int(revs[0])
                 self._new_revision(int(revs[0]), t, True)
                 return
         if self.endpoint.kind == "socketio":
@@ -323,6 +338,12 @@ class Member:
                 self.broadcast_bytes += size
                 self._set_cart(cart, t, msg)
             return
+        if mtype == "cart_delta":
+            self._on_delta(msg, t, size)
+            return
+        if self._resync_id is not None and msg.get("id") == self._resync_id:
+            self._resync_done(msg, t)
+            return
         if mtype in ("ack", "error", "pong", "snapshot"):
             if mtype == "snapshot" and isinstance(msg.get("cart"), dict):
                 self._set_cart(msg["cart"], t, None)
@@ -348,11 +369,58 @@ class Member:
         self._cart = cart
         self._cart_raw = None
         if isinstance(rev, int):
+            self._cart_rev = rev
             self._new_revision(rev, t, broadcast is not None)
+
+    # -- v2 ---------------------------------------------------------------------------------------
+    def _on_delta(self, msg: Msg, t: float, size: int) -> None:
+        self.broadcasts += 1
+        self.broadcast_bytes += size
+        self.deltas += 1
+        rev, base, changes = msg.get("revision"), msg.get("base_revision"), msg.get("changes")
+        if not isinstance(rev, int) or not isinstance(base, int) or not isinstance(changes, dict):
+            return
+        if self._resync_id is not None:
+            return  # the snapshot asked for answers with this change in it
+        cart = self.cart
+        if cart is not None and base == self._cart_rev:
+            self._cart = apply_delta(cart, changes)
+            self._cart_rev = rev
+            self._new_revision(rev, t, True)
+        elif cart is not None and rev <= self._cart_rev:
+            return  # sent before the snapshot or welcome this member already holds
+        else:
+            self.resync()
+
+    def resync(self) -> None:
+        """A change was missed: ask for the whole cart (deltas are ignored until it arrives)."""
+        if self._resync_id is not None or not self.connected:
+            return
+        self._resync_id = self.next_id()
+        self.resyncs += 1
+        self.send({"type": "get_snapshot", "id": self._resync_id})
+
+    def _resync_done(self, msg: Msg, t: float) -> None:
+        self._resync_id = None
+        cart = msg.get("cart")
+        if msg.get("type") != "snapshot" or not isinstance(cart, dict):
+            # refused (e.g. rate_limited): the next delta is a gap again and asks anew
+            if self.table.on_event is not None:
+                self.table.on_event(self, msg, t)
+            return
+        rev = cart.get("revision")
+        if isinstance(rev, int) and rev >= self._cart_rev:
+            self._cart = cart
+            self._cart_raw = None
+            self._cart_rev = rev
+            # the snapshot is how this member receives every change up to rev: delivered now, not a frame
+            if self.table.on_cart is not None:
+                self.table.on_cart(self, rev, t, False)
+            self._new_revision(rev, t, False)
 
     def _new_revision(self, rev: int, t: float, broadcast: bool) -> None:
         if broadcast and self.table.on_cart is not None:
-            self.table.on_cart(self, rev, t)
+            self.table.on_cart(self, rev, t, True)
         if rev > self.revision:
             self.revision = rev
             if self._rev_waiters:

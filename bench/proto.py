@@ -1,6 +1,7 @@
 """Wire encodings the generator speaks: tableside v1 (JSON text or msgpack binary maps, also spoken by the
-raw-Tornado baseline) and Socket.IO v5 over Engine.IO v4 websockets (JSON or msgpack packets) for the
-python-socketio baseline. Payload maps are identical for all three targets; only the framing differs."""
+raw-Tornado baseline), tableside v2 (the same encodings; cart changes arrive as ``cart_delta`` instead of
+``cart_updated``, tableside only) and Socket.IO v5 over Engine.IO v4 websockets (JSON or msgpack packets) for
+the python-socketio baseline. Payload maps are identical for all three targets; only the framing differs."""
 
 from __future__ import annotations
 
@@ -9,10 +10,32 @@ from typing import Any, Literal
 
 import msgpack
 
-Codec = Literal["json", "msgpack"]
+Codec = Literal["json", "msgpack", "json-v2", "msgpack-v2"]
+WireCodec = Literal["json", "msgpack"]  # the encoding alone, what the baselines speak
 Msg = dict[str, Any]
 
-SUBPROTOCOL = {"json": "tableside.v1.json", "msgpack": "tableside.v1.msgpack"}
+CODECS: tuple[Codec, ...] = ("json", "msgpack", "json-v2", "msgpack-v2")
+SUBPROTOCOL: dict[Codec, str] = {
+    "json": "tableside.v1.json",
+    "msgpack": "tableside.v1.msgpack",
+    "json-v2": "tableside.v2.json",
+    "msgpack-v2": "tableside.v2.msgpack",
+}
+
+
+def is_v2(codec: str) -> bool:
+    """Cart changes as ``cart_delta`` (tableside.v2.*)?"""
+    return codec.endswith("-v2")
+
+
+def v1_codec(codec: str) -> WireCodec:
+    """The v1 codec with the same encoding: what a target without v2 (the baselines) is run with."""
+    return "msgpack" if codec.startswith("msgpack") else "json"
+
+
+def frame_kind(codec: str) -> str:
+    """The message type cart changes arrive as with this codec."""
+    return "cart_delta" if is_v2(codec) else "cart_updated"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
@@ -24,7 +47,7 @@ def dump_json(msg: Any) -> str:
 
 def encode(codec: Codec, msg: Msg) -> tuple[bool, bytes | str]:
     """(binary?, frame payload) for one tableside message."""
-    if codec == "json":
+    if v1_codec(codec) == "json":
         return False, _dumps(msg)
     return True, msgpack.packb(msg, use_bin_type=True)
 
@@ -46,13 +69,13 @@ SioKind = Literal["open", "ping", "connect", "connect_error", "event", "ack", "c
 
 
 def sio_connect(codec: Codec, auth: Msg) -> tuple[bool, bytes | str]:
-    if codec == "json":
+    if v1_codec(codec) == "json":
         return False, "40" + _dumps(auth)
     return True, msgpack.packb({"type": 0, "data": auth, "nsp": "/"}, use_bin_type=True)
 
 
 def sio_event(codec: Codec, ack_id: int, msg: Msg) -> tuple[bool, bytes | str]:
-    if codec == "json":
+    if v1_codec(codec) == "json":
         return False, f"42{ack_id}" + _dumps([SIO_EVENT, msg])
     return True, msgpack.packb(
         {"type": 2, "data": [SIO_EVENT, msg], "nsp": "/", "id": ack_id}, use_bin_type=True

@@ -108,14 +108,47 @@ COMMON_ROWS: list[Row] = [
     ("other processes CPU % mean (noise)", lambda b: _srv(b, "other_cpu_pct")),
 ]
 
+# cart rows whose label names the broadcast frame kind (cart_updated for v1, cart_delta for v2), filled in by
+# _cart_rows from the blocks of the run
+FRAMES_ROW = "{kind} frames/s"
+FRAME_BYTES_ROW = "{kind} frame bytes (avg)"
+V2_ROWS: list[Row] = [
+    ("codec", lambda b: b["figures"].get("codec")),
+    (
+        "snapshot resyncs (v2 gaps) total / in window",
+        lambda b: (
+            f"{_num(b['figures'].get('snapshot_resyncs'))} / {_num(b['figures'].get('snapshot_resyncs_in_window'))}"
+        ),
+    ),
+]
+
+
+def _cart_rows(rows: list[Row], blocks: list[dict[str, Any]]) -> list[Row]:
+    """Name the frame kind in the frame rows: ``cart_updated`` (v1, and results written before v2),
+    ``cart_delta`` (v2) or both, in target order, when a v2 tableside ran beside v1 baselines; with v2 in
+    the run, also the codec of each target and the snapshot resyncs."""
+    kinds: list[str] = []
+    for b in blocks:
+        kind = str(b["figures"].get("broadcast_frame_kind") or "cart_updated")
+        if kind not in kinds:
+            kinds.append(kind)
+    kind = " / ".join(kinds) or "cart_updated"
+    out: list[Row] = []
+    for label, fn in rows:
+        out.append((label.format(kind=kind) if label in (FRAMES_ROW, FRAME_BYTES_ROW) else label, fn))
+        if label == FRAME_BYTES_ROW and "cart_delta" in kinds:
+            out += V2_ROWS
+    return out
+
+
 SCENARIO_ROWS: dict[str, list[Row]] = {
     "cart": [
         ("acked ops/s", lambda b: b["figures"].get("acked_ops_per_s")),
         ("ack latency p50 / p99 / p99.9 ms", lambda b: _p(b["figures"].get("ack_ms", {}))),
         ("broadcast deliveries/s (member × operation)", lambda b: b["figures"].get("deliveries_per_s")),
-        ("cart_updated frames/s", lambda b: b["figures"].get("broadcast_frames_per_s")),
+        (FRAMES_ROW, lambda b: b["figures"].get("broadcast_frames_per_s")),
         ("broadcast latency p50 / p99 / p99.9 ms", lambda b: _p(b["figures"].get("broadcast_ms", {}))),
-        ("cart_updated frame bytes (avg)", lambda b: b["figures"].get("broadcast_frame_bytes_avg")),
+        (FRAME_BYTES_ROW, lambda b: b["figures"].get("broadcast_frame_bytes_avg")),
         ("ack owner-local p50 / p99 / p99.9 ms", lambda b: _p(b["figures"].get("ack_owner_local_ms", {}))),
         ("ack forwarded p50 / p99 / p99.9 ms", lambda b: _p(b["figures"].get("ack_forwarded_ms", {}))),
         ("forwarded − owner-local ack ms", lambda b: b["figures"].get("forwarded_extra_ms")),
@@ -233,6 +266,8 @@ def render_block_table(doc: dict[str, Any]) -> str:
         lines.append("| | " + " | ".join(b["target"] for b in blocks) + " |")
         lines.append("|---|" + "---:|" * len(blocks))
         rows = list(SCENARIO_ROWS.get(doc["scenario"], []))
+        if doc["scenario"] == "cart":
+            rows = _cart_rows(rows, blocks)
         if doc["scenario"] == "failover" and not any(b["figures"].get("applicable") for b in blocks):
             rows = rows[:1]
         else:

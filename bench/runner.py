@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, cluster, hist
+from bench import __version__, cluster, hist, proto
 from bench.addrs import addresses_needed, usable_source_addresses
 from bench.proto import Codec
 from bench.sampler import Sampler
@@ -209,6 +209,12 @@ def _start_profiler(params: RunParams, target: Target, profile_dir: str) -> Any:
     return Profiler(target.server_pid, out, MAX_DURATION + 600)
 
 
+def target_codec(codec: Codec, kind: str) -> Codec:
+    """The codec a target is driven with: the baselines speak v1 only, so a v2 codec runs them with the v1
+    codec of the same encoding (the result says so, see ``bench.cli``)."""
+    return codec if kind == "tableside" else proto.v1_codec(codec)
+
+
 def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, Any]:
     """Run one scenario against one target; returns the target's block of the result document."""
     params.validate()
@@ -238,6 +244,8 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
     rate_per_member = params.rate / params.connections if params.rate > 0 else 0.0
     setup_timeout = params.setup_timeout or min(900.0, 60.0 + params.connections / 40.0)
     multi_node = target.kind == "tableside" and len([p for p in target.server_pids if p]) > 1
+    codec = target_codec(params.codec, target.kind)
+    block["codec"] = codec
     extra = dict(params.extra)
     if multi_node:
         extra["placement"] = True
@@ -247,7 +255,7 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
             scenario=params.scenario,
             kind=target.kind,
             urls=target.urls,
-            codec=params.codec,
+            codec=codec,
             tables=share,
             members=params.members,
             rate_per_member=rate_per_member,
@@ -397,6 +405,7 @@ def run_target(params: RunParams, target: Target, log: Any = None) -> dict[str, 
         "pos": pos,
         "failover": failover,
         "t0": t0,
+        "codec": codec,
     }
     block["figures"] = scenario.figures(stats, run)
     if multi_node:

@@ -1,5 +1,5 @@
 """Broadcast delivery latency: from the moment a member sends a cart operation to the moment each member of
-the table (the sender included) receives the ``cart_updated`` that contains it.
+the table (the sender included) receives the ``cart_updated`` (v1) or ``cart_delta`` (v2) that contains it.
 
 Matching rule (robust to either order of ack and broadcast, and to coalesced broadcasts): the ``ack`` of an
 operation carries the cart ``revision`` the operation produced. All members of a table live in the same
@@ -7,7 +7,12 @@ worker process, so the tracker keeps ``revision -> send time`` as acks arrive. A
 revision R has received every revision in (its previous revision, R]; each of those counts as delivered to
 that member at the receive time. A receipt that arrives before its operation's ack (the server broadcast
 first) is parked and matched when the ack arrives. Revisions that no bench operation produced (server-side
-changes) are never acked and are dropped from the park after a bound; they are reported as unmatched."""
+changes) are never acked and are dropped from the park after a bound; they are reported as unmatched.
+
+v2 (``cart_delta``): the same rule with the delta's ``revision`` (a delta the member applied means it holds
+the cart at that revision, so every revision up to it was received, as with a coalesced ``cart_updated``).
+A delta the member could not apply (a gap) is no receipt: it asks ``get_snapshot``, and the snapshot's
+revision is the receipt, at the time the answer arrived (``bench.client``)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,9 @@ sends on a fixed schedule (rate / members per member, random phase); sends that 
 sent late and counted as ``late_sends``.
 
 Figures: acked ops/s, ack latency, broadcast delivery latency (see :mod:`bench.tracking`) and deliveries/s
-over the measured window ``[t0 + warmup, t0 + duration]``."""
+over the measured window ``[t0 + warmup, t0 + duration]``. With a v2 codec the broadcast frames are
+``cart_delta`` (counted and sized the same way) and the ``get_snapshot`` resyncs after gaps are counted
+(``snapshot_resyncs``)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import asyncio
 import random
 from typing import Any
 
-from bench import hist
+from bench import hist, proto
 from bench.client import Member, now
 from bench.cluster import extra_latency
 from bench.proto import Msg
@@ -85,13 +87,16 @@ class CartScenario(Scenario):
         for m in ctx.members:
             st.count("broadcast_frames_total", m.broadcasts)
             st.count("broadcast_bytes_total", m.broadcast_bytes)
+            st.count("cart_delta_frames_total", m.deltas)
+            st.count("snapshot_resyncs", m.resyncs)
 
     @staticmethod
     def _on_cart(tr: BroadcastTracker, window: float, deadline: float, st: Stats) -> Any:
-        def hook(m: Member, revision: int, t: float) -> None:
+        def hook(m: Member, revision: int, t: float, frame: bool) -> None:
             tr.on_receipt(m.key, revision, t)
+            # "deliveries" counts broadcast frames; a resync's snapshot delivers revisions but is a reply
             if window <= t <= deadline:
-                st.counters["deliveries"] += 1
+                st.counters["deliveries" if frame else "snapshot_resyncs_in_window"] += 1
 
         return hook
 
@@ -152,7 +157,11 @@ class CartScenario(Scenario):
         c = stats.counters
         window_s = float(run["window_s"])
         frames = c.get("broadcast_frames_total", 0)
+        codec = str(run.get("codec", "json"))
         out: dict[str, Any] = {
+            "codec": codec,
+            # what the broadcast frames below are: cart_delta (v2) or the whole cart_updated (v1)
+            "broadcast_frame_kind": proto.frame_kind(codec),
             "connections": connect_figures(stats),
             "window_s": round(window_s, 3),
             "acked_ops": c.get("acked", 0),
@@ -171,6 +180,11 @@ class CartScenario(Scenario):
             if frames
             else 0,
             "broadcast_unmatched": c.get("broadcast_unmatched", 0),
+            # v2: get_snapshot asked after a gap (one per member that joined after the table's last
+            # broadcast is expected: joins move the revision without a broadcast, docs/protocol.md)
+            "snapshot_resyncs": c.get("snapshot_resyncs", 0),
+            "snapshot_resyncs_in_window": c.get("snapshot_resyncs_in_window", 0),
+            "cart_delta_frames": c.get("cart_delta_frames_total", 0),
             "broadcast_missing": c.get("broadcast_missing", 0),
             "late_sends": c.get("late_sends", 0),
             "ops_connection_lost": c.get("ops_connection_lost", 0),
