@@ -129,7 +129,8 @@ class Member:
         self.broadcast_bytes = 0
         self.deltas = 0  # v2: cart_delta frames (also counted in broadcasts)
         self.resyncs = 0  # v2: get_snapshot sent because of a gap
-        self._resync_id: str | None = None  # v2: the get_snapshot in flight; deltas are ignored until it answers
+        # v2: the get_snapshot in flight; deltas are ignored until it answers
+        self._resync_id: str | None = None
         self._ids = itertools.count(1)
         self._sio_ids = itertools.count(1)
         self._welcome: asyncio.Future[Msg] | None = None

@@ -37,6 +37,7 @@ def frame_kind(codec: str) -> str:
     """The message type cart changes arrive as with this codec."""
     return "cart_delta" if is_v2(codec) else "cart_updated"
 
+
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
 

@@ -85,6 +85,40 @@ def test_cart_against_tableside_and_both_baselines(tableside: tg.Target, tmp_pat
     assert "old" not in text and "| acked ops/s |" in text and "-latency.png" in text
 
 
+def test_cart_v2_against_tableside_and_raw_v1(tableside: tg.Target, tmp_path: Path) -> None:
+    """--codec json-v2: tableside members keep their carts from cart_delta frames, the raw baseline (no v2)
+    runs on tableside.v1.json in the same result and the notes say so."""
+    assert tableside.admin_password and tableside.pos_url
+    rc = bench_main(
+        ["run", "cart", "--target", "tableside,raw", "--codec", "json-v2", "--url", tableside.url,
+         "--admin-password", tableside.admin_password, "--tables", "2", "--members", "3", "--duration", "1.5",
+         "--warmup", "0.3", "--procs", "1", "--out", str(tmp_path), "--quiet"]
+    )  # fmt: skip
+    assert rc == 0
+    [json_path] = sorted(tmp_path.glob("*-cart.json"))
+    doc = json.loads(json_path.read_text())
+    assert doc["params"]["codec"] == "json-v2"
+    ts, raw = doc["targets"]
+    assert (ts["target"], ts["codec"], raw["target"], raw["codec"]) == ("tableside", "json-v2", "raw", "json")
+    assert ts["figures"]["broadcast_frame_kind"] == "cart_delta"
+    assert raw["figures"]["broadcast_frame_kind"] == "cart_updated"
+    for block in (ts, raw):
+        f = block["figures"]
+        assert f["connections"]["connected"] == 6, block["target"]
+        assert f["errors"] == {}, (block["target"], f["errors"], block["samples"])
+        assert f["acked_ops"] > 0 and f["ack_ms"]["count"] == f["acked_ops"]
+        assert 0 < f["deliveries"] <= 3 * f["acked_ops"] + 3
+        assert f["broadcast_missing"] == 0  # every member saw every acked revision (by delta or snapshot)
+    f = ts["figures"]
+    # every broadcast frame tableside sent to a v2 member was a cart_delta
+    assert f["cart_delta_frames"] == ts["counters"]["broadcast_frames_total"] > 0
+    assert raw["figures"]["cart_delta_frames"] == raw["figures"]["snapshot_resyncs"] == 0
+    assert isinstance(f["snapshot_resyncs"], int)
+    assert any("raw speak(s) v1 only: run with codec json" in n for n in doc["notes"])
+    md = json_path.with_suffix(".md").read_text()
+    assert "| cart_delta / cart_updated frames/s |" in md and "| codec | json-v2 | json |" in md
+
+
 def test_order_race_tickets_equal_expected(tableside: tg.Target, tmp_path: Path) -> None:
     block, _ = _run(tableside, tmp_path, scenario="order-race", tables=3, members=3, duration=20.0, rounds=3)
     f = block["figures"]

@@ -1,10 +1,12 @@
 """Unit tests of the harness parts that need no tableside server: histogram merging across processes,
-source-address spreading, the websocket client against both baselines (in-process), broadcast matching."""
+source-address spreading, the websocket client against both baselines (in-process), broadcast matching, v2
+cart deltas (applied, counted by revision, gaps resynchronised by get_snapshot) and the v2 codec plumbing."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import random
 import socket
 from typing import Any
 
@@ -22,9 +24,13 @@ from bench.addrs import (
 )
 from bench.baselines import raw_server, socketio_server
 from bench.client import Endpoint, Member, Table
+from bench.delta import apply_delta
+from bench.report import render_block_table
+from bench.runner import target_codec
+from bench.scenarios.cart import CartScenario
 from bench.stats import Stats
 from bench.tracking import BroadcastTracker
-from bench.wsclient import OP_TEXT, encode_frame
+from bench.wsclient import OP_BINARY, OP_TEXT, encode_frame
 
 
 def _record(values: list[float]) -> str:
@@ -209,3 +215,179 @@ def test_failover_mechanics_against_two_raw_nodes() -> None:
     finally:
         a.stop()
         b.stop()
+
+
+# -- v2 (cart_delta) ------------------------------------------------------------------------------------
+
+
+def _line(n: int, qty: int = 1, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"line_id": f"L{n}", "menu_item_id": f"m{n % 4}", "name": f"Item {n % 4}",
+                           "qty": qty, "unit_price": 100 * (n % 4 + 1), "note": "", "state": "pending",
+                           "added_by": "u1"}  # fmt: skip
+    out.update(extra)
+    return out
+
+
+def _cart(items: list[dict[str, Any]], revision: int) -> dict[str, Any]:
+    return {"items": items, "total": sum(i["qty"] * i["unit_price"] for i in items), "cart_locked": False,
+            "pending_order_id": None, "order_processing_status": "idle", "locked_by_member": None,
+            "revision": revision, "last_updated": f"2026-01-01T00:00:{revision % 60:02d}Z"}  # fmt: skip
+
+
+def test_bench_apply_delta_agrees_with_tableside() -> None:
+    """bench.delta is the generator's copy of tableside.protocol.delta.apply_delta: same result on random
+    histories (and the cart it starts from is left alone)."""
+    from tableside.protocol.delta import apply_delta as server_apply
+    from tableside.protocol.delta import cart_delta
+
+    rng = random.Random(14)
+    for _ in range(200):
+        lines = [_line(n, rng.randint(1, 5)) for n in rng.sample(range(30), rng.randint(0, 8))]
+        before = _cart(lines, rng.randint(1, 100))
+        after_lines = [ln if rng.random() < 0.6 else _line(int(ln["line_id"][1:]), rng.randint(1, 9), unavailable=True)
+                       for ln in lines if rng.random() < 0.8]  # fmt: skip
+        after_lines += [_line(n) for n in range(30, 30 + rng.randint(0, 3))]
+        after = _cart(after_lines, before["revision"] + 1)
+        delta = cart_delta(before, after)
+        frozen = repr(before)
+        assert apply_delta(before, delta) == server_apply(before, delta) == after
+        assert repr(before) == frozen
+
+
+class _FakeConn:
+    """Stands in for a WsConn: records what the member sends."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.sent: list[dict[str, Any]] = []
+
+    def send_text(self, payload: str) -> None:
+        msg = proto.decode("json", False, payload.encode())
+        assert msg is not None
+        self.sent.append(msg)
+
+    def send_binary(self, payload: bytes) -> None:
+        msg = proto.decode("msgpack", True, payload)
+        assert msg is not None
+        self.sent.append(msg)
+
+
+def _feed(m: Member, msg: dict[str, Any]) -> None:
+    binary, payload = proto.encode(m.codec, msg)
+    m._on_frame(OP_BINARY if binary else OP_TEXT, payload if isinstance(payload, bytes) else payload.encode())
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    from tableside.protocol.delta import cart_delta
+
+    return {"type": "cart_delta", "revision": after["revision"], "base_revision": before["revision"],
+            "changes": cart_delta(before, after)}  # fmt: skip
+
+
+@pytest.mark.parametrize("codec", ["json-v2", "msgpack-v2"])
+def test_v2_member_applies_deltas_counts_by_revision_and_resyncs_a_gap(codec: proto.Codec) -> None:
+    table = Table("t1", None)
+    m = Member(table, 0, Endpoint("tableside", "http://127.0.0.1:1"), codec, "127.0.0.1", None)
+    table.members.append(m)
+    conn = _FakeConn()
+    m.conn = conn  # type: ignore[assignment]
+    st = Stats()
+    delivered: list[float] = []
+    tr = BroadcastTracker(delivered.append, window_start=0.0)
+    table.on_cart = CartScenario._on_cart(tr, 0.0, 1e12, st)  # the cart scenario's own hook
+
+    c5 = _cart([_line(1), _line(2)], 5)
+    _feed(m, {"type": "welcome", "member_id": "u1", "cart": c5})
+    tr.baseline(m.key, m.revision)
+    assert m.revision == 5
+    for rev in (6, 7, 8, 9, 10):
+        tr.on_ack(rev, 0.0)  # every revision below was produced by a bench operation
+
+    c6 = _cart([_line(1, qty=3), _line(2), _line(3)], 6)
+    _feed(m, _delta(c5, c6))  # applies
+    assert m.cart == c6 and m.revision == 6 and m.deltas == 1 and m.resyncs == 0
+    _feed(m, _delta(c5, c6))  # not newer than the cart held: ignored
+    assert m.cart == c6 and m.resyncs == 0
+
+    c7 = _cart([_line(2), _line(3)], 7)
+    c8 = _cart([_line(2), _line(3), _line(4)], 8)
+    _feed(m, _delta(c7, c8))  # 7 was missed: a gap
+    assert m.resyncs == 1 and m.revision == 6 and m.cart == c6
+    assert conn.sent[-1]["type"] == "get_snapshot"
+    rid = conn.sent[-1]["id"]
+    c9 = _cart([_line(3), _line(4)], 9)
+    _feed(m, _delta(c8, c9))  # ignored while the snapshot is on its way (it will contain it)
+    assert m.resyncs == 1 and len(conn.sent) == 1 and m.revision == 6
+    _feed(m, {"type": "snapshot", "id": rid, "cart": c9})
+    assert m.cart == c9 and m.revision == 9
+    c10 = _cart([_line(4, qty=2)], 10)
+    _feed(m, _delta(c9, c10))  # applies on top of the snapshot
+    assert m.cart == c10 and m.revision == 10
+
+    # deliveries: every revision 6..10 once; frames counted: the deltas 6 and 10 (received while no
+    # snapshot was awaited and newer than the cart), the snapshot counted as a resync, not as a frame
+    assert tr.matched == 5 and len(delivered) == 5
+    assert st.counters["deliveries"] == 2
+    assert st.counters["snapshot_resyncs_in_window"] == 1
+    assert m.deltas == m.broadcasts == 5 and m.broadcast_bytes > 0
+
+
+def test_v2_member_asks_again_after_a_refused_snapshot_and_takes_a_full_cart_updated() -> None:
+    table = Table("t1", None)
+    m = Member(table, 0, Endpoint("tableside", "http://127.0.0.1:1"), "json-v2", "127.0.0.1", None)
+    conn = _FakeConn()
+    m.conn = conn  # type: ignore[assignment]
+    events: list[dict[str, Any]] = []
+    table.on_event = lambda _m, msg, _t: events.append(msg)
+    c1, c2, c3 = (_cart([_line(i) for i in range(n)], n) for n in (1, 2, 3))
+    _feed(m, {"type": "welcome", "member_id": "u1", "cart": c1})
+    _feed(m, _delta(c2, c3))  # gap
+    assert m.resyncs == 1
+    _feed(m, {"type": "error", "id": conn.sent[-1]["id"], "code": "rate_limited", "message": "slow down"})
+    assert events and events[-1]["code"] == "rate_limited"
+    _feed(m, _delta(c2, c3))  # still a gap: asks again
+    assert m.resyncs == 2 and len(conn.sent) == 2
+    # the server may send a whole cart_updated to a v2 socket (resynchronising a forwarded stream)
+    _feed(m, {"type": "cart_updated", "cart": c3})
+    assert m.cart == c3 and m.revision == 3
+
+
+def test_codecs_v1_unchanged_v2_added() -> None:
+    """json / msgpack stay v1: the same subprotocols as before, no deltas expected."""
+    assert proto.SUBPROTOCOL["json"] == "tableside.v1.json"
+    assert proto.SUBPROTOCOL["msgpack"] == "tableside.v1.msgpack"
+    assert proto.SUBPROTOCOL["json-v2"] == "tableside.v2.json"
+    assert proto.SUBPROTOCOL["msgpack-v2"] == "tableside.v2.msgpack"
+    assert [proto.v1_codec(c) for c in proto.CODECS] == ["json", "msgpack", "json", "msgpack"]
+    assert [proto.frame_kind(c) for c in proto.CODECS] == [
+        "cart_updated",
+        "cart_updated",
+        "cart_delta",
+        "cart_delta",
+    ]
+    assert proto.encode("json-v2", {"a": 1}) == proto.encode("json", {"a": 1}) == (False, '{"a":1}')
+    assert proto.encode("msgpack-v2", {"a": 1}) == proto.encode("msgpack", {"a": 1})
+    # the baselines have no v2: they are driven with the v1 codec of the same encoding
+    assert target_codec("json-v2", "raw") == "json" and target_codec("msgpack-v2", "socketio") == "msgpack"
+    assert target_codec("json-v2", "tableside") == "json-v2" and target_codec("msgpack", "raw") == "msgpack"
+
+
+def test_summary_names_the_frame_kind() -> None:
+    def block(target: str, codec: str) -> dict[str, Any]:
+        return {"target": target, "figures": {"codec": codec, "broadcast_frame_kind": proto.frame_kind(codec),
+                                              "broadcast_frames_per_s": 10.0, "broadcast_frame_bytes_avg": 300.0,
+                                              "snapshot_resyncs": 4, "snapshot_resyncs_in_window": 0}}  # fmt: skip
+
+    v1 = render_block_table(
+        {"scenario": "cart", "targets": [block("tableside", "json"), block("raw", "json")]}
+    )
+    assert "| cart_updated frames/s |" in v1 and "| cart_updated frame bytes (avg) |" in v1
+    assert "codec" not in v1 and "resync" not in v1
+    old = render_block_table({"scenario": "cart", "targets": [{"target": "tableside", "figures": {}}]})
+    assert "| cart_updated frames/s |" in old  # results written before v2
+    mixed = render_block_table(
+        {"scenario": "cart", "targets": [block("tableside", "json-v2"), block("raw", "json")]}
+    )
+    assert "| cart_delta / cart_updated frames/s |" in mixed
+    assert "| codec | json-v2 | json |" in mixed
+    assert "| snapshot resyncs (v2 gaps) total / in window | 4 / 0 | 4 / 0 |" in mixed
