@@ -302,8 +302,9 @@ def cmd_run(args: argparse.Namespace, scenario: str) -> int:
                 v1_only = [n for n in names if not n.startswith("tableside")]
                 if is_v2(args.codec) and v1_only:
                     notes.append(
-                        f"{', '.join(v1_only)} speak(s) v1 only: run with codec {base_codec} "
-                        f"(whole cart_updated frames) while tableside ran with {args.codec} (cart_delta frames)"
+                        f"{' and '.join(v1_only)} speak{'' if len(v1_only) > 1 else 's'} v1 only: run with "
+                        f"codec {base_codec} (whole cart_updated frames) while tableside ran with {args.codec} "
+                        "(cart_delta frames)"
                     )
                 for name in names:
                     if args.wait_quiet > 0:

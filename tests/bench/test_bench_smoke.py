@@ -114,7 +114,7 @@ def test_cart_v2_against_tableside_and_raw_v1(tableside: tg.Target, tmp_path: Pa
     assert f["cart_delta_frames"] == ts["counters"]["broadcast_frames_total"] > 0
     assert raw["figures"]["cart_delta_frames"] == raw["figures"]["snapshot_resyncs"] == 0
     assert isinstance(f["snapshot_resyncs"], int)
-    assert any("raw speak(s) v1 only: run with codec json" in n for n in doc["notes"])
+    assert any("raw speaks v1 only: run with codec json " in n for n in doc["notes"])
     md = json_path.with_suffix(".md").read_text()
     assert "| cart_delta / cart_updated frames/s |" in md and "| codec | json-v2 | json |" in md
 
