@@ -122,7 +122,6 @@ class Member:
         self._cart_raw: tuple[bool, bytes] | None = None  # a cart_updated frame not parsed yet
         self._cart_rev = -1  # revision of the cart held (v2: a delta applies only on top of it)
         self.revision = -1  # highest revision seen (what wait_revision waits for)
-        self.v2 = proto.is_v2(codec)
         self.pending: dict[str, asyncio.Future[Reply]] = {}
         self.on_close: Callable[[Member], None] | None = None
         self.broadcasts = 0
