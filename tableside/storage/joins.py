@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from tableside.storage.interface import JoinRequest, JoinResult, StorageError
 
@@ -31,22 +31,29 @@ class JoinCommitterStopped(RuntimeError):
     """``join`` after ``stop()``."""
 
 
-def decide_rounds(requests: Sequence[JoinRequest], indexes: Sequence[int] | None = None) -> list[list[int]]:
+def decide_rounds(
+    requests: Sequence[JoinRequest], indexes: Sequence[int] | None = None, decided: Iterable[str] = ()
+) -> list[list[int]]:
     """Split request indexes (in order) into rounds that one statement can decide exactly.
 
     Within a round a token hash appears once (``INSERT ... ON CONFLICT DO UPDATE`` may not touch a row
     twice in one statement), a member appears once per table (the cap counts distinct members: the batch's
     earlier joins are counted by rank, which is only exact when every accepted join is a new member) and a
     table's requests share one ``max_members``. A request pushed to a later round takes every later request
-    of its table with it, so each table's requests are decided in their submission order."""
+    of its table with it, so each table's requests are decided in their submission order. A token hash seen
+    again rebinds a token (perhaps of another table, whose live count it changes): everything after it goes
+    in later rounds (``decided``: the token hashes of requests already decided, for a batch taken in several
+    calls)."""
     order = range(len(requests)) if indexes is None else indexes
     rounds: list[list[int]] = []
     used: list[set[tuple[str, ...]]] = []
     caps: list[dict[str, int | None]] = []
     table_round: dict[str, int] = {}
+    tokens: set[str] = set(decided)
+    floor = 0
     for i in order:
         r = requests[i]
-        k = table_round.get(r.table_id, 0)
+        k = max(floor, table_round.get(r.table_id, 0))
         while k < len(rounds) and (
             ("t", r.token_hash) in used[k]
             or ("m", r.table_id, r.member_id) in used[k]
@@ -61,6 +68,9 @@ def decide_rounds(requests: Sequence[JoinRequest], indexes: Sequence[int] | None
         used[k].update({("t", r.token_hash), ("m", r.table_id, r.member_id)})
         caps[k][r.table_id] = r.max_members
         table_round[r.table_id] = k
+        if r.token_hash in tokens:
+            floor = k + 1
+        tokens.add(r.token_hash)
     return rounds
 
 

@@ -925,7 +925,8 @@ class PostgresStore:
                 pending.append(i)
         while pending:
             # One round per statement; what is left (later rounds, retries) is split again, in order.
-            first = decide_rounds(requests, pending)[0]
+            decided = (r.token_hash for r, res in zip(requests, results, strict=True) if res is not None)
+            first = decide_rounds(requests, pending, decided)[0]
             async with self._raw.acquire() as conn:
                 rows = await conn.fetch(_JOIN_BATCH, *_join_arrays(requests, first))
             retry: list[int] = []

@@ -18,8 +18,8 @@ from tableside.demo import seed_demo
 from tableside.server.app import build_services
 from tableside.server.services import Services
 from tableside.storage import MemoryStore, PostgresStore, Store
-from tableside.storage import schema as s
 from tableside.storage import postgres as pg
+from tableside.storage import schema as s
 from tableside.storage.interface import BadQrSecret, JoinRequest, StaffRole
 
 
