@@ -253,9 +253,10 @@ _LIVE_MEMBERS_RAW = "SELECT DISTINCT member_id FROM tokens WHERE group_id = $1 A
 # version is still the one the snapshot saw (``xmin``). Every token insert of a table comes with such an
 # update (here and in the locked fallback), so "the row is unchanged" means "no join, checkout, reset or
 # open_sitting of this table committed after the snapshot": the live count and the vacancy the snapshot
-# showed are exact at the moment the row is locked. Otherwise (the UPDATE waits for the other transaction
-# and then finds a newer version) the table's joins answer 'retry' and go again in a new statement. The row
-# lock lasts only as long as this statement: none is held across a round trip.
+# showed are exact at the moment the row is locked. Otherwise (the lock waits for the other transaction and
+# then finds a newer version) the table's joins answer 'retry' and go again in a new statement. The row
+# locks last only as long as this statement (none is held across a round trip) and are taken in table_id
+# order, so concurrent statements of several processes cannot deadlock.
 #
 # The QR secret is compared as SHA-256 digests: the comparison's timing can tell at most how many leading
 # bytes of the digests agree, which says nothing about the secret (the "double hash" constant-time compare).
@@ -305,13 +306,21 @@ p AS (
     FROM d WHERE d.outcome = 'ok'
     ORDER BY d.table_id, d.ord
 ),
+lk AS (
+    -- the rows locked in table_id order, so that two statements (two processes) locking several tables
+    -- never deadlock; a row whose version is no longer the one the snapshot saw is skipped
+    SELECT tb.table_id FROM tables AS tb JOIN p ON p.table_id = tb.table_id
+    WHERE tb.xmin = p.seen
+    ORDER BY tb.table_id
+    FOR UPDATE OF tb
+),
 upd AS (
     UPDATE tables AS tb
     SET status = CASE WHEN p.vacant THEN 'occupied' ELSE tb.status END,
         current_group_id = p.gid,
         updated_at = CASE WHEN p.vacant THEN p.now ELSE tb.updated_at END
-    FROM p
-    WHERE tb.table_id = p.table_id AND tb.xmin = p.seen
+    FROM p JOIN lk ON lk.table_id = p.table_id
+    WHERE tb.table_id = p.table_id
     RETURNING tb.table_id
 ),
 tab AS (
@@ -665,6 +674,17 @@ def _duplicate_field(exc: IntegrityError) -> str | None:
     return next((f for ix, f in _USER_UNIQUE.items() if ix in text), None)
 
 
+def _storable(text: str) -> bool:
+    """Whether Postgres text can hold ``text`` (no NUL, valid UTF-8: no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _secret_digest(secret: str) -> bytes:
     # surrogatepass: a QR secret from JSON may hold a lone surrogate; it must simply not match.
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
@@ -919,7 +939,7 @@ class PostgresStore:
         tries = [0] * len(requests)
         pending: list[int] = []
         for i, r in enumerate(requests):
-            if "\x00" in r.table_id:  # Postgres text cannot hold NUL: no such table can exist
+            if not _storable(r.table_id):  # no such table can exist; never let it fail the whole batch
                 results[i] = TableNotFound(r.table_id)
             else:
                 pending.append(i)
