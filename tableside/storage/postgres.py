@@ -960,9 +960,10 @@ class PostgresStore:
                     results[i] = _join_outcome(requests[i], outcome, row)
             done = set(first) - set(retry)
             pending = [i for i in pending if i not in done]
-            # A table that keeps changing under us (another node's joins, a checkout): take its row lock.
-            # In submission order, before any later join of that table.
-            for i in [i for i in retry if tries[i] >= _JOIN_RETRIES]:
+            # A table that keeps changing under us (another node's joins, a checkout): take its row lock,
+            # for all of its retried joins, in submission order, before any later join of that table.
+            contended = {requests[i].table_id for i in retry if tries[i] >= _JOIN_RETRIES}
+            for i in sorted(i for i in retry if requests[i].table_id in contended):
                 pending.remove(i)
                 try:
                     results[i] = await self._join_locked(requests[i])
