@@ -23,6 +23,10 @@ class MemberSink(Protocol):
 class Connect:
     member_id: str
     sink: MemberSink
+    # True when the sender resolved the member's token as valid for this group just before (the websocket
+    # handshake does): the actor then welcomes a new member without asking the store who is live. False
+    # (forwarded connects, tests) keeps the store check.
+    token_checked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,9 @@ class TableActor(Actor[TableMessage]):
         self._sent_cart: dict[str, Any] | None = None
         # member_id -> what their guest-cart import did, told once in their next welcome (memory only).
         self._import_reports: dict[str, dict[str, Any]] = {}
+        # Members who left this sitting while this activation ran: a connect of theirs is checked with the
+        # store even when the handshake checked their token (memory only; see ``_on_connect``).
+        self._departed: set[str] = set()
         self._pos_task: asyncio.Task[None] | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._log = log.bind(table_id=table_id, group_id=group_id)
@@ -227,19 +230,30 @@ class TableActor(Actor[TableMessage]):
         first_time = msg.member_id not in self._state.members
         if first_time:
             # The store decided at join time whether there was a place (``join_table(max_members=...)``):
-            # a member whose join was accepted is never refused for lack of room here. Once per member and
-            # sitting the actor asks the store who is live, so the two agree: the token must still be valid
-            # (a second tab of a member who just left is not let back in), and when the list is at the cap,
-            # offline members whose token expired or was revoked are forgotten (they no longer count there).
-            live = await self._ctx.store.live_members(self.group_id, self._ctx.clock.now())
-            if msg.member_id not in live:
-                msg.sink.send(OutboundFrame(sm.error(None, ErrorCode.UNAUTHORIZED, "token expired or revoked")))
-                msg.sink.close(1008, "token expired or revoked")
-                return False
-            if len(self._state.members) >= self._ctx.max_members:
-                self._forget_departed_members(live)
+            # a member whose join was accepted is never refused for lack of room here. The token must still
+            # be valid (a second tab of a member who just left is not let back in): the websocket handshake
+            # resolved it a moment ago (``token_checked``), so the store is asked only when nobody checked,
+            # when this member left this sitting since (their handshake may have raced the leave), or when
+            # the list is at the cap: then offline members whose token expired or was revoked are forgotten
+            # (they no longer count there).
+            at_cap = len(self._state.members) >= self._ctx.max_members
+            if not msg.token_checked or at_cap or msg.member_id in self._departed:
+                live = await self._ctx.store.live_members(self.group_id, self._ctx.clock.now())
+                if msg.member_id not in live:
+                    msg.sink.send(OutboundFrame(sm.error(None, ErrorCode.UNAUTHORIZED, "token expired or revoked")))
+                    msg.sink.close(1008, "token expired or revoked")
+                    return False
+                if at_cap:
+                    self._forget_departed_members(live)
+            # In memory only, no commit of its own before the welcome: the membership is written with the
+            # group's next write (every write carries the whole member list). A member is only a name here:
+            # the store holds what matters (their token, which is their place at the table and their right
+            # to connect). If the actor stops before that write (a crash, or an idle stop of a sitting
+            # where nobody changed anything yet), the member is added again when they reconnect with their
+            # token; "Guest N" numbers are then handed out again in reconnect order, so a guest who only
+            # looked may come back under another number. A member who changed anything was written with
+            # that change.
             self._state.add_member(msg.member_id)
-            await self._commit()
         was_online = any(m == msg.member_id for m, _ in self._sinks.values())
         self._sinks[msg.sink.connection_id] = (msg.member_id, msg.sink)
         if self._idle_task is not None:
@@ -328,6 +342,7 @@ class TableActor(Actor[TableMessage]):
         if self._closed:
             return self._reply(cmd, sm.error(rid, ErrorCode.SESSION_CLOSED, "this sitting is closed"))
         await self._ctx.store.revoke_member(self.group_id, member_id)
+        self._departed.add(member_id)
         if self._state.remove_member(member_id):
             await self._commit()
         answer = self._reply(cmd, sm.ack(rid, self._state.revision))

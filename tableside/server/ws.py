@@ -308,7 +308,8 @@ class GuestSocket(SocketBase):
         info = self.token_info
         self.ref = self._route
         try:
-            await self.ref.ask(Connect(info.member_id, self))
+            # get() resolved the token just now: the actor need not ask the store again.
+            await self.ref.ask(Connect(info.member_id, self, token_checked=True))
         except (ActorDead, MailboxFull):
             self.send_message(sm.error(None, ErrorCode.INTERNAL, "table unavailable, reconnect"))
             self.close(1011, "retry")

@@ -244,6 +244,20 @@ class JoinResult:
     opened_group: bool  # True when this join turned a vacant table into an occupied one
 
 
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    """One guest's join, as ``Store.join_table`` takes it; ``join_tables`` decides a batch of them at once."""
+
+    table_id: str
+    qr_secret: str
+    token_hash: str
+    member_id: str
+    new_group_id: str  # the group opened when the table is vacant (unused otherwise)
+    expires_at: float
+    now: float
+    max_members: int | None = None
+
+
 @dataclass(slots=True)
 class GroupSnapshot:
     """The whole durable state of one table group's actor. ``state`` is a JSON-able dict owned by the actor."""
@@ -584,6 +598,15 @@ class Store(Protocol):
         never overshoot. Opening a group also opens the sitting's tab (``tabs`` row named after the table,
         ``table_id`` and ``group_id`` set) in the same transaction. Raises TableNotFound, BadQrSecret,
         TablePaid, GroupFull."""
+
+    async def join_tables(self, requests: Sequence[JoinRequest]) -> list[JoinResult | StorageError]:
+        """Decide many joins at once (the join committer's batch): for each request, in order, exactly what
+        ``join_table`` would have returned or raised had the requests run one after another in this order:
+        the secret is checked first (constant-time), a paid table is refused, a vacant table is opened
+        once (by its first acceptable request; the others of the batch join that group) and the member cap
+        is exact, counting the batch's earlier accepted joins of the same group. The result list is parallel
+        to ``requests``: a JoinResult or the error (TableNotFound, BadQrSecret, TablePaid, GroupFull) for
+        that request. Other failures (StorageUnavailable) are raised for the whole batch."""
 
     async def live_members(self, group_id: str, now: float) -> set[str]:
         """Members of the group holding a token that has not expired at ``now`` (and was not revoked):

@@ -38,6 +38,7 @@ from tableside.storage.interface import (
     GuestSessionNotFound,
     InvalidTransition,
     InvalidWrite,
+    JoinRequest,
     JoinResult,
     MenuItem,
     MenuItemNotFound,
@@ -225,8 +226,24 @@ class MemoryStore:
         *,
         max_members: int | None = None,
     ) -> JoinResult:
+        request = JoinRequest(table_id, qr_secret, token_hash, member_id, new_group_id, expires_at, now, max_members)
+        return self._join(request)
+
+    async def join_tables(self, requests: Sequence[JoinRequest]) -> list[JoinResult | StorageError]:
+        # One after another, in order: exactly the batch semantics PostgresStore.join_tables reaches in SQL.
+        results: list[JoinResult | StorageError] = []
+        for request in requests:
+            try:
+                results.append(self._join(request))
+            except (TableNotFound, BadQrSecret, TablePaid, GroupFull) as exc:
+                results.append(exc)
+        return results
+
+    def _join(self, r: JoinRequest) -> JoinResult:
+        table_id, qr_secret, token_hash, member_id = r.table_id, r.qr_secret, r.token_hash, r.member_id
+        new_group_id, expires_at, now, max_members = r.new_group_id, r.expires_at, r.now, r.max_members
         t = self._table(table_id)
-        if not hmac.compare_digest(t.qr_secret.encode(), qr_secret.encode()):
+        if not hmac.compare_digest(t.qr_secret.encode(), qr_secret.encode("utf-8", "surrogatepass")):
             raise BadQrSecret(table_id)
         if t.status == TableStatus.PAID:
             raise TablePaid(table_id)

@@ -7,6 +7,8 @@ statement so a whole batch costs one round trip plus BEGIN/COMMIT; see ``_COMMIT
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import uuid
 from collections.abc import Sequence
@@ -46,6 +48,7 @@ from tableside.storage.interface import (
     GuestSessionNotFound,
     InvalidTransition,
     InvalidWrite,
+    JoinRequest,
     JoinResult,
     MenuItem,
     MenuItemNotFound,
@@ -81,6 +84,7 @@ from tableside.storage.interface import (
     validate_business_hours,
     validate_timezone,
 )
+from tableside.storage.joins import JoinCommitter, decide_rounds
 from tableside.storage.urls import to_async_url
 
 # Serialises kitchen_seq assignment across concurrent batches (and processes) *until commit*, so kitchen_seq
@@ -230,17 +234,125 @@ _SET_COUNTER = sa.text("UPDATE stores SET next_order_number = :n WHERE store_id 
 _GROUP_EPOCHS = sa.text("SELECT group_id, epoch FROM group_state WHERE group_id = ANY(CAST(:ids AS text[]))")
 
 TOKEN_TOUCH_S = 300.0
-_RESOLVE_TOKEN = sa.text(
-    """
-SELECT k.table_id, t.restaurant_id, k.group_id, k.member_id, k.expires_at, k.last_used
-FROM tokens AS k JOIN tables AS t ON t.table_id = k.table_id
-WHERE k.token_hash = :token_hash AND k.expires_at > :now
-"""
-)
-
 _COUNT_LIVE_MEMBERS = sa.text(
     "SELECT count(DISTINCT member_id) FROM tokens WHERE group_id = :group_id AND expires_at > :now"
 )
+
+# Hot path (asyncpg, prepared): the websocket handshake resolves the guest's token.
+_RESOLVE_TOKEN_RAW = """
+SELECT k.table_id, t.restaurant_id, k.group_id, k.member_id, k.expires_at, k.last_used
+FROM tokens AS k JOIN tables AS t ON t.table_id = k.table_id
+WHERE k.token_hash = $1 AND k.expires_at > $2
+"""
+_TOUCH_TOKEN_RAW = "UPDATE tokens SET last_used = $2 WHERE token_hash = $1"
+_LIVE_MEMBERS_RAW = "SELECT DISTINCT member_id FROM tokens WHERE group_id = $1 AND expires_at > $2"
+
+# A batch of joins decided in one autocommit statement (``PostgresStore.join_tables``). The request rows
+# come in as arrays. Every decision is taken on the statement's snapshot; the tables that accept a join are
+# then updated (a vacant one opened, an occupied one re-written unchanged) on the condition that the row
+# version is still the one the snapshot saw (``xmin``). Every token insert of a table comes with such an
+# update (here and in the locked fallback), so "the row is unchanged" means "no join, checkout, reset or
+# open_sitting of this table committed after the snapshot": the live count and the vacancy the snapshot
+# showed are exact at the moment the row is locked. Otherwise (the lock waits for the other transaction and
+# then finds a newer version) the table's joins answer 'retry' and go again in a new statement. The row
+# locks last only as long as this statement (none is held across a round trip) and are taken in table_id
+# order, so concurrent statements of several processes cannot deadlock.
+#
+# The QR secret is compared as SHA-256 digests: the comparison's timing can tell at most how many leading
+# bytes of the digests agree, which says nothing about the secret (the "double hash" constant-time compare).
+# It is checked before the table's status, so a wrong secret learns nothing about the table.
+_JOIN_BATCH = """
+WITH j AS (
+    SELECT * FROM unnest($1::int[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::text[],
+                         $7::float8[], $8::float8[], $9::int[])
+        AS j(ord, table_id, secret_hash, token_hash, member_id, new_group_id, expires_at, now, max_members)
+),
+t AS (
+    SELECT tb.table_id, tb.xmin AS seen, tb.restaurant_id, tb.name, tb.status, tb.current_group_id,
+           sha256(convert_to(tb.qr_secret, 'UTF8')) AS secret_hash,
+           (tb.status = 'vacant' OR tb.current_group_id IS NULL) AS vacant
+    FROM tables AS tb
+    WHERE tb.table_id IN (SELECT table_id FROM j)
+),
+c AS (
+    SELECT j.*, t.seen, t.restaurant_id, t.name, t.vacant, t.current_group_id,
+           CASE WHEN t.table_id IS NULL THEN 'not_found'
+                WHEN t.secret_hash <> j.secret_hash THEN 'bad_secret'
+                WHEN t.status = 'paid' THEN 'paid'
+                ELSE 'ok' END AS verdict
+    FROM j LEFT JOIN t ON t.table_id = j.table_id
+),
+r AS (
+    -- the acceptable requests of each table, ranked in submission order; a vacant table's first one
+    -- opens the group with its new group id and the others join that group
+    SELECT c.*, row_number() OVER w AS rank,
+           CASE WHEN c.vacant THEN first_value(c.new_group_id) OVER w ELSE c.current_group_id END AS gid
+    FROM c WHERE c.verdict = 'ok'
+    WINDOW w AS (PARTITION BY c.table_id ORDER BY c.ord)
+),
+d AS (
+    SELECT r.*,
+           CASE WHEN r.vacant AND r.rank = 1 THEN 'ok'
+                WHEN r.max_members IS NULL THEN 'ok'
+                WHEN (CASE WHEN r.vacant THEN 0 ELSE
+                          (SELECT count(DISTINCT k.member_id) FROM tokens AS k
+                           WHERE k.group_id = r.current_group_id AND k.expires_at > r.now)
+                      END) + r.rank > r.max_members THEN 'full'
+                ELSE 'ok' END AS outcome
+    FROM r
+),
+p AS (
+    SELECT DISTINCT ON (d.table_id) d.table_id, d.seen, d.vacant, d.gid, d.now, d.restaurant_id, d.name
+    FROM d WHERE d.outcome = 'ok'
+    ORDER BY d.table_id, d.ord
+),
+lk AS (
+    -- the rows locked in table_id order, so that two statements (two processes) locking several tables
+    -- never deadlock; a row whose version is no longer the one the snapshot saw is skipped
+    SELECT tb.table_id FROM tables AS tb JOIN p ON p.table_id = tb.table_id
+    WHERE tb.xmin = p.seen
+    ORDER BY tb.table_id
+    FOR UPDATE OF tb
+),
+upd AS (
+    UPDATE tables AS tb
+    SET status = CASE WHEN p.vacant THEN 'occupied' ELSE tb.status END,
+        current_group_id = p.gid,
+        updated_at = CASE WHEN p.vacant THEN p.now ELSE tb.updated_at END
+    FROM p JOIN lk ON lk.table_id = p.table_id
+    WHERE tb.table_id = p.table_id
+    RETURNING tb.table_id
+),
+tab AS (
+    INSERT INTO tabs (store_id, name, table_id, group_id, status, created_at)
+    SELECT p.restaurant_id, p.name, p.table_id, p.gid, 'open', p.now
+    FROM p JOIN upd ON upd.table_id = p.table_id
+    WHERE p.vacant
+    ON CONFLICT (group_id) WHERE group_id IS NOT NULL DO NOTHING
+),
+ins AS (
+    INSERT INTO tokens (token_hash, table_id, group_id, member_id, created_at, last_used, expires_at)
+    SELECT d.token_hash, d.table_id, d.gid, d.member_id, d.now, d.now, d.expires_at
+    FROM d JOIN upd ON upd.table_id = d.table_id
+    WHERE d.outcome = 'ok'
+    ON CONFLICT (token_hash) DO UPDATE
+    SET table_id = EXCLUDED.table_id, group_id = EXCLUDED.group_id, member_id = EXCLUDED.member_id,
+        last_used = EXCLUDED.last_used, expires_at = EXCLUDED.expires_at
+)
+SELECT c.ord,
+       CASE WHEN c.verdict <> 'ok' THEN c.verdict
+            -- the table's row changed since the snapshot: every decision that depended on it goes again
+            WHEN p.table_id IS NOT NULL AND upd.table_id IS NULL THEN 'retry'
+            ELSE d.outcome END AS outcome,
+       d.gid, c.restaurant_id, coalesce(d.vacant AND d.rank = 1, false) AS opened
+FROM c
+LEFT JOIN d ON d.ord = c.ord
+LEFT JOIN p ON p.table_id = c.table_id
+LEFT JOIN upd ON upd.table_id = c.table_id
+"""
+
+# How many times a join may meet a concurrently changed table row before it takes the row lock instead.
+_JOIN_RETRIES = 3
 
 
 def _stale_message(w: GroupWrite) -> str:
@@ -562,6 +674,61 @@ def _duplicate_field(exc: IntegrityError) -> str | None:
     return next((f for ix, f in _USER_UNIQUE.items() if ix in text), None)
 
 
+def _storable(text: str) -> bool:
+    """Whether Postgres text can hold ``text`` (no NUL, valid UTF-8: no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _secret_digest(secret: str) -> bytes:
+    # surrogatepass: a QR secret from JSON may hold a lone surrogate; it must simply not match.
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def _join_arrays(requests: Sequence[JoinRequest], indexes: Sequence[int]) -> list[list[Any]]:
+    """``_JOIN_BATCH``'s parameters: one array per column, ``ord`` being the position in ``indexes``."""
+    rs = [requests[i] for i in indexes]
+    return [
+        list(range(len(rs))),
+        [r.table_id for r in rs],
+        [_secret_digest(r.qr_secret) for r in rs],
+        [r.token_hash for r in rs],
+        [r.member_id for r in rs],
+        [r.new_group_id for r in rs],
+        [r.expires_at for r in rs],
+        [r.now for r in rs],
+        [r.max_members for r in rs],
+    ]
+
+
+def _join_outcome(r: JoinRequest, outcome: str, row: Any) -> JoinResult | StorageError:
+    match outcome:
+        case "ok":
+            return JoinResult(
+                table_id=r.table_id,
+                restaurant_id=row["restaurant_id"],
+                group_id=row["gid"],
+                member_id=r.member_id,
+                expires_at=r.expires_at,
+                opened_group=row["opened"],
+            )
+        case "not_found":
+            return TableNotFound(r.table_id)
+        case "bad_secret":
+            return BadQrSecret(r.table_id)
+        case "paid":
+            return TablePaid(r.table_id)
+        case "full":
+            assert r.max_members is not None
+            return GroupFull(r.table_id, r.max_members)
+    raise RuntimeError(f"join {r.table_id}: unexpected outcome {outcome!r}")
+
+
 class PostgresStore:
     """The production ``Store``. Create with ``await PostgresStore.connect(url)``; the schema must already be
     migrated (``tableside.storage.migrate.upgrade_to_head``)."""
@@ -574,6 +741,7 @@ class PostgresStore:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # The hot path (cart batches, joins, connects) runs on asyncpg directly (``fastpath``).
         self._raw = RawPool(asyncpg_dsn(engine.url), max_size=10)
+        self._joins: JoinCommitter | None = None  # made on the first join (it needs a running loop)
 
     @staticmethod
     def _connect(opening: Any) -> _Opening:
@@ -598,6 +766,9 @@ class PostgresStore:
         return store
 
     async def close(self) -> None:
+        joins, self._joins = self._joins, None
+        if joins is not None and joins.loop is asyncio.get_running_loop():
+            await joins.stop()
         await self._raw.close()
         await self.engine.dispose()
 
@@ -751,10 +922,61 @@ class PostgresStore:
         *,
         max_members: int | None = None,
     ) -> JoinResult:
+        # Group-committed: concurrent joins (of any tables) share one statement (``join_tables``).
+        request = JoinRequest(table_id, qr_secret, token_hash, member_id, new_group_id, expires_at, now, max_members)
+        return await self._join_committer().join(request)
+
+    def _join_committer(self) -> JoinCommitter:
+        loop = asyncio.get_running_loop()
+        committer = self._joins
+        if committer is None or (committer.loop is not None and committer.loop is not loop):
+            # First join, or a store reused on another event loop (tests): a drainer of this loop.
+            committer = self._joins = JoinCommitter(self.join_tables)
+        return committer
+
+    async def join_tables(self, requests: Sequence[JoinRequest]) -> list[JoinResult | StorageError]:
+        results: list[JoinResult | StorageError | None] = [None] * len(requests)
+        tries = [0] * len(requests)
+        pending: list[int] = []
+        for i, r in enumerate(requests):
+            if not _storable(r.table_id):  # no such table can exist; never let it fail the whole batch
+                results[i] = TableNotFound(r.table_id)
+            else:
+                pending.append(i)
+        while pending:
+            # One round per statement; what is left (later rounds, retries) is split again, in order.
+            decided = (r.token_hash for r, res in zip(requests, results, strict=True) if res is not None)
+            first = decide_rounds(requests, pending, decided)[0]
+            async with self._raw.acquire() as conn:
+                rows = await conn.fetch(_JOIN_BATCH, *_join_arrays(requests, first))
+            retry: list[int] = []
+            for row in rows:
+                i = first[row["ord"]]
+                outcome = row["outcome"]
+                if outcome == "retry":
+                    tries[i] += 1
+                    retry.append(i)
+                else:
+                    results[i] = _join_outcome(requests[i], outcome, row)
+            done = set(first) - set(retry)
+            pending = [i for i in pending if i not in done]
+            # A table that keeps changing under us (another node's joins, a checkout): take its row lock,
+            # for all of its retried joins, in submission order, before any later join of that table.
+            contended = {requests[i].table_id for i in retry if tries[i] >= _JOIN_RETRIES}
+            for i in sorted(i for i in retry if requests[i].table_id in contended):
+                pending.remove(i)
+                try:
+                    results[i] = await self._join_locked(requests[i])
+                except (TableNotFound, BadQrSecret, TablePaid, GroupFull) as exc:
+                    results[i] = exc
+        return [r if r is not None else StorageUnavailable("join not decided") for r in results]
+
+    async def _join_locked(self, r: JoinRequest) -> JoinResult:
+        """One join as a transaction holding the table's row lock: the fallback for a table whose row keeps
+        changing under ``join_tables``'s optimistic statement."""
         t = s.tables.c
+        table_id, now = r.table_id, r.now
         async with self._connect(self.engine.begin()) as conn:
-            # FOR UPDATE serialises joins of one table: of 20 simultaneous first joins exactly one sees
-            # "vacant" and opens the group; the others wait and then join that group.
             row = (
                 await conn.execute(
                     sa.select(t.restaurant_id, t.status, t.current_group_id, t.qr_secret, t.name)
@@ -765,30 +987,30 @@ class PostgresStore:
             if row is None:
                 raise TableNotFound(table_id)
             restaurant_id, status, group_id, secret, table_name = row
-            # Constant time, so the secret cannot be guessed byte by byte from response timings. Checked
-            # before the status so a wrong secret learns nothing about the table.
-            if not hmac.compare_digest(secret.encode(), qr_secret.encode()):
+            # Constant time, and before the status: a wrong secret learns nothing about the table.
+            if not hmac.compare_digest(_secret_digest(secret), _secret_digest(r.qr_secret)):
                 raise BadQrSecret(table_id)
             if status == TableStatus.PAID:
                 raise TablePaid(table_id)
             opened = status == TableStatus.VACANT or group_id is None
-            if not opened and max_members is not None:
-                # Counted under the table's row lock: joins of this table are serialised, so of 60
-                # concurrent joins exactly max_members see a free place (READ COMMITTED: this statement
-                # starts after the lock was granted and sees the tokens of the joins committed before).
+            if not opened and r.max_members is not None:
                 live = (
                     await conn.execute(_COUNT_LIVE_MEMBERS, {"group_id": group_id, "now": now})
                 ).scalar_one()
-                if live >= max_members:
-                    raise GroupFull(table_id, max_members)
+                if live >= r.max_members:
+                    raise GroupFull(table_id, r.max_members)
             if opened:
-                group_id = new_group_id
-                await conn.execute(
-                    sa.update(s.tables)
-                    .where(t.table_id == table_id)
-                    .values(status=str(TableStatus.OCCUPIED), current_group_id=group_id, updated_at=now)
-                )
-                # The sitting's tab, in the same transaction (a group id is fresh: never a second tab).
+                group_id = r.new_group_id
+                values: dict[str, Any] = {
+                    "status": str(TableStatus.OCCUPIED),
+                    "current_group_id": group_id,
+                    "updated_at": now,
+                }
+            else:
+                # Unchanged, but a new row version: join_tables's statements see that a join happened.
+                values = {"updated_at": t.updated_at}
+            await conn.execute(sa.update(s.tables).where(t.table_id == table_id).values(**values))
+            if opened:
                 await conn.execute(
                     pg_insert(_TABS)
                     .values(
@@ -804,13 +1026,13 @@ class PostgresStore:
                     )
                 )
             ins = pg_insert(s.tokens).values(
-                token_hash=token_hash,
+                token_hash=r.token_hash,
                 table_id=table_id,
                 group_id=group_id,
-                member_id=member_id,
+                member_id=r.member_id,
                 created_at=now,
                 last_used=now,
-                expires_at=expires_at,
+                expires_at=r.expires_at,
             )
             ins = ins.on_conflict_do_update(
                 index_elements=["token_hash"],
@@ -824,37 +1046,33 @@ class PostgresStore:
             table_id=table_id,
             restaurant_id=restaurant_id,
             group_id=group_id,
-            member_id=member_id,
-            expires_at=expires_at,
+            member_id=r.member_id,
+            expires_at=r.expires_at,
             opened_group=opened,
         )
 
     async def resolve_token(self, token_hash: str, now: float) -> TokenInfo | None:
-        # Every HTTP call and websocket handshake resolves a token: a read, not a write. ``last_used`` is
-        # only refreshed when it is older than TOKEN_TOUCH_S, so a busy phone costs no commit per request.
-        row = await self._fetch_one(_RESOLVE_TOKEN, {"token_hash": token_hash, "now": now})
-        if row is None:
-            return None
-        if now - row.last_used > TOKEN_TOUCH_S:
-            async with self._connect(self.engine.begin()) as conn:
-                await conn.execute(
-                    sa.update(s.tokens).where(s.tokens.c.token_hash == token_hash).values(last_used=now)
-                )
+        # Every HTTP call and websocket handshake resolves a token: a read, not a write (asyncpg, prepared).
+        # ``last_used`` is only refreshed when it is older than TOKEN_TOUCH_S, so a busy phone costs no
+        # commit per request.
+        async with self._raw.acquire() as conn:
+            row = await conn.fetchrow(_RESOLVE_TOKEN_RAW, token_hash, now)
+            if row is None:
+                return None
+            if now - row["last_used"] > TOKEN_TOUCH_S:
+                await conn.execute(_TOUCH_TOKEN_RAW, token_hash, now)
         return TokenInfo(
-            table_id=row.table_id,
-            restaurant_id=row.restaurant_id,
-            group_id=row.group_id,
-            member_id=row.member_id,
-            expires_at=row.expires_at,
+            table_id=row["table_id"],
+            restaurant_id=row["restaurant_id"],
+            group_id=row["group_id"],
+            member_id=row["member_id"],
+            expires_at=row["expires_at"],
         )
 
     async def live_members(self, group_id: str, now: float) -> set[str]:
-        k = s.tokens.c
-        async with self._connect(self.engine.connect()) as conn:
-            rows = await conn.execute(
-                sa.select(k.member_id).distinct().where(k.group_id == group_id, k.expires_at > now)
-            )
-            return {str(r[0]) for r in rows}
+        async with self._raw.acquire() as conn:
+            rows = await conn.fetch(_LIVE_MEMBERS_RAW, group_id, now)
+        return {str(r[0]) for r in rows}
 
     async def revoke_member(self, group_id: str, member_id: str) -> int:
         k = s.tokens.c
@@ -863,10 +1081,6 @@ class PostgresStore:
                 sa.delete(s.tokens).where(k.group_id == group_id, k.member_id == member_id)
             )
         return int(res.rowcount)
-
-    async def _fetch_one(self, stmt: sa.TextClause, params: dict[str, Any]) -> Any:
-        async with self._connect(self.engine.connect()) as conn:
-            return (await conn.execute(stmt, params)).first()
 
     async def open_sitting(self, table_id: str, new_group_id: str, now: float) -> Table:
         async with self._connect(self.engine.begin()) as conn:
