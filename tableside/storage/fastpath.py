@@ -37,6 +37,10 @@ def asyncpg_dsn(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def _keep_session(conn: Any) -> None:
+    return None
+
+
 class RawPool:
     """A lazily opened ``asyncpg.Pool``. ``acquire()`` yields a connection whose failures to connect or
     mid-call disconnects surface as ``StorageUnavailable``."""
@@ -61,6 +65,10 @@ class RawPool:
                     max_size=self._max_size,
                     # Prepared statements are cached per connection by asyncpg (LRU of this size).
                     statement_cache_size=256,
+                    # asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is a round trip
+                    # on every release; the hot path sets no session state, so releasing costs nothing.
+                    # (An open transaction is still rolled back by the pool before this hook.)
+                    reset=_keep_session,
                 )
         return self._pool
 
