@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import msgpack
+import orjson
 
 from .errors import ErrorCode, ProtocolError, clip
 from .limits import Limits
@@ -231,8 +232,57 @@ class JsonCodec:
         return _validated(obj, limits)
 
     def encode(self, message: Mapping[str, Any]) -> str:
-        # allow_nan=False: NaN is not JSON and our own decoder would reject it from a peer.
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        if message.get("type") in FAST_JSON_TYPES:
+            try:
+                return orjson.dumps(message, option=_ORJSON_OPTIONS).decode("utf-8")
+            except TypeError:
+                pass  # a value orjson does not take the way json.dumps does: json.dumps decides below
+        return _dumps(message)
+
+    def encode_bytes(self, message: Mapping[str, Any]) -> bytes:
+        """``encode`` as UTF-8 bytes (what a websocket frame carries), without a round trip through str."""
+        if message.get("type") in FAST_JSON_TYPES:
+            try:
+                return orjson.dumps(message, option=_ORJSON_OPTIONS)
+            except TypeError:
+                pass
+        return _dumps(message).encode("utf-8")
+
+
+def _dumps(message: Mapping[str, Any]) -> str:
+    # allow_nan=False: NaN is not JSON and our own decoder would reject it from a peer.
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# The messages of the table hot path (acks, errors, carts, deltas, order events) go through orjson, about
+# 5-15x faster than json.dumps. orjson's bytes equal json.dumps' (compact, ensure_ascii=False) for every value
+# these messages hold: str (escapes, U+2028, astral characters), int within 64 bits, bool, None, dict, list.
+# They hold no float - money is integer minor units, times are ISO strings - which matters because orjson
+# writes NaN/Infinity as null (json.dumps refuses them) and floats below 1e-4 as 0.00001 / 2.5e-7 (json.dumps:
+# 1e-05 / 2.5e-07). Every other message type (kitchen, till, reservations: timestamps as floats) keeps
+# json.dumps. Where orjson refuses a value (an int beyond 64 bits, a non-str key, a non-dict mapping, a
+# str/int/dict/list subclass, a dataclass or datetime: the passthrough options make it refuse those instead of
+# serialising them its own way), json.dumps encodes it as before, or refuses it as before.
+# tests/protocol/test_codecs_orjson.py compares both encoders over these message shapes.
+FAST_JSON_TYPES: frozenset[str] = frozenset(
+    {
+        "ack",
+        "error",
+        "pong",
+        "snapshot",
+        "welcome",
+        "cart_updated",
+        "cart_delta",
+        "cart_locked",
+        "order_confirmed",
+        "order_failed",
+        "order_status",
+        "member_joined",
+        "member_left",
+        "session_closed",
+    }
+)
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
