@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tableside.protocol import JsonCodec, JsonV2Codec, Limits, OutboundFrame
+from tableside.protocol import JsonCodec, JsonV2Codec, Limits, OutboundFrame, ProtocolError
 from tableside.protocol import server_messages as sm
 from tableside.protocol.codecs import FAST_JSON_TYPES
 from tableside.protocol.errors import ErrorCode
@@ -171,3 +171,73 @@ def test_values_json_dumps_refuses_are_still_refused() -> None:
             CODEC.encode(sm.ack("r1", 3, extra=bad))
         with pytest.raises(TypeError):
             CODEC.encode_bytes(sm.ack("r1", 3, extra=bad))
+
+
+# -- decoding: orjson where it agrees with json.loads and our parse hooks, json.loads elsewhere -------------
+
+
+class JsonLoadsOnly(JsonCodec):
+    """The decoder as it was before orjson: json.loads with the parse hooks, always."""
+
+    __slots__ = ()
+
+    def _loads(self, text: str) -> Any:
+        return json.loads(
+            text, parse_int=self._parse_int, parse_float=self._parse_float, parse_constant=self._parse_constant
+        )
+
+
+TIGHT = Limits(max_frame_bytes=2048, max_depth=3, max_map_keys=4, max_array_len=5, max_string_chars=16, max_int=1000)
+PAIRS = [(JsonCodec(Limits()), JsonLoadsOnly(Limits())), (JsonCodec(TIGHT), JsonLoadsOnly(TIGHT))]
+
+
+def outcome(codec: JsonCodec, frame: str | bytes) -> tuple[str, Any]:
+    try:
+        value = codec.decode(frame)
+    except ProtocolError as exc:
+        return ("refused", (exc.code, exc.message, exc.request_id, exc.fatal))
+    # repr keeps 1 and 1.0, -0.0 and 0.0 apart, and the key order.
+    return ("value", repr(value))
+
+
+def assert_same_decoding(frame: str | bytes) -> None:
+    for fast, reference_codec in PAIRS:
+        assert outcome(fast, frame) == outcome(reference_codec, frame), frame
+
+
+NUMBER = st.from_regex(r"\A-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,4})?\Z")
+TOKENS = st.sampled_from(
+    [
+        "NaN", "Infinity", "-Infinity", "1e999", "-1e400", "1E400", "-0", "-0.0", "01", "1.", ".5", "+1",
+        "true", "false", "null", "tru", '"\\ud800"', '"\\udc00x"', '"\\ud83d\\ude00"', '"\\u0000"', '"\x01"',
+        "\ufeff{}", "[1,]", "{,}", '{"a":1,"a":2}', '{"id":"x","id":"y"}', "9223372036854775808",
+        "18446744073709551616", "-9223372036854775809", "999999999999", "1000000000000", "1000000000001",
+        "[" * 9 + "]" * 9, "[" * 2000 + "]" * 2000, "1 2", " {} ", "{}\x00", '"a\\x"',
+    ]
+)  # fmt: skip
+JSONISH = st.recursive(
+    st.one_of(NUMBER, TOKENS, st.text(max_size=6).map(lambda s: json.dumps(s, ensure_ascii=False))),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=6).map(lambda xs: "[" + ",".join(xs) + "]"),
+        st.lists(st.tuples(st.sampled_from(['"type"', '"id"', '"qty"', '"a"']), inner), max_size=6).map(
+            lambda kv: "{" + ",".join(f"{k}:{v}" for k, v in kv) + "}"
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+@SETTINGS
+@given(st.one_of(JSONISH, st.text(max_size=60), NUMBER, TOKENS))
+def test_decoding_with_orjson_equals_json_loads(frame: str) -> None:
+    assert_same_decoding(frame)
+    assert_same_decoding(frame.encode("utf-8", "surrogatepass"))
+
+
+@SETTINGS
+@given(JSONISH, st.data())
+def test_decoding_of_mutated_json_equals_json_loads(frame: str, data: st.DataObject) -> None:
+    at = data.draw(st.integers(0, len(frame)))
+    junk = data.draw(st.sampled_from(["", ",", "]", "}", '"', "\\", "e", "-", "0", " ", "\x00", "NaN"]))
+    cut = data.draw(st.integers(0, 2))
+    assert_same_decoding(frame[:at] + junk + frame[at + cut :])
