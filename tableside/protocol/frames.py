@@ -64,7 +64,7 @@ class OutboundFrame:
             payload = self._encoded.get(key)
             if payload is None:
                 # Straight to bytes where the codec can (JSON: no str in between); not kept in ``_encoded``,
-                # so a socket that needs the text form as well (a compressing one) encodes once more.
+                # so a socket that needs the text form as well (only a compressing one, and none is) encodes again.
                 to_bytes = getattr(codec, "encode_bytes", None)
                 payload = to_bytes(message) if to_bytes is not None else codec.encode(message)
             data = payload.encode("utf-8") if isinstance(payload, str) else payload
