@@ -515,9 +515,10 @@ class TableActor(Actor[TableMessage]):
                 self._state.status = ProcessingStatus.PROCESSING
                 answer = sm.ack(rid, self._state.revision + 1, order_id=pending.order_id)
                 await self._commit(cmd.member_id, rid, answer)
+                reply = self._reply(cmd, answer)  # the ack first: nothing else runs between commit and ack
                 self._broadcast_locked(pending)
                 self._launch_pos(pending, resume=True)
-                return self._reply(cmd, answer)
+                return reply
             raise CommandRejected(
                 ErrorCode.ORDER_IN_PROGRESS,
                 f"Order {pending.order_id} is being processed by {self._state.member_name(pending.placed_by)}",
@@ -563,12 +564,13 @@ class TableActor(Actor[TableMessage]):
         # The intent (order row, status processing, idempotency key = order id) is durable before the POS
         # hears of it: a crash from here on is recovered by asking the POS about this key.
         await self._write(number_order=number_order)
-        answer = answers[0]
+        # The ack goes out first, right after the commit; the broadcasts' encodings, the metrics and the log
+        # line follow it instead of delaying it.
+        reply = self._reply(cmd, answers[0])
         METRICS.place_order_seconds.observe(time.perf_counter() - started)
-        self._log.info("order_intent", order_id=pending.order_id, member_id=cmd.member_id, total=total)
-        reply = self._reply(cmd, answer)
-        self._broadcast_locked(pending)
         self._launch_pos(pending, resume=False)
+        self._broadcast_locked(pending)
+        self._log.info("order_intent", order_id=pending.order_id, member_id=cmd.member_id, total=total)
         return reply
 
     def _broadcast_locked(self, pending: PendingOrder) -> None:

@@ -58,10 +58,15 @@ class OutboundFrame:
     def wire(self, codec: Codec) -> bytes:
         """The complete server-to-client websocket frame (RFC 6455, unmasked, uncompressed), built once
         per codec: a broadcast to N members is N writes of the same bytes, no per-member framing."""
-        key = self._form(codec)[0]
+        key, message = self._form(codec)
         cached = self._wire.get(key)
         if cached is None:
-            payload = self.encoded(codec)
+            payload = self._encoded.get(key)
+            if payload is None:
+                # Straight to bytes where the codec can (JSON: no str in between); not kept in ``_encoded``,
+                # so a socket that needs the text form as well (only a compressing one, and none is) encodes again.
+                to_bytes = getattr(codec, "encode_bytes", None)
+                payload = to_bytes(message) if to_bytes is not None else codec.encode(message)
             data = payload.encode("utf-8") if isinstance(payload, str) else payload
             cached = websocket_frame(data, binary=codec.binary)
             self._wire[key] = cached
