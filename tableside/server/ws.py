@@ -6,13 +6,16 @@ and is the ``MemberSink`` the actor sends encoded frames through."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from typing import Any
 from urllib.parse import urlparse
 
 import structlog
+import tornado.httputil
 import tornado.iostream
+import tornado.util
 import tornado.web
 import tornado.websocket
 
@@ -26,6 +29,7 @@ from tableside.protocol import (
     Codec,
     ErrorCode,
     KitchenMessage,
+    Limits,
     OutboundFrame,
     Ping,
     ProtocolError,
@@ -52,6 +56,30 @@ CONTROL_HEADROOM_BYTES = 4 << 10
 CLOSE_TOO_BIG = 1009
 # This many rate-limited frames in a row (docs/protocol.md: 50) and the client is abusive, not bursty: close.
 RATE_STRIKES_BEFORE_CLOSE = 50
+
+
+@functools.lru_cache(maxsize=64)
+def shared_codec(subprotocol: str | None, limits: Limits) -> Codec:
+    """Codecs hold only their limits: one instance per (subprotocol, limits), not one per socket."""
+    return codec_for_subprotocol(subprotocol, limits)
+
+
+# Stand-ins for per-handler state that tornado needs only during the handshake (see ``shed_handshake``):
+# shared, never written after the upgrade (the HTTP methods are disabled on a websocket handler).
+_NO_UI = tornado.util.ObjectDict()
+
+
+def _empty_headers(headers: tornado.httputil.HTTPHeaders) -> None:
+    """Free a header block's contents in place (tornado's own ``get`` frame keeps the object for the
+    connection's life). The private tables are cleared directly: deleting key by key would leave
+    their allocations at full size."""
+    parts = [getattr(headers, name, None) for name in ("_dict", "_as_list", "_combined_cache")]
+    if all(isinstance(part, dict) for part in parts):
+        for part in parts:
+            part.clear()  # type: ignore[union-attr]
+    else:  # a tornado without those internals: the public way
+        for key in list(headers):
+            del headers[key]
 
 
 def origin_allowed(origin: str, host: str | None, extra: list[str]) -> bool:
@@ -92,6 +120,7 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
         self.last_heard = self.services.clock.monotonic()
 
     def watch(self) -> None:
+        self.shed_handshake()
         self.heard()
         stream = getattr(self.ws_connection, "stream", None)
         if isinstance(stream, tornado.iostream.IOStream):
@@ -100,6 +129,29 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
             # is for tornado's own pong and close frames, which do not expect StreamBufferFullError.
             stream.max_write_buffer_size = SLOW_CONSUMER_BYTES + CONTROL_HEADROOM_BYTES
         self.services.keepalive.sockets.add(self)
+
+    def shed_handshake(self) -> None:
+        """Drop what only the HTTP handshake needed, so an idle socket costs little more than its stream.
+
+        At tens of thousands of idle sockets the request (headers, query arguments with the token, the
+        HTTP/1 connection objects it links to) and the handler's response headers and template namespace
+        are a large share of each connection. After the upgrade tornado uses none of them: the HTTP
+        methods are disabled and frames go through ``ws_connection``. Kept: method, path and remote IP,
+        which error logs and ``request_summary`` print."""
+        request = self.request
+        _empty_headers(request.headers)
+        _empty_headers(self._headers)
+        request.arguments.clear()
+        request.query_arguments.clear()
+        request.body_arguments.clear()
+        request.files.clear()
+        request.uri = request.path
+        request.query = ""
+        request.body = b""
+        # The detached HTTP/1 connection and its server loop (finished) are reachable only through these.
+        request.connection = None
+        request.server_connection = None
+        self.ui = _NO_UI
 
     def on_pong(self, data: bytes) -> None:
         self.heard()
@@ -117,24 +169,24 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
     def initialize(self, services: Services) -> None:
         self.services = services
         self.connection_id = next(_connection_ids)
-        self.codec = codec_for_subprotocol(None, services.limits)
+        self.codec = shared_codec(None, services.limits)
 
     def check_origin(self, origin: str) -> bool:
         # Browsers always send Origin: only pages served by us (or configured origins) may connect.
         return origin_allowed(origin, self.request.headers.get("Host"), self.services.settings.allowed_origins)
 
-    async def get(self, *args: Any, **kwargs: Any) -> None:
+    def prepare(self) -> None:
         # Tornado refuses a foreign Origin with a plain-text 403; HTTP errors here are JSON (protocol.md).
+        # Checked in prepare (a finished response skips get), not in a get override: that coroutine's
+        # frame would stay alive for the whole connection.
         origin = self.request.headers.get("Origin") or self.request.headers.get("Sec-Websocket-Origin")
         if origin is not None and not self.check_origin(origin):
             self.refuse(403, "forbidden", "cross-origin websockets are not allowed")
-            return
-        await super().get(*args, **kwargs)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         for proto in subprotocols:
             if proto in ALL_SUBPROTOCOLS:
-                self.codec = codec_for_subprotocol(proto, self.services.limits)
+                self.codec = shared_codec(proto, self.services.limits)
                 return proto
         return None
 
@@ -259,6 +311,9 @@ class SessionSocket(SocketBase):
 class GuestSocket(SocketBase):
     token_info: TokenInfo
     ref: GroupRef | None = None
+    # Class-level defaults, set on the instance only once they change: fewer per-socket attributes.
+    _bucket: TokenBucket | None = None  # the rate limiter, made at the first message
+    _strikes = 0  # rate-limited frames in a row
     open_count = 0  # process-wide, bounds connections (limits.max_connections)
     per_member: dict[str, int] = {}  # process-wide, like open_count: open sockets per member (token)
 
@@ -300,9 +355,6 @@ class GuestSocket(SocketBase):
         # Tornado leaves Nagle on: with delayed ACKs small broadcast frames stall. Send at once.
         self.set_nodelay(True)
         self.watch()
-        limits = self.services.settings.limits
-        self._bucket = TokenBucket(limits.messages_per_second, limits.burst)
-        self._strikes = 0
         self.services.metrics.connections.inc()
         GuestSocket.open_count += 1
         info = self.token_info
@@ -316,14 +368,19 @@ class GuestSocket(SocketBase):
     def on_message(self, message: str | bytes) -> None:
         now = self.services.clock.monotonic()
         self.last_heard = now
-        if not self._bucket.allow(now):
+        bucket = self._bucket
+        if bucket is None:  # made at the first message: an idle socket never needs one
+            limits = self.services.settings.limits
+            bucket = self._bucket = TokenBucket(limits.messages_per_second, limits.burst)
+        if not bucket.allow(now):
             self._strikes += 1
             self.services.metrics.errors.labels(code="rate_limited").inc()
             self.send_message(sm.error(None, ErrorCode.RATE_LIMITED, "slow down"))
             if self._strikes >= RATE_STRIKES_BEFORE_CLOSE:
                 self.close(CLOSE_POLICY, "rate limit")
             return
-        self._strikes = 0
+        if self._strikes:
+            self._strikes = 0
         try:
             msg = read_client_frame(self.codec, message, self.services.limits)
         except ProtocolError as err:
