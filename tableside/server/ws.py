@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import structlog
+import tornado.http1connection
 import tornado.httputil
 import tornado.iostream
 import tornado.util
@@ -114,7 +115,24 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
     services: Services
     codec: Codec
     last_heard = 0.0
-    _stream: tornado.iostream.IOStream | None = None
+
+    # Every attribute set on a handler counts: tornado's own come to about 25, and past 30 (CPython's
+    # limit for a class's shared instance keys) each socket gets a combined __dict__ of ~1.5 KB instead of
+    # a ~0.3 KB values array. So the stream is looked up, not cached, and tornado's disabling of the HTTP
+    # methods after the upgrade (seven more attributes) is left out, see ``_detach_stream``.
+
+    @property
+    def _stream(self) -> tornado.iostream.IOStream | None:
+        stream = getattr(self.ws_connection, "stream", None)
+        return stream if isinstance(stream, tornado.iostream.IOStream) else None
+
+    def _detach_stream(self) -> tornado.iostream.IOStream:
+        # Tornado replaces write/finish/flush/redirect/set_header/set_status/set_cookie with raisers here.
+        # Not needed: after the 101 response ``_finished`` is set, so finish() and write() raise and
+        # redirect() raises (headers written); flush() has no connection once ``shed_handshake`` ran.
+        connection = self.request.connection
+        assert isinstance(connection, tornado.http1connection.HTTP1Connection)
+        return connection.detach()
 
     def heard(self) -> None:
         self.last_heard = self.services.clock.monotonic()
@@ -122,9 +140,8 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
     def watch(self) -> None:
         self.shed_handshake()
         self.heard()
-        stream = getattr(self.ws_connection, "stream", None)
-        if isinstance(stream, tornado.iostream.IOStream):
-            self._stream = stream
+        stream = self._stream
+        if stream is not None:
             # Our frames and pings are held to SLOW_CONSUMER_BYTES (see _write); the headroom above it
             # is for tornado's own pong and close frames, which do not expect StreamBufferFullError.
             stream.max_write_buffer_size = SLOW_CONSUMER_BYTES + CONTROL_HEADROOM_BYTES
@@ -308,12 +325,36 @@ class SessionSocket(SocketBase):
         if msg is not None:
             self.send_message(sm.error(msg.request_id, ErrorCode.UNKNOWN_TYPE, f"the {self.kind} socket takes only ping"))
 
+class _Limiter(TokenBucket):
+    """A guest socket's rate limiter and its count of rate-limited frames in a row (one object, not two
+    handler attributes: see ``share_instance_keys``)."""
+
+    __slots__ = ("strikes",)
+
+    def __init__(self, rate: float, burst: int) -> None:
+        super().__init__(rate, burst)
+        self.strikes = 0
+
+
+def share_instance_keys(cls: type, names: tuple[str, ...]) -> None:
+    """Register every attribute name a socket will ever get with the class, before any socket exists.
+
+    CPython (3.11+) keeps an instance's attributes in a compact values array (~0.3 KB for ~30 names)
+    as long as all of them are among the class's shared keys; an instance that adds a name the shared
+    keys lack is converted to a full dict (~1.6 KB). The shared keys are learnt from the first instances
+    and stop growing once instances are built interleaved, as concurrent handshakes are, so every socket
+    would pay for the full dict. A throwaway instance that sets all the names first avoids that. A name
+    missing here costs only memory, never behaviour; the list is checked by a test."""
+    probe: object = object.__new__(cls)
+    for name in names:
+        object.__setattr__(probe, name, None)
+
+
 class GuestSocket(SocketBase):
     token_info: TokenInfo
     ref: GroupRef | None = None
     # Class-level defaults, set on the instance only once they change: fewer per-socket attributes.
-    _bucket: TokenBucket | None = None  # the rate limiter, made at the first message
-    _strikes = 0  # rate-limited frames in a row
+    _bucket: _Limiter | None = None  # the rate limiter, made at the first message
     open_count = 0  # process-wide, bounds connections (limits.max_connections)
     per_member: dict[str, int] = {}  # process-wide, like open_count: open sockets per member (token)
 
@@ -371,16 +412,16 @@ class GuestSocket(SocketBase):
         bucket = self._bucket
         if bucket is None:  # made at the first message: an idle socket never needs one
             limits = self.services.settings.limits
-            bucket = self._bucket = TokenBucket(limits.messages_per_second, limits.burst)
+            bucket = self._bucket = _Limiter(limits.messages_per_second, limits.burst)
         if not bucket.allow(now):
-            self._strikes += 1
+            bucket.strikes += 1
             self.services.metrics.errors.labels(code="rate_limited").inc()
             self.send_message(sm.error(None, ErrorCode.RATE_LIMITED, "slow down"))
-            if self._strikes >= RATE_STRIKES_BEFORE_CLOSE:
+            if bucket.strikes >= RATE_STRIKES_BEFORE_CLOSE:
                 self.close(CLOSE_POLICY, "rate limit")
             return
-        if self._strikes:
-            self._strikes = 0
+        if bucket.strikes:
+            bucket.strikes = 0
         try:
             msg = read_client_frame(self.codec, message, self.services.limits)
         except ProtocolError as err:
@@ -420,3 +461,13 @@ class NotFoundHandler(tornado.web.RequestHandler):
         self.set_status(404)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"error": "not_found", "message": "not found"}))
+
+
+# Tornado's RequestHandler / WebSocketHandler attributes, then ours, as set over a guest socket's life.
+GUEST_SOCKET_ATTRIBUTES = (
+    "application", "request", "_headers_written", "_finished", "_auto_finish", "_prepared_future", "ui",
+    "_headers", "_write_buffer", "_status_code", "_reason", "services", "connection_id", "codec",
+    "ws_connection", "close_code", "close_reason", "_on_close_called", "_transforms", "path_args",
+    "path_kwargs", "token_info", "_route", "open_args", "open_kwargs", "last_heard", "ref", "_bucket",
+)
+share_instance_keys(GuestSocket, GUEST_SOCKET_ATTRIBUTES)
