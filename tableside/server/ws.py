@@ -66,7 +66,7 @@ def shared_codec(subprotocol: str | None, limits: Limits) -> Codec:
 
 
 # Stand-ins for per-handler state that tornado needs only during the handshake (see ``shed_handshake``):
-# shared, never written after the upgrade (the HTTP methods are disabled on a websocket handler).
+# shared, never written after the upgrade (nothing renders a template or sets a header on a socket).
 _NO_UI = tornado.util.ObjectDict()
 
 
@@ -74,13 +74,23 @@ def _empty_headers(headers: tornado.httputil.HTTPHeaders) -> None:
     """Free a header block's contents in place (tornado's own ``get`` frame keeps the object for the
     connection's life). The private tables are cleared directly: deleting key by key would leave
     their allocations at full size."""
-    parts = [getattr(headers, name, None) for name in ("_dict", "_as_list", "_combined_cache")]
-    if all(isinstance(part, dict) for part in parts):
+    parts = [getattr(headers, name, None) for name in ("_as_list", "_combined_cache", "_dict")]
+    if isinstance(parts[0], dict):  # tornado 6.x keeps the lines in _as_list (older ones also in _dict)
         for part in parts:
-            part.clear()  # type: ignore[union-attr]
+            if isinstance(part, dict):
+                part.clear()
     else:  # a tornado without those internals: the public way
         for key in list(headers):
             del headers[key]
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_params(
+    ping_interval: float | None, ping_timeout: float | None, max_message_size: int
+) -> tornado.websocket._WebSocketParams:
+    """Tornado builds these websocket settings anew for every socket; they are only read."""
+    return tornado.websocket._WebSocketParams(
+        ping_interval=ping_interval, ping_timeout=ping_timeout, max_message_size=max_message_size)
 
 
 def origin_allowed(origin: str, host: str | None, extra: list[str]) -> bool:
@@ -181,6 +191,9 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
         protocol = super().get_websocket_protocol()
         if type(protocol) is tornado.websocket.WebSocketProtocol13:
             protocol.__class__ = _ProtocolTellingTooLarge
+            params = protocol.params
+            if params.compression_options is None:  # the same for every socket: one shared object
+                protocol.params = _shared_params(params.ping_interval, params.ping_timeout, params.max_message_size)
         return protocol
 
     def initialize(self, services: Services) -> None:
