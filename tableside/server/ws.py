@@ -68,6 +68,13 @@ def shared_codec(subprotocol: str | None, limits: Limits) -> Codec:
 # Stand-ins for per-handler state that tornado needs only during the handshake (see ``shed_handshake``):
 # shared, never written after the upgrade (nothing renders a template or sets a header on a socket).
 _NO_UI = tornado.util.ObjectDict()
+_NO_HEADERS = tornado.httputil.HTTPHeaders()
+_NO_ARGUMENTS: dict[str, list[bytes]] = {}
+_NO_FILES: dict[str, list[tornado.httputil.HTTPFile]] = {}
+_NO_STRINGS: list[str] = []
+_NO_KWARGS: dict[str, str] = {}
+_NO_CHUNKS: list[bytes] = []
+_NO_TRANSFORMS: list[tornado.web.OutputTransform] = []
 
 
 def _empty_headers(headers: tornado.httputil.HTTPHeaders) -> None:
@@ -166,19 +173,23 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
         methods are disabled and frames go through ``ws_connection``. Kept: method, path and remote IP,
         which error logs and ``request_summary`` print."""
         request = self.request
-        _empty_headers(request.headers)
-        _empty_headers(self._headers)
-        request.arguments.clear()
-        request.query_arguments.clear()
-        request.body_arguments.clear()
-        request.files.clear()
-        request.uri = request.path
+        _empty_headers(request.headers)  # tornado's get() frame holds this object: empty it in place
+        request.arguments = request.query_arguments = request.body_arguments = _NO_ARGUMENTS
+        request.files = _NO_FILES
+        request.uri = request.path  # without the query (and the token in it)
         request.query = ""
         request.body = b""
         # The detached HTTP/1 connection and its server loop (finished) are reachable only through these.
         request.connection = None
         request.server_connection = None
+        # Empty, per-handler containers of the handshake, swapped for shared empty ones. Nothing writes them
+        # after the upgrade: write() and finish() raise once the 101 response finished.
         self.ui = _NO_UI
+        self._headers = _NO_HEADERS
+        self._write_buffer = _NO_CHUNKS
+        self._transforms = _NO_TRANSFORMS
+        self.path_args = _NO_STRINGS
+        self.path_kwargs = self.open_kwargs = _NO_KWARGS
 
     def on_pong(self, data: bytes) -> None:
         self.heard()
