@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import sys
 from typing import Any
 from urllib.parse import urlparse
 
@@ -75,6 +76,10 @@ _NO_STRINGS: list[str] = []
 _NO_KWARGS: dict[str, str] = {}
 _NO_CHUNKS: list[bytes] = []
 _NO_TRANSFORMS: list[tornado.web.OutputTransform] = []
+
+
+def _interned(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
 
 
 def _empty_headers(headers: tornado.httputil.HTTPHeaders) -> None:
@@ -170,12 +175,20 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
         At tens of thousands of idle sockets the request (headers, query arguments with the token, the
         HTTP/1 connection objects it links to) and the handler's response headers and template namespace
         are a large share of each connection. After the upgrade tornado uses none of them: the HTTP
-        methods are disabled and frames go through ``ws_connection``. Kept: method, path and remote IP,
+        response has finished and frames go through ``ws_connection``. Kept: method, path and remote IP,
         which error logs and ``request_summary`` print."""
         request = self.request
         _empty_headers(request.headers)  # tornado's get() frame holds this object: empty it in place
         request.arguments = request.query_arguments = request.body_arguments = _NO_ARGUMENTS
         request.files = _NO_FILES
+        # The same few strings on every socket (or every socket from one address): one copy each.
+        request.method = sys.intern(request.method)
+        request.version = sys.intern(request.version)
+        request.protocol = sys.intern(request.protocol)
+        request.host = sys.intern(request.host)
+        request.host_name = sys.intern(request.host_name)
+        request.remote_ip = _interned(request.remote_ip)
+        request.path = sys.intern(request.path)
         request.uri = request.path  # without the query (and the token in it)
         request.query = ""
         request.body = b""
