@@ -69,7 +69,20 @@ def shared_codec(subprotocol: str | None, limits: Limits) -> Codec:
 # Stand-ins for per-handler state that tornado needs only during the handshake (see ``shed_handshake``):
 # shared, never written after the upgrade (nothing renders a template or sets a header on a socket).
 _NO_UI = tornado.util.ObjectDict()
-_NO_HEADERS = tornado.httputil.HTTPHeaders()
+
+
+class _NoHeaders(tornado.httputil.HTTPHeaders):
+    """The shared response headers of upgraded sockets: a header set after the upgrade is a bug (tornado
+    disabled set_header there; we no longer do, see ``_detach_stream``), so it raises, not leaks."""
+
+    def __setitem__(self, name: str, value: str) -> None:
+        raise RuntimeError("no HTTP headers after a websocket upgrade")
+
+    def add(self, name: str, value: str, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("no HTTP headers after a websocket upgrade")
+
+
+_NO_HEADERS = _NoHeaders()
 _NO_ARGUMENTS: dict[str, list[bytes]] = {}
 _NO_FILES: dict[str, list[tornado.httputil.HTTPFile]] = {}
 _NO_STRINGS: list[str] = []
