@@ -104,6 +104,19 @@ class _CountedStream(tornado.iostream.IOStream):
                 release()
 
 
+class _Release:
+    """Gives one connection's slot back: a slotted callable, lighter than a closure per connection."""
+
+    __slots__ = ("listener", "ip")
+
+    def __init__(self, listener: Listener, ip: str) -> None:
+        self.listener = listener
+        self.ip = ip
+
+    def __call__(self) -> None:
+        self.listener._release(self.ip)
+
+
 def descriptor_limit() -> int:
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
@@ -221,7 +234,7 @@ class Listener:
         try:
             stream = _CountedStream(
                 conn,
-                lambda: self._release(ip),
+                _Release(self, ip),
                 max_buffer_size=self.server.max_buffer_size,
                 read_chunk_size=self.server.read_chunk_size,
             )

@@ -6,13 +6,18 @@ and is the ``MemberSink`` the actor sends encoded frames through."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import sys
 from typing import Any
 from urllib.parse import urlparse
 
 import structlog
+import tornado.http1connection
+import tornado.httputil
 import tornado.iostream
+import tornado.util
 import tornado.web
 import tornado.websocket
 
@@ -26,6 +31,7 @@ from tableside.protocol import (
     Codec,
     ErrorCode,
     KitchenMessage,
+    Limits,
     OutboundFrame,
     Ping,
     ProtocolError,
@@ -52,6 +58,64 @@ CONTROL_HEADROOM_BYTES = 4 << 10
 CLOSE_TOO_BIG = 1009
 # This many rate-limited frames in a row (docs/protocol.md: 50) and the client is abusive, not bursty: close.
 RATE_STRIKES_BEFORE_CLOSE = 50
+
+
+@functools.lru_cache(maxsize=64)
+def shared_codec(subprotocol: str | None, limits: Limits) -> Codec:
+    """Codecs hold only their limits: one instance per (subprotocol, limits), not one per socket."""
+    return codec_for_subprotocol(subprotocol, limits)
+
+
+# Stand-ins for per-handler state that tornado needs only during the handshake (see ``shed_handshake``):
+# shared, never written after the upgrade (nothing renders a template or sets a header on a socket).
+_NO_UI = tornado.util.ObjectDict()
+
+
+class _NoHeaders(tornado.httputil.HTTPHeaders):
+    """The shared response headers of upgraded sockets: a header set after the upgrade is a bug (tornado
+    disabled set_header there; we no longer do, see ``_detach_stream``), so it raises, not leaks."""
+
+    def __setitem__(self, name: str, value: str) -> None:
+        raise RuntimeError("no HTTP headers after a websocket upgrade")
+
+    def add(self, name: str, value: str, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("no HTTP headers after a websocket upgrade")
+
+
+_NO_HEADERS = _NoHeaders()
+_NO_ARGUMENTS: dict[str, list[bytes]] = {}
+_NO_FILES: dict[str, list[tornado.httputil.HTTPFile]] = {}
+_NO_STRINGS: list[str] = []
+_NO_KWARGS: dict[str, str] = {}
+_NO_CHUNKS: list[bytes] = []
+_NO_TRANSFORMS: list[tornado.web.OutputTransform] = []
+
+
+def _interned(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
+
+
+def _empty_headers(headers: tornado.httputil.HTTPHeaders) -> None:
+    """Free a header block's contents in place (tornado's own ``get`` frame keeps the object for the
+    connection's life). The private tables are cleared directly: deleting key by key would leave
+    their allocations at full size."""
+    parts = [getattr(headers, name, None) for name in ("_as_list", "_combined_cache", "_dict")]
+    if isinstance(parts[0], dict):  # tornado 6.x keeps the lines in _as_list (older ones also in _dict)
+        for part in parts:
+            if isinstance(part, dict):
+                part.clear()
+    else:  # a tornado without those internals: the public way
+        for key in list(headers):
+            del headers[key]
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_params(
+    ping_interval: float | None, ping_timeout: float | None, max_message_size: int
+) -> tornado.websocket._WebSocketParams:
+    """Tornado builds these websocket settings anew for every socket; they are only read."""
+    return tornado.websocket._WebSocketParams(
+        ping_interval=ping_interval, ping_timeout=ping_timeout, max_message_size=max_message_size)
 
 
 def origin_allowed(origin: str, host: str | None, extra: list[str]) -> bool:
@@ -86,20 +150,72 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
     services: Services
     codec: Codec
     last_heard = 0.0
-    _stream: tornado.iostream.IOStream | None = None
+
+    # Every attribute set on a handler counts: tornado's own come to about 25, and past 30 (CPython's
+    # limit for a class's shared instance keys) each socket gets a combined __dict__ of ~1.5 KB instead of
+    # a ~0.3 KB values array. So the stream is looked up, not cached, and tornado's disabling of the HTTP
+    # methods after the upgrade (seven more attributes) is left out, see ``_detach_stream``.
+
+    @property
+    def _stream(self) -> tornado.iostream.IOStream | None:
+        stream = getattr(self.ws_connection, "stream", None)
+        return stream if isinstance(stream, tornado.iostream.IOStream) else None
+
+    def _detach_stream(self) -> tornado.iostream.IOStream:
+        # Tornado replaces write/finish/flush/redirect/set_header/set_status/set_cookie with raisers here.
+        # Not needed: after the 101 response ``_finished`` is set, so finish() and write() raise and
+        # redirect() raises (headers written); flush() has no connection once ``shed_handshake`` ran.
+        connection = self.request.connection
+        assert isinstance(connection, tornado.http1connection.HTTP1Connection)
+        return connection.detach()
 
     def heard(self) -> None:
         self.last_heard = self.services.clock.monotonic()
 
     def watch(self) -> None:
+        self.shed_handshake()
         self.heard()
-        stream = getattr(self.ws_connection, "stream", None)
-        if isinstance(stream, tornado.iostream.IOStream):
-            self._stream = stream
+        stream = self._stream
+        if stream is not None:
             # Our frames and pings are held to SLOW_CONSUMER_BYTES (see _write); the headroom above it
             # is for tornado's own pong and close frames, which do not expect StreamBufferFullError.
             stream.max_write_buffer_size = SLOW_CONSUMER_BYTES + CONTROL_HEADROOM_BYTES
         self.services.keepalive.sockets.add(self)
+
+    def shed_handshake(self) -> None:
+        """Drop what only the HTTP handshake needed, so an idle socket costs little more than its stream.
+
+        At tens of thousands of idle sockets the request (headers, query arguments with the token, the
+        HTTP/1 connection objects it links to) and the handler's response headers and template namespace
+        are a large share of each connection. After the upgrade tornado uses none of them: the HTTP
+        response has finished and frames go through ``ws_connection``. Kept: method, path and remote IP,
+        which error logs and ``request_summary`` print."""
+        request = self.request
+        _empty_headers(request.headers)  # tornado's get() frame holds this object: empty it in place
+        request.arguments = request.query_arguments = request.body_arguments = _NO_ARGUMENTS
+        request.files = _NO_FILES
+        # The same few strings on every socket (or every socket from one address): one copy each.
+        request.method = sys.intern(request.method)
+        request.version = sys.intern(request.version)
+        request.protocol = sys.intern(request.protocol)
+        request.host = sys.intern(request.host)
+        request.host_name = sys.intern(request.host_name)
+        request.remote_ip = _interned(request.remote_ip)
+        request.path = sys.intern(request.path)
+        request.uri = request.path  # without the query (and the token in it)
+        request.query = ""
+        request.body = b""
+        # The detached HTTP/1 connection and its server loop (finished) are reachable only through these.
+        request.connection = None
+        request.server_connection = None
+        # Empty, per-handler containers of the handshake, swapped for shared empty ones. Nothing writes them
+        # after the upgrade: write() and finish() raise once the 101 response finished.
+        self.ui = _NO_UI
+        self._headers = _NO_HEADERS
+        self._write_buffer = _NO_CHUNKS
+        self._transforms = _NO_TRANSFORMS
+        self.path_args = _NO_STRINGS
+        self.path_kwargs = self.open_kwargs = _NO_KWARGS
 
     def on_pong(self, data: bytes) -> None:
         self.heard()
@@ -112,29 +228,32 @@ class SocketBase(RedactedRequestLogging, tornado.websocket.WebSocketHandler):
         protocol = super().get_websocket_protocol()
         if type(protocol) is tornado.websocket.WebSocketProtocol13:
             protocol.__class__ = _ProtocolTellingTooLarge
+            params = protocol.params
+            if params.compression_options is None:  # the same for every socket: one shared object
+                protocol.params = _shared_params(params.ping_interval, params.ping_timeout, params.max_message_size)
         return protocol
 
     def initialize(self, services: Services) -> None:
         self.services = services
         self.connection_id = next(_connection_ids)
-        self.codec = codec_for_subprotocol(None, services.limits)
+        self.codec = shared_codec(None, services.limits)
 
     def check_origin(self, origin: str) -> bool:
         # Browsers always send Origin: only pages served by us (or configured origins) may connect.
         return origin_allowed(origin, self.request.headers.get("Host"), self.services.settings.allowed_origins)
 
-    async def get(self, *args: Any, **kwargs: Any) -> None:
+    def prepare(self) -> None:
         # Tornado refuses a foreign Origin with a plain-text 403; HTTP errors here are JSON (protocol.md).
+        # Checked in prepare (a finished response skips get), not in a get override: that coroutine's
+        # frame would stay alive for the whole connection.
         origin = self.request.headers.get("Origin") or self.request.headers.get("Sec-Websocket-Origin")
         if origin is not None and not self.check_origin(origin):
             self.refuse(403, "forbidden", "cross-origin websockets are not allowed")
-            return
-        await super().get(*args, **kwargs)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         for proto in subprotocols:
             if proto in ALL_SUBPROTOCOLS:
-                self.codec = codec_for_subprotocol(proto, self.services.limits)
+                self.codec = shared_codec(proto, self.services.limits)
                 return proto
         return None
 
@@ -256,9 +375,36 @@ class SessionSocket(SocketBase):
         if msg is not None:
             self.send_message(sm.error(msg.request_id, ErrorCode.UNKNOWN_TYPE, f"the {self.kind} socket takes only ping"))
 
+class _Limiter(TokenBucket):
+    """A guest socket's rate limiter and its count of rate-limited frames in a row (one object, not two
+    handler attributes: see ``share_instance_keys``)."""
+
+    __slots__ = ("strikes",)
+
+    def __init__(self, rate: float, burst: int) -> None:
+        super().__init__(rate, burst)
+        self.strikes = 0
+
+
+def share_instance_keys(cls: type, names: tuple[str, ...]) -> None:
+    """Register every attribute name a socket will ever get with the class, before any socket exists.
+
+    CPython (3.11+) keeps an instance's attributes in a compact values array (~0.3 KB for ~30 names)
+    as long as all of them are among the class's shared keys; an instance that adds a name the shared
+    keys lack is converted to a full dict (~1.6 KB). The shared keys are learnt from the first instances
+    and stop growing once instances are built interleaved, as concurrent handshakes are, so every socket
+    would pay for the full dict. A throwaway instance that sets all the names first avoids that. A name
+    missing here costs only memory, never behaviour; the list is checked by a test."""
+    probe: object = object.__new__(cls)
+    for name in names:
+        object.__setattr__(probe, name, None)
+
+
 class GuestSocket(SocketBase):
     token_info: TokenInfo
     ref: GroupRef | None = None
+    # Class-level defaults, set on the instance only once they change: fewer per-socket attributes.
+    _bucket: _Limiter | None = None  # the rate limiter, made at the first message
     open_count = 0  # process-wide, bounds connections (limits.max_connections)
     per_member: dict[str, int] = {}  # process-wide, like open_count: open sockets per member (token)
 
@@ -300,9 +446,6 @@ class GuestSocket(SocketBase):
         # Tornado leaves Nagle on: with delayed ACKs small broadcast frames stall. Send at once.
         self.set_nodelay(True)
         self.watch()
-        limits = self.services.settings.limits
-        self._bucket = TokenBucket(limits.messages_per_second, limits.burst)
-        self._strikes = 0
         self.services.metrics.connections.inc()
         GuestSocket.open_count += 1
         info = self.token_info
@@ -317,14 +460,19 @@ class GuestSocket(SocketBase):
     def on_message(self, message: str | bytes) -> None:
         now = self.services.clock.monotonic()
         self.last_heard = now
-        if not self._bucket.allow(now):
-            self._strikes += 1
+        bucket = self._bucket
+        if bucket is None:  # made at the first message: an idle socket never needs one
+            limits = self.services.settings.limits
+            bucket = self._bucket = _Limiter(limits.messages_per_second, limits.burst)
+        if not bucket.allow(now):
+            bucket.strikes += 1
             self.services.metrics.errors.labels(code="rate_limited").inc()
             self.send_message(sm.error(None, ErrorCode.RATE_LIMITED, "slow down"))
-            if self._strikes >= RATE_STRIKES_BEFORE_CLOSE:
+            if bucket.strikes >= RATE_STRIKES_BEFORE_CLOSE:
                 self.close(CLOSE_POLICY, "rate limit")
             return
-        self._strikes = 0
+        if bucket.strikes:
+            bucket.strikes = 0
         try:
             msg = read_client_frame(self.codec, message, self.services.limits)
         except ProtocolError as err:
@@ -364,3 +512,13 @@ class NotFoundHandler(tornado.web.RequestHandler):
         self.set_status(404)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"error": "not_found", "message": "not found"}))
+
+
+# Tornado's RequestHandler / WebSocketHandler attributes, then ours, as set over a guest socket's life.
+GUEST_SOCKET_ATTRIBUTES = (
+    "application", "request", "_headers_written", "_finished", "_auto_finish", "_prepared_future", "ui",
+    "_headers", "_write_buffer", "_status_code", "_reason", "services", "connection_id", "codec",
+    "ws_connection", "close_code", "close_reason", "_on_close_called", "_transforms", "path_args",
+    "path_kwargs", "token_info", "_route", "open_args", "open_kwargs", "last_heard", "ref", "_bucket",
+)
+share_instance_keys(GuestSocket, GUEST_SOCKET_ATTRIBUTES)
