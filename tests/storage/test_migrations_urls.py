@@ -232,7 +232,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002 and 0003,
     and 0005's users / user_sessions (seed 003's columns, types and unique indexes) gone and back."""
     await upgrade_to_head(scratch_db_url)
-    assert head_revision() == "0008"
+    assert head_revision() == "0009"
     await assert_users_schema(scratch_db_url)
     await downgrade_to(scratch_db_url, "0004")
     assert await current_revision(scratch_db_url) == "0004"
@@ -274,7 +274,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     assert await current_revision(scratch_db_url) == "0001"
     assert not await username_index()
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008" and await username_index()
+    assert await current_revision(scratch_db_url) == "0009" and await username_index()
     await assert_users_schema(scratch_db_url)
     assert await group_columns() == {"epoch", "owner_node"}
     # a row that predates 0003 starts at epoch 0: the first activation makes it 1
@@ -324,7 +324,7 @@ async def test_0004_turns_the_single_restaurant_into_the_first_store_and_back(sc
         "INSERT INTO staff_users (username, role, password_hash) VALUES ('mgr', 'manager', 'h'), ('root', 'admin', 'h')",
     )
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"  # head: 0004 stores, 0005 users, 0006 guests, 0007 till, 0008 reservations
+    assert await current_revision(scratch_db_url) == "0009"  # head: 0004 stores, 0005 users, 0006 guests, 0007 till, 0008 reservations, 0009 group_ops
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('restaurants') IS NULL") == [(True,)]
     assert await fetch_rows(
         scratch_db_url, "SELECT username, store_id FROM staff_users ORDER BY username"
@@ -416,7 +416,7 @@ async def test_0006_guest_tables_columns_indexes_cascade_and_round_trip(scratch_
     unique session_id index, the expires_at index, deleting a session cascades its cart rows, the quantity
     CHECK; then downgrade to 0005 (gone) and upgrade again (back)."""
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"  # head
+    assert await current_revision(scratch_db_url) == "0009"  # head
 
     async def columns(table: str) -> dict[str, tuple[str, str, int | None]]:
         rows = await fetch_rows(
@@ -474,7 +474,7 @@ async def test_0006_guest_tables_columns_indexes_cascade_and_round_trip(scratch_
         scratch_db_url, "SELECT to_regclass('guest_sessions') IS NULL AND to_regclass('guest_cart_items') IS NULL"
     ) == [(True,)]
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"  # head
+    assert await current_revision(scratch_db_url) == "0009"  # head
     assert "id" in await columns("guest_cart_items")
 
 
@@ -483,7 +483,7 @@ async def test_0007_till_tables_round_trip(scratch_db_url: str) -> None:
     per user), the status CHECKs, exactly one source per transaction and one transaction per source; then
     downgrade to 0006 (gone) and upgrade again (back)."""
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"
+    assert await current_revision(scratch_db_url) == "0009"
 
     async def columns(table: str) -> dict[str, tuple[str, str]]:
         rows = await fetch_rows(
@@ -587,7 +587,7 @@ async def test_0007_till_tables_round_trip(scratch_db_url: str) -> None:
     ) == [(True,)]
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('guest_sessions') IS NOT NULL") == [(True,)]
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"
+    assert await current_revision(scratch_db_url) == "0009"
     assert "revision" in await columns("order_sessions")
     store = await PostgresStore.connect(scratch_db_url)
     try:
@@ -602,7 +602,7 @@ async def test_0008_reservations_round_trip(scratch_db_url: str) -> None:
     adjacent one, another staff member's and a canceled one accepted), the partial unique waitlist index;
     then downgrade to 0007 (tables gone, btree_gist kept) and upgrade again (back and working)."""
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"
+    assert await current_revision(scratch_db_url) == "0009"
 
     async def columns(table: str) -> dict[str, tuple[str, str]]:
         rows = await fetch_rows(
@@ -727,6 +727,6 @@ async def test_0008_reservations_round_trip(scratch_db_url: str) -> None:
     assert await fetch_rows(scratch_db_url, "SELECT count(*) FROM pg_extension WHERE extname = 'btree_gist'") == [(1,)]
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('tabs') IS NOT NULL") == [(True,)]
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"
+    assert await current_revision(scratch_db_url) == "0009"
     await execute(scratch_db_url, "DELETE FROM users", "DELETE FROM stores")
     await fill()  # the same checks hold after the round trip
