@@ -327,7 +327,7 @@ class GroupState:
             "pending": self.pending.to_json() if self.pending else None,
             "last_order_id": self.last_order_id,
             "last_error": self.last_error,
-            "members": list(self.members.items()),
+            "members": [[m, name] for m, name in self.members.items()],  # lists, as JSON gives them back
             "next_guest": self.next_guest,
             # "acks" (compact) replaced "acked" ([[id, [revision, order_id?]], ...]), which is still read.
             "acks": self._acked_snapshot(),
