@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -730,3 +731,72 @@ async def test_0008_reservations_round_trip(scratch_db_url: str) -> None:
     assert await current_revision(scratch_db_url) == "0009"
     await execute(scratch_db_url, "DELETE FROM users", "DELETE FROM stores")
     await fill()  # the same checks hold after the round trip
+
+
+async def test_0009_op_log_migrates_existing_groups_and_downgrades_once_folded(scratch_db_url: str) -> None:
+    """Groups written the old way (a whole snapshot per write) at 0008 become snapshots of their own revision
+    at 0009 (``last_updated`` from the state); the store loads them and appends op records after them;
+    downgrade refuses while records are not folded into a snapshot, works once they are, and upgrade again."""
+    from tableside.actors.cart import GroupState, op_record
+
+    await upgrade_to_head(scratch_db_url)
+    await downgrade_to(scratch_db_url, "0008")
+    assert await current_revision(scratch_db_url) == "0008"
+    old = GroupState()
+    old.add_member("m1")
+    old.add_line("miso", "Miso Soup", 2, 350, "", "m1")
+    old.touch(1_700_000_123.5)
+    old.revision = 7
+    state = old.to_snapshot()
+    await execute(
+        scratch_db_url,
+        "INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch, owner_node)"
+        f" VALUES ('g-old', 'T1', 1, 7, '{json.dumps(state)}', 0, 3, 'node-a'),"
+        "        ('g-new', 'T2', 1, 0, '{}', 0, 1, 'node-a')",
+    )
+    await upgrade_to_head(scratch_db_url)
+    assert await fetch_rows(
+        scratch_db_url, "SELECT group_id, revision, snapshot_revision, last_updated FROM group_state ORDER BY 1"
+    ) == [("g-new", 0, 0, 0.0), ("g-old", 7, 7, 1_700_000_123.5)]
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        assert await store.load_group("g-old") == GroupSnapshot("g-old", "T1", 1, 7, state)
+        assert await store.load_group("g-new") is None
+        activation = await store.activate_group("g-old", "T1", 1, "node-b")
+        assert (activation.epoch, activation.snapshot, activation.ops) == (4, GroupSnapshot("g-old", "T1", 1, 7, state), [])
+        # The server goes on with op records after the migrated snapshot.
+        now = GroupState.from_snapshot(7, state)
+        now.set_qty("L1", 5)
+        now.touch(1_700_000_200.0)
+        record = op_record(now, 7)
+        write = GroupWrite(GroupSnapshot("g-old", "T1", 1, 8, {}), 7, epoch=4, ops=record)
+        assert await store.commit_writes([write]) == [None]
+        current = GroupSnapshot("g-old", "T1", 1, 8, json.loads(json.dumps(now.to_snapshot())))
+        assert await store.load_group("g-old") == current
+        # Not folded: the old code would read revision 8 with revision 7's state. Refused, nothing changed.
+        with pytest.raises(Exception, match="group_ops"):
+            await downgrade_to(scratch_db_url, "0008")
+        assert await current_revision(scratch_db_url) == "0009"
+        # A clean stop folds the log (a snapshot of the same revision); then downgrade works.
+        now.take_ops()
+        assert await store.commit_writes([GroupWrite(replace_state(current, now.to_snapshot()), 8, epoch=4)]) == [None]
+    finally:
+        await store.close()
+    await downgrade_to(scratch_db_url, "0008")
+    assert await fetch_rows(scratch_db_url, "SELECT to_regclass('group_ops') IS NULL") == [(True,)]
+    assert await fetch_rows(scratch_db_url, "SELECT revision, state->'lines'->0->>'qty' FROM group_state WHERE group_id = 'g-old'") == [
+        (8, "5")
+    ]
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0009"
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        assert await store.load_group("g-old") == current
+        activation = await store.activate_group("g-old", "T1", 1, "node-c")
+        assert activation.snapshot == current and activation.ops == []
+    finally:
+        await store.close()
+
+
+def replace_state(snapshot: GroupSnapshot, state: dict[str, object]) -> GroupSnapshot:
+    return GroupSnapshot(snapshot.group_id, snapshot.table_id, snapshot.restaurant_id, snapshot.revision, state)
