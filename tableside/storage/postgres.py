@@ -315,6 +315,11 @@ def _rounds(writes: Sequence[GroupWrite], skip: Sequence[StorageError | None]) -
     return rounds
 
 
+def _jsonb(value: Any) -> Any:
+    """A jsonb value read on the raw asyncpg pool: text unless a codec was registered on the connection."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
 _NO_COUNTERS: tuple[list[int], list[int]] = ([], [])
 
 
@@ -1033,9 +1038,9 @@ class PostgresStore:
         snapshot = (
             None
             if snapshot_revision == 0
-            else GroupSnapshot(group_id, table, restaurant, int(snapshot_revision), orjson.loads(state))
+            else GroupSnapshot(group_id, table, restaurant, int(snapshot_revision), _jsonb(state))
         )
-        return Activation(epoch=int(epoch), snapshot=snapshot, ops=orjson.loads(ops))
+        return Activation(epoch=int(epoch), snapshot=snapshot, ops=_jsonb(ops))
 
     async def load_group(self, group_id: str) -> GroupSnapshot | None:
         async with self._raw.acquire() as conn:
@@ -1044,8 +1049,8 @@ class PostgresStore:
         if row is None or row[2] == 0:
             return None
         table, restaurant, _revision, snapshot_revision, state, ops = row
-        snapshot = GroupSnapshot(group_id, table, restaurant, int(snapshot_revision), orjson.loads(state))
-        return replay_group(snapshot, orjson.loads(ops))
+        snapshot = GroupSnapshot(group_id, table, restaurant, int(snapshot_revision), _jsonb(state))
+        return replay_group(snapshot, _jsonb(ops))
 
     async def commit_writes(self, writes: Sequence[GroupWrite]) -> list[StorageError | None]:
         if not writes:
