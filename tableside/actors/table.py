@@ -804,6 +804,8 @@ class TableActor(Actor[TableMessage]):
                 number_order=number_order,
             )
         )
+        # ``number_order`` remembers the intent's ack after the journal was taken: it is in the snapshot too.
+        self._state.take_ops()
         self._stored_revision = self._snapshot_revision = self._state.revision
 
     async def _commit(

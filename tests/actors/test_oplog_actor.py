@@ -141,6 +141,7 @@ async def test_a_fresh_activation_after_random_histories_has_the_same_state(
         assert await ref.ask(Connect(j.member_id, sinks[j.member_id])) is True
     members = [j.member_id for j in joins]
     sent: list[Command] = []
+    orders = 0
     for step in range(120):
         clock._now += rng.random() * 5  # the activity time moves (op records carry it)
         kind = rng.random()
@@ -164,7 +165,9 @@ async def test_a_fresh_activation_after_random_histories_has_the_same_state(
             cmds.append(rng.choice(sent))  # a resend: answered from the remembered acks, changes nothing
         if kind < 0.06 and any(i["state"] == "pending" for i in cart["items"]) and not cart["cart_locked"]:
             m = rng.choice(members)
-            await ref.ask(Command(m, sinks[m], PlaceOrder(f"po{step}", "", None)))
+            placed = await ref.ask(Command(m, sinks[m], PlaceOrder(f"po{step}", None, rng.choice(["", "quick please"]))))
+            assert placed["type"] == "ack", placed
+            orders += 1
             await unlocked(ref)
             continue
         if kind > 0.985 and len(members) > 1:
@@ -181,6 +184,7 @@ async def test_a_fresh_activation_after_random_histories_has_the_same_state(
             continue
         await asyncio.gather(*(ref.ask(c) for c in cmds), return_exceptions=False)
         sent += [c for c in cmds if c.message.request_id is not None]
+    assert orders > 0  # the history had order intents and settlements (snapshots) between the records
     memory = node.actor(group_id)._state
     expected = memory.to_snapshot()
     # load_group: the current state (the last snapshot with the records replayed)
@@ -246,3 +250,37 @@ async def test_snapshots_are_written_every_n_changes_and_on_a_clean_stop(store: 
     await node3.stop(StopReason.IDLE)  # clean: the log is folded into a snapshot
     assert await log_after_snapshot() == (joined + 6, 0)
     assert (await store.load_group(j.group_id)).state == as_stored(state)  # type: ignore[union-attr]
+
+
+async def test_the_record_after_an_order_intent_holds_only_its_own_batch(store: Store) -> None:
+    """The intent's snapshot is made inside the store's transaction (``number_order`` remembers the ack
+    there): nothing of it may be left in the journal for the next op record."""
+    clock = FakeClock()
+    await seed_demo(store, 1, "Demo", 3)
+    menu = MenuCatalog(store)
+    await menu.load([1])
+    item = (await store.list_menu(1))[0]
+    table = await store.get_table("T001")
+    assert table is not None
+    j = await store.join_table("T001", table.qr_secret, "tok", "m1", "g1", clock.now() + 3600, clock.now())
+    node = Node(store, menu, clock, 64, 0)
+    writes: list[Any] = []
+
+    async def commit(write: Any) -> None:
+        writes.append(write)
+        await node.committer.commit(write)
+
+    node.ctx.commit = commit
+    ref = node.directory.ref_for(j.group_id, "T001", 1)
+    sink = FakeSink()
+    await ref.ask(Connect(j.member_id, sink))
+    await ref.ask(Command(j.member_id, sink, AddItem("a1", item.menu_item_id, 1, "")))
+    placed = await ref.ask(Command(j.member_id, sink, PlaceOrder("po")))
+    assert placed["type"] == "ack", placed
+    await unlocked(ref)
+    del writes[:]
+    await ref.ask(Command(j.member_id, sink, AddItem("a2", item.menu_item_id, 2, "")))
+    [write] = writes
+    assert write.ops is not None
+    assert [op[0] for op in write.ops["ops"]] == ["a", "s", "k"]  # the line, idle again, its ack: no more
+    assert write.ops["ops"][2][2] == "a2"
