@@ -5,7 +5,8 @@ the rules can be tested without a loop. The whole object round-trips through ``t
 ``from_snapshot`` (the JSON stored in ``group_state.state``).
 
 The op log: the changes a cart edit makes (``add_line``, ``set_qty``, ``remove_line``, ``set_status``,
-``remember``) are also appended to a journal as compact ops; ``take_ops`` hands them out (and clears the
+``remember``) and membership changes (``add_member``, ``remove_member``: a member may be added in memory and
+written with the group's next write, which may be a cart batch) are also appended to a journal as compact ops; ``take_ops`` hands them out (and clears the
 journal) so a cart batch is stored as one small op record (``{"rev", "t", "ops"}``) instead of the whole
 snapshot, and ``apply_ops`` replays such a record onto the state it was made from. Every other change
 (members, orders, imports) is stored as a full snapshot, which makes the journal moot (the writer clears it).
@@ -297,6 +298,7 @@ class GroupState:
     # -- members ------------------------------------------------------------------------------------
     def add_member(self, member_id: str) -> str:
         """Give a new member the next "Guest N" name (numbers are never reused within the sitting)."""
+        self._journal.append(["m", member_id])
         number = max(self.next_guest, len(self.members) + 1)
         self.members[member_id] = f"Guest {number}"
         self.next_guest = number + 1
@@ -304,6 +306,7 @@ class GroupState:
 
     def remove_member(self, member_id: str) -> bool:
         """Forget a member who left (and their resend window). False when they were not a member."""
+        self._journal.append(["x", member_id])
         self.acked.pop(member_id, None)
         self._acked_wire.pop(member_id, None)
         return self.members.pop(member_id, None) is not None
@@ -389,6 +392,10 @@ def apply_ops(state: GroupState, record: dict[str, Any]) -> None:
                 state.set_status(ProcessingStatus(op[1]))
             elif kind == "k":
                 state._remember_key(str(op[1]), str(op[2]), [int(op[3]), *op[4:]])
+            elif kind == "m":
+                state.add_member(str(op[1]))
+            elif kind == "x":
+                state.remove_member(str(op[1]))
             else:
                 raise ValueError(f"unknown op {kind!r}")
     finally:

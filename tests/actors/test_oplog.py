@@ -28,8 +28,8 @@ from tableside.storage.interface import GroupSnapshot, replay_group
 # actor stores as full snapshots; "write_ops" / "write_snapshot" end a batch.
 STEP = st.tuples(
     st.sampled_from(
-        ["add", "add", "qty", "remove", "status", "ack", "ack_order", "member", "lock", "settle", "write_ops",
-         "write_ops", "write_snapshot"]
+        ["add", "add", "qty", "remove", "status", "ack", "ack_order", "member", "join", "forget", "lock",
+         "settle", "write_ops", "write_ops", "write_snapshot"]
     ),
     st.integers(0, 10_000),
     st.text(alphabet="abcxyz~é漢0123456789", max_size=20),
@@ -51,8 +51,10 @@ class Writer:
         return self.state.touch(self.now)
 
     def write_ops(self) -> None:
-        if self.state.revision == self.stored_revision:
+        if self.state.revision == self.stored_revision and not self.state._journal:
             return
+        if self.state.revision == self.stored_revision:
+            self.change()  # a write is a change (the actor's next write follows an edit)
         record = op_record(self.state, self.stored_revision)
         self.records.append(json.loads(json.dumps(record)))  # as stored: through JSON
         self.stored_revision = self.state.revision
@@ -90,6 +92,10 @@ class Writer:
             s.add_member(f"m{a % 5}")
             self.change()
             self.write_snapshot()
+        elif kind == "join":
+            s.add_member(f"m{a % 5}")  # in memory only: written with the next write, whichever kind
+        elif kind == "forget":
+            s.remove_member(f"m{a % 5}")
         elif kind == "lock" and s.pending is None and s.orderable_lines():
             for line in s.orderable_lines():
                 line.state = LineState.LOCKED
