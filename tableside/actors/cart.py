@@ -406,8 +406,9 @@ def apply_ops(state: GroupState, record: dict[str, Any]) -> None:
 
 def replay_snapshot(revision: int, snapshot: dict[str, Any], records: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     """A stored snapshot plus the op records after it, as the snapshot they amount to (revision, state)."""
-    # Revision 0: no snapshot was ever written (the records started from a new group, as an actor does).
-    state = GroupState() if revision == 0 else GroupState.from_snapshot(revision, snapshot)
+    # ``{}``: no snapshot was ever written (the stores' placeholder; a real one has "v"): the records start
+    # from a new group, as an actor without a snapshot does.
+    state = GroupState.from_snapshot(revision, snapshot) if snapshot else GroupState()
     for record in records:
         apply_ops(state, record)
     return state.revision, state.to_snapshot()

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tableside.actors.cart import (
@@ -123,6 +123,7 @@ class Writer:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(STEP, max_size=120), st.integers(0, 120))
+@example([("join", 0, ""), ("add", 0, "")], 1)  # a member in a snapshot of revision 0, then a record
 def test_last_snapshot_plus_records_is_the_final_state(steps: list[tuple[str, int, str]], snap_at: int) -> None:
     w = Writer()
     for n, (kind, a, text) in enumerate(steps):
