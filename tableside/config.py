@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(default_factory=list)  # extra Origins for the websocket check
     cookie_secure: bool = False  # True behind HTTPS; SameSite/HttpOnly are always set
     idle_actor_seconds: float = Field(300.0, gt=0)
+    # A table group's cart batches are stored as op records; every this many changes a full snapshot.
+    snapshot_every: int = Field(64, ge=1)
     group_idle_hours: float = Field(6.0, gt=0)  # fail-safe: close sittings idle this long
     cleanup_interval_s: float = Field(300.0, gt=0)
     log_level: str = "info"

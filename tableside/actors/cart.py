@@ -2,7 +2,15 @@
 
 ``TableActor`` owns exactly one ``GroupState`` and is the only writer; everything here is synchronous so
 the rules can be tested without a loop. The whole object round-trips through ``to_snapshot`` /
-``from_snapshot`` (the JSON stored in ``group_state.state``)."""
+``from_snapshot`` (the JSON stored in ``group_state.state``).
+
+The op log: the changes a cart edit makes (``add_line``, ``set_qty``, ``remove_line``, ``set_status``,
+``remember``) and membership changes (``add_member``, ``remove_member``: a member may be added in memory and
+written with the group's next write, which may be a cart batch) are also appended to a journal as compact ops; ``take_ops`` hands them out (and clears the
+journal) so a cart batch is stored as one small op record (``{"rev", "t", "ops"}``) instead of the whole
+snapshot, and ``apply_ops`` replays such a record onto the state it was made from. Every other change
+(members, orders, imports) is stored as a full snapshot, which makes the journal moot (the writer clears it).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from tableside.storage.interface import register_group_replay
 
 
 class LineState(StrEnum):
@@ -188,6 +198,8 @@ class GroupState:
     imports: list[str] = field(default_factory=list)
     # Encoded ``acked`` per member, reused by to_snapshot until that member's window changes.
     _acked_wire: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # The ops of the changes made since the last ``take_ops`` (see the module docstring).
+    _journal: list[list[Any]] = field(default_factory=list, init=False, repr=False, compare=False)
 
     # -- derived ------------------------------------------------------------------------------------
     @property
@@ -232,20 +244,61 @@ class GroupState:
         """Remember an ``ack`` (the only answers that changed something) for resends."""
         if request_id is None or answer.get("type") != "ack":
             return
-        seen = self.acked.setdefault(member_id, OrderedDict())
         compact: list[Any] = [answer["revision"]]
         if "order_id" in answer:
             compact.append(answer["order_id"])
-        key = ack_key(request_id)
+        self._remember_key(member_id, ack_key(request_id), compact)
+
+    def _remember_key(self, member_id: str, key: str, compact: list[Any]) -> None:
+        self._journal.append(["k", member_id, key, *compact])
+        seen = self.acked.setdefault(member_id, OrderedDict())
         seen.pop(key, None)  # a re-used id moves to the newest end
         seen[key] = compact
         while len(seen) > ACKED_PER_MEMBER:
             seen.popitem(last=False)
         self._acked_wire.pop(member_id, None)
 
+    # -- cart edits (journaled) ---------------------------------------------------------------------
+    def add_line(
+        self, menu_item_id: str, name: str, qty: int, unit_price: int, note: str, added_by: str
+    ) -> CartLine:
+        """A new pending line with the next line id (``L<next_line>``)."""
+        self._journal.append(["a", menu_item_id, name, qty, unit_price, note, added_by])
+        line_id = f"L{self.next_line}"
+        self.next_line += 1
+        line = CartLine(line_id, menu_item_id, name, qty, unit_price, note, added_by)
+        self.lines[line_id] = line
+        return line
+
+    def set_qty(self, line_id: str, qty: int) -> None:
+        self._journal.append(["q", line_id, qty])
+        self.lines[line_id].qty = qty
+
+    def remove_line(self, line_id: str) -> None:
+        self._journal.append(["r", line_id])
+        del self.lines[line_id]
+
+    def set_status(self, status: ProcessingStatus) -> None:
+        if status != self.status:
+            self._journal.append(["s", status.value])
+            self.status = status
+
+    def touch(self, now: float) -> int:
+        """One more change: the next revision, stamped ``now`` (carried by the op record itself)."""
+        self.revision += 1
+        self.last_updated = now
+        return self.revision
+
+    def take_ops(self) -> list[list[Any]]:
+        """The journal since the last call (and clear it). A writer that stores a full snapshot calls it
+        too and drops the result: the snapshot holds those changes."""
+        ops, self._journal = self._journal, []
+        return ops
+
     # -- members ------------------------------------------------------------------------------------
     def add_member(self, member_id: str) -> str:
         """Give a new member the next "Guest N" name (numbers are never reused within the sitting)."""
+        self._journal.append(["m", member_id])
         number = max(self.next_guest, len(self.members) + 1)
         self.members[member_id] = f"Guest {number}"
         self.next_guest = number + 1
@@ -253,6 +306,7 @@ class GroupState:
 
     def remove_member(self, member_id: str) -> bool:
         """Forget a member who left (and their resend window). False when they were not a member."""
+        self._journal.append(["x", member_id])
         self.acked.pop(member_id, None)
         self._acked_wire.pop(member_id, None)
         return self.members.pop(member_id, None) is not None
@@ -276,7 +330,7 @@ class GroupState:
             "pending": self.pending.to_json() if self.pending else None,
             "last_order_id": self.last_order_id,
             "last_error": self.last_error,
-            "members": list(self.members.items()),
+            "members": [[m, name] for m, name in self.members.items()],  # lists, as JSON gives them back
             "next_guest": self.next_guest,
             # "acks" (compact) replaced "acked" ([[id, [revision, order_id?]], ...]), which is still read.
             "acks": self._acked_snapshot(),
@@ -306,3 +360,59 @@ class GroupState:
             next_guest=int(d.get("next_guest", len(members) + 1)),
             imports=[str(k) for k in d.get("imports", [])],
         )
+
+
+def op_record(state: GroupState, base: int) -> dict[str, Any]:
+    """The op record of the changes since the last ``take_ops``, made on the state of revision ``base``:
+    ``{"b": base, "rev": revision after, "t": last_updated after, "ops": [...]}`` (ints and strings only,
+    plus the float ``t``)."""
+    return {"b": base, "rev": state.revision, "t": state.last_updated, "ops": state.take_ops()}
+
+
+def apply_ops(state: GroupState, record: dict[str, Any]) -> None:
+    """Replay one op record onto ``state`` (the state it was made from, or a later one: a record at or below
+    the state's revision is in it already and changes nothing). Raises ValueError for an op it does not
+    know or a record that does not follow on (a gap would silently lose changes)."""
+    revision = int(record["rev"])
+    if revision <= state.revision:
+        return
+    if int(record["b"]) != state.revision:
+        raise ValueError(f"op record {record['b']}->{revision} does not follow revision {state.revision}")
+    journal, state._journal = state._journal, []  # replaying is not a new change
+    try:
+        for op in record["ops"]:
+            kind = op[0]
+            if kind == "a":
+                state.add_line(str(op[1]), str(op[2]), int(op[3]), int(op[4]), str(op[5]), str(op[6]))
+            elif kind == "q":
+                state.set_qty(str(op[1]), int(op[2]))
+            elif kind == "r":
+                state.remove_line(str(op[1]))
+            elif kind == "s":
+                state.set_status(ProcessingStatus(op[1]))
+            elif kind == "k":
+                state._remember_key(str(op[1]), str(op[2]), [int(op[3]), *op[4:]])
+            elif kind == "m":
+                state.add_member(str(op[1]))
+            elif kind == "x":
+                state.remove_member(str(op[1]))
+            else:
+                raise ValueError(f"unknown op {kind!r}")
+    finally:
+        state._journal = journal
+    state.revision = revision
+    state.last_updated = float(record["t"])
+
+
+def replay_snapshot(revision: int, snapshot: dict[str, Any], records: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """A stored snapshot plus the op records after it, as the snapshot they amount to (revision, state)."""
+    # ``{}``: no snapshot was ever written (the stores' placeholder; a real one has "v"): the records start
+    # from a new group, as an actor without a snapshot does.
+    state = GroupState.from_snapshot(revision, snapshot) if snapshot else GroupState()
+    for record in records:
+        apply_ops(state, record)
+    return state.revision, state.to_snapshot()
+
+
+# ``Store.load_group`` answers the current state (snapshot + records replayed) through this.
+register_group_replay(replay_snapshot)

@@ -23,7 +23,9 @@ from tableside.actors.cart import (
     LineState,
     PendingOrder,
     ProcessingStatus,
+    apply_ops,
     iso,
+    op_record,
 )
 from tableside.actors.messages import (
     CloseSession,
@@ -104,6 +106,9 @@ class TableContext:
     idle_seconds: float = 300.0
     max_cart_lines: int = 100
     max_members: int = 50
+    # Cart batches are stored as op records; a full snapshot is written once this many changes (revisions)
+    # piled up after the last one, so an activation replays at most about this many.
+    snapshot_every: int = 64
 
 
 class TableActor(Actor[TableMessage]):
@@ -115,6 +120,7 @@ class TableActor(Actor[TableMessage]):
         self._ctx = ctx
         self._state = GroupState()
         self._stored_revision = 0
+        self._snapshot_revision = 0  # the revision of the last full snapshot stored (op records follow it)
         self._epoch = 0  # taken at activation; every write is conditional on it (fencing)
         self._closed = False
         self._sinks: dict[int, tuple[str, MemberSink]] = {}  # connection_id -> (member_id, sink)
@@ -140,6 +146,9 @@ class TableActor(Actor[TableMessage]):
         snap = activation.snapshot
         if snap is not None:
             self._state = GroupState.from_snapshot(snap.revision, snap.state)
+        self._snapshot_revision = self._state.revision
+        for record in activation.ops:  # the cart batches committed after that snapshot
+            apply_ops(self._state, record)
         self._stored_revision = self._state.revision
         self._sent_cart = self._cart()
         table = await self._ctx.store.get_table(self.table_id)
@@ -157,6 +166,8 @@ class TableActor(Actor[TableMessage]):
 
     async def on_stop(self, reason: StopReason) -> None:
         METRICS.active_actors.dec()
+        if reason in (StopReason.IDLE, StopReason.SESSION_CLOSED, StopReason.SHUTDOWN):
+            await self._compact()
         if self._idle_task:
             self._idle_task.cancel()
         if self._pos_task and not self._pos_task.done():
@@ -179,6 +190,17 @@ class TableActor(Actor[TableMessage]):
         self._log.error("table_actor_error", error=repr(exc), message=type(message).__name__)
         # The in-memory state may be ahead of what is stored: drop it; the next activation reloads.
         return StopReason.FAILED
+
+    async def _compact(self) -> None:
+        """A clean deactivation stores the state as a snapshot when op records follow the last one, so the
+        next activation reads one row. Best effort: the records replay just as well (and a stop after a
+        failure never writes: its state may be ahead of what is stored)."""
+        if self._stored_revision <= self._snapshot_revision or self._state.revision != self._stored_revision:
+            return
+        try:
+            await self._write()
+        except Exception as exc:  # noqa: BLE001 - fenced, stale, database down: the log stays valid
+            self._log.warning("snapshot_on_stop_failed", error=repr(exc))
 
     # -- dispatch -------------------------------------------------------------------------------------
     async def on_receive(self, message: TableMessage) -> Any:
@@ -382,7 +404,7 @@ class TableActor(Actor[TableMessage]):
             answers.append((message, answer))
             changed = changed or mutated
         if changed:
-            await self._write()
+            await self._write_ops()
             cart = self._broadcast_cart()
             # A snapshot asked for within the batch shows the batch's end (what the broadcast told): a v2
             # client that waits for it is then in step with the deltas that follow.
@@ -476,21 +498,11 @@ class TableActor(Actor[TableMessage]):
             raise CommandRejected(ErrorCode.BAD_REQUEST, "the cart is full")
         self._new_line(item, msg.qty, msg.note, member_id)
         if self._state.status in (ProcessingStatus.CONFIRMED, ProcessingStatus.FAILED):
-            self._state.status = ProcessingStatus.IDLE
+            self._state.set_status(ProcessingStatus.IDLE)
 
-    def _new_line(self, item: MenuItem, qty: int, note: str, member_id: str) -> None:
+    def _new_line(self, item: MenuItem, qty: int, note: str, member_id: str) -> CartLine:
         """A cart line of ``item`` priced from the menu (never from the client)."""
-        line_id = f"L{self._state.next_line}"
-        self._state.next_line += 1
-        self._state.lines[line_id] = CartLine(
-            line_id=line_id,
-            menu_item_id=item.menu_item_id,
-            name=item.name,
-            qty=qty,
-            unit_price=item.price,
-            note=note,
-            added_by=member_id,
-        )
+        return self._state.add_line(item.menu_item_id, item.name, qty, item.price, note, member_id)
 
     def _update_item(self, line_id: str, qty: int) -> None:
         self._require_unlocked()
@@ -498,9 +510,9 @@ class TableActor(Actor[TableMessage]):
         if line is None:
             raise CommandRejected(ErrorCode.NOT_FOUND, f"no cart line {line_id!r}")
         if qty == 0:
-            del self._state.lines[line_id]
+            self._state.remove_line(line_id)
         else:
-            line.qty = qty
+            self._state.set_qty(line_id, qty)
 
     # -- place_order ----------------------------------------------------------------------------------
     async def _place_order(self, cmd: Command, msg: PlaceOrder) -> dict[str, Any]:
@@ -765,9 +777,24 @@ class TableActor(Actor[TableMessage]):
 
     def _bump(self) -> int:
         """Advance the in-memory revision for one change; ``_write`` makes it durable."""
-        self._state.revision += 1
-        self._state.last_updated = self._ctx.clock.now()
-        return self._state.revision
+        return self._state.touch(self._ctx.clock.now())
+
+    async def _write_ops(self) -> None:
+        """Commit a cart batch: as an op record (the journal since the last write), or as a full snapshot
+        when ``snapshot_every`` changes piled up since the last one."""
+        if self._state.revision - self._snapshot_revision >= self._ctx.snapshot_every:
+            await self._write()
+            return
+        record = op_record(self._state, self._stored_revision)
+        await self._ctx.commit(
+            GroupWrite(
+                snapshot=GroupSnapshot(self.group_id, self.table_id, self.restaurant_id, self._state.revision, {}),
+                expected_revision=self._stored_revision,
+                epoch=self._epoch,
+                ops=record,
+            )
+        )
+        self._stored_revision = self._state.revision
 
     async def _write(
         self,
@@ -775,8 +802,9 @@ class TableActor(Actor[TableMessage]):
         order: OrderRecord | None = None,
         number_order: Callable[[int], tuple[dict[str, Any], OrderRecord]] | None = None,
     ) -> None:
-        """Commit the current state (and an order row) with the stored revision as the expected ETag and
-        this activation's epoch as the fence."""
+        """Commit the current state as a full snapshot (and an order row) with the stored revision as the
+        expected ETag and this activation's epoch as the fence."""
+        self._state.take_ops()  # the snapshot holds every journaled change
         snapshot = GroupSnapshot(
             group_id=self.group_id,
             table_id=self.table_id,
@@ -793,7 +821,9 @@ class TableActor(Actor[TableMessage]):
                 number_order=number_order,
             )
         )
-        self._stored_revision = self._state.revision
+        # ``number_order`` remembers the intent's ack after the journal was taken: it is in the snapshot too.
+        self._state.take_ops()
+        self._stored_revision = self._snapshot_revision = self._state.revision
 
     async def _commit(
         self,

@@ -264,6 +264,7 @@ def build_table_context(
         on_order_confirmed=kitchen.notify,
         node_id=settings.node_id,
         idle_seconds=settings.idle_actor_seconds,
+        snapshot_every=settings.snapshot_every,
         max_cart_lines=settings.limits.max_cart_lines,
         max_members=settings.limits.max_members_per_group,
     )

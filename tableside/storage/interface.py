@@ -292,10 +292,34 @@ class OrderRecord:
 @dataclass(slots=True)
 class Activation:
     """What ``Store.activate_group`` returns: the group's new epoch (every write of this activation must
-    carry it) and its stored snapshot (None when nothing was ever written)."""
+    carry it), its last stored snapshot (None when no snapshot was ever written) and the op records written
+    after that snapshot, oldest first: the group's state is the snapshot with the records replayed on it."""
 
     epoch: int
     snapshot: GroupSnapshot | None
+    ops: list[dict[str, Any]] = field(default_factory=list)
+
+
+# Replaying op records needs the actors' ``GroupState`` (``tableside.actors.cart``), which storage may not
+# import; the cart module registers its replay here when it is imported (every process that writes op records
+# has), so ``load_group`` can answer the current state, as it did when every write was a snapshot.
+GroupReplay = Callable[[int, dict[str, Any], list[dict[str, Any]]], tuple[int, dict[str, Any]]]
+_group_replay: list[GroupReplay] = []
+
+
+def register_group_replay(replay: GroupReplay) -> None:
+    """``replay(snapshot_revision, snapshot_state, records) -> (revision, state)``."""
+    _group_replay[:] = [replay]
+
+
+def replay_group(snapshot: GroupSnapshot, records: list[dict[str, Any]]) -> GroupSnapshot:
+    """``snapshot`` with ``records`` (op records after it, oldest first) folded in."""
+    if not records:
+        return snapshot
+    if not _group_replay:
+        raise RuntimeError("op records to replay but no replay registered (import tableside.actors.cart)")
+    revision, state = _group_replay[0](snapshot.revision, snapshot.state, records)
+    return GroupSnapshot(snapshot.group_id, snapshot.table_id, snapshot.restaurant_id, revision, state)
 
 
 @dataclass(slots=True)
@@ -314,13 +338,19 @@ class GroupWrite:
     So per restaurant numbers increase in commit order across every process, and a refused or rolled-back
     write consumes no number (no gaps). It must be pure and synchronous; it is not called for a refused
     write, and if it raises (or returns non-JSON data) the write is refused with ``InvalidWrite`` and the
-    number is not consumed."""
+    number is not consumed.
+
+    ``ops`` (the op log): an op record instead of a full state. The store then keeps its snapshot and
+    appends the record (``{"b": expected, "rev": revision, "t": last_updated, "ops": [...]}``: JSON, the
+    store reads only ``t``) under ``snapshot.revision``; ``snapshot.state`` is ignored. A write with a state
+    becomes the group's new snapshot and drops the records it covers. Not with ``number_order``."""
 
     snapshot: GroupSnapshot
     expected_revision: int
     order: OrderRecord | None = None
     epoch: int = 0
     number_order: Callable[[int], tuple[dict[str, Any], OrderRecord]] | None = None
+    ops: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -638,7 +668,7 @@ class Store(Protocol):
     async def delete_expired_tokens(self, now: float) -> int: ...
     async def close_idle_groups(self, cutoff: float, now: float) -> list[tuple[str, str]]:
         """Fail-safe for abandoned sittings: every occupied table whose group saw no activity since
-        ``cutoff`` (the later of the table's change and the snapshot's ``last_updated``) goes back to
+        ``cutoff`` (the later of the table's change and the group's ``last_updated``) goes back to
         vacant and its tokens are deleted, in one conditional step so several nodes may run it at once.
         Returns ``(table_id, group_id)`` of the groups closed by this call."""
 
@@ -646,12 +676,13 @@ class Store(Protocol):
     async def activate_group(self, group_id: str, table_id: str, restaurant_id: int, node_id: str) -> Activation:
         """Take ownership of a group: atomically increment its epoch (creating the row with revision 0,
         state ``{}`` and epoch 1 when there is none), record ``node_id`` as its owner, and return the new
-        epoch with the stored snapshot (None when the revision is 0: nothing was ever written). Serialised
-        with writes of the group: a write of the previous epoch either committed before (and is in the
-        returned snapshot) or is refused with FencedWrite."""
+        epoch with the last stored snapshot (None when no snapshot was written) and the op records after it.
+        Serialised with writes of the group: a write of the previous epoch either committed before (and is
+        in the returned snapshot or records) or is refused with FencedWrite."""
 
     async def load_group(self, group_id: str) -> GroupSnapshot | None:
-        """The stored snapshot; None for an unknown group or one only activated (revision 0)."""
+        """The group's current state: the last snapshot with the op records after it replayed
+        (``replay_group``); None for an unknown group or one only activated (revision 0)."""
 
     async def commit_writes(self, writes: Sequence[GroupWrite]) -> list[StorageError | None]:
         """Apply many actors' writes in one transaction (group commit). Each write is all-or-nothing

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tableside.storage import till_lines
-from tableside.storage.codec import dumps, encode_write
+from tableside.storage.codec import EncodedWrite, dumps, encode_write
 from tableside.storage.interface import (
     GUEST_MAX_LINES,
     GUEST_MAX_QUANTITY,
@@ -70,6 +70,7 @@ from tableside.storage.interface import (
     Transaction,
     User,
     UserSession,
+    replay_group,
     validate_business_hours,
     validate_timezone,
 )
@@ -110,8 +111,14 @@ class MemoryStore:
         self._tables: dict[str, Table] = {}
         self._menu: dict[str, MenuItem] = {}
         self._tokens: dict[str, _Token] = {}
-        # A row with revision 0 was created by activate_group only (load_group answers None for it).
+        # A group's last snapshot (its revision is the snapshot's), its current revision, the op records
+        # after the snapshot (oldest first) and its last activity time, as PostgresStore's group_state row
+        # and group_ops rows. A row with revision 0 was created by activate_group only (load_group answers
+        # None for it).
         self._groups: dict[str, GroupSnapshot] = {}
+        self._revisions: dict[str, int] = {}
+        self._group_ops: dict[str, list[dict[str, Any]]] = {}
+        self._last_updated: dict[str, float] = {}
         self._epochs: dict[str, int] = {}
         self.owner_nodes: dict[str, str] = {}
         self._orders: dict[str, OrderRecord] = {}
@@ -361,8 +368,7 @@ class MemoryStore:
         for t in self._tables.values():
             if t.status != TableStatus.OCCUPIED or t.current_group_id is None:
                 continue
-            group = self._groups.get(t.current_group_id)
-            last = float(group.state.get("last_updated", 0.0)) if group is not None else 0.0
+            last = self._last_updated.get(t.current_group_id, 0.0)
             if max(t.updated_at, last) >= cutoff:
                 continue
             closed.append((t.table_id, t.current_group_id))
@@ -380,29 +386,35 @@ class MemoryStore:
     # -- group state -----------------------------------------------------------------------------
 
     async def activate_group(self, group_id: str, table_id: str, restaurant_id: int, node_id: str) -> Activation:
-        stored = self._groups.get(group_id)
-        if stored is None:
+        if group_id not in self._groups:
             self._groups[group_id] = GroupSnapshot(group_id, table_id, restaurant_id, 0, {})
+            self._revisions[group_id] = 0
         epoch = self._epochs.get(group_id, 0) + 1
         self._epochs[group_id] = epoch
         self.owner_nodes[group_id] = node_id
-        return Activation(epoch=epoch, snapshot=await self.load_group(group_id))
+        snap = self._groups[group_id]
+        return Activation(
+            epoch=epoch,
+            snapshot=None if snap.revision == 0 else copy.deepcopy(snap),
+            ops=copy.deepcopy(self._group_ops.get(group_id, [])),
+        )
 
     async def load_group(self, group_id: str) -> GroupSnapshot | None:
         g = self._groups.get(group_id)
-        return None if g is None or g.revision == 0 else copy.deepcopy(g)
+        if g is None or self._revisions.get(group_id, 0) == 0:
+            return None
+        return replay_group(copy.deepcopy(g), copy.deepcopy(self._group_ops.get(group_id, [])))
 
     def _refusal(self, w: GroupWrite) -> StaleWrite | None:
         """Why ``w`` cannot apply now (FencedWrite before StaleWrite, as PostgresStore), or None."""
         gid = w.snapshot.group_id
-        stored = self._groups.get(gid)
-        if stored is None:
+        if gid not in self._groups:
             # "no row" only matches expected 0 (the row it creates takes the write's epoch)
             return None if w.expected_revision == 0 else StaleWrite(_stale_message(w))
         epoch = self._epochs.get(gid, 0)
         if epoch != w.epoch:
             return FencedWrite(gid, w.epoch, epoch)
-        if stored.revision != w.expected_revision:
+        if self._revisions.get(gid, 0) != w.expected_revision:
             return StaleWrite(_stale_message(w))
         return None
 
@@ -417,7 +429,7 @@ class MemoryStore:
             state, order = w.number_order(n)
         except Exception as e:  # noqa: BLE001 - the caller's bug, refused as that write's own error
             return InvalidWrite(f"group {w.snapshot.group_id}: number_order({n}) failed: {e!r}")
-        return replace(w, snapshot=replace(w.snapshot, state=state), order=order, number_order=None), n
+        return replace(w, snapshot=replace(w.snapshot, state=state), order=order, number_order=None, ops=None), n
 
     async def commit_writes(self, writes: Sequence[GroupWrite]) -> list[StorageError | None]:
         self.commit_calls += 1
@@ -427,7 +439,7 @@ class MemoryStore:
             # Same JSON rules as PostgresStore, and the decoded copy is what we keep: state round-trips
             # exactly as it would through jsonb (tuples become lists, non-JSON data is refused). A numbered
             # write is encoded once number_order has made its state, after the checks (as in PostgresStore).
-            encoded: tuple[str, str | None] | None = None
+            encoded: EncodedWrite | None = None
             if w.number_order is None:
                 try:
                     encoded = encode_write(w)
@@ -443,6 +455,7 @@ class MemoryStore:
                 if w.snapshot.group_id not in self._groups:
                     # PostgresStore creates the row (revision 0) to lock it before taking a number
                     self._groups[w.snapshot.group_id] = replace(w.snapshot, revision=0, state={})
+                    self._revisions[w.snapshot.group_id] = 0
                     self._epochs[w.snapshot.group_id] = w.epoch
                 numbered = self._numbered(w)
                 if isinstance(numbered, StorageError):
@@ -455,16 +468,26 @@ class MemoryStore:
                     results.append(e)
                     continue
             assert encoded is not None
-            state_json, items_json = encoded
             gid = w.snapshot.group_id
             if gid not in self._groups:
                 self._epochs[gid] = w.epoch
+                self._groups[gid] = replace(w.snapshot, revision=0, state={})
             if number is not None:
                 self._next_order_number[w.snapshot.restaurant_id] = number + 1
-            self._groups[gid] = replace(w.snapshot, state=json.loads(state_json))
+            if encoded.record is not None:
+                # An op record: the snapshot stays, the record joins the log after it.
+                self._group_ops.setdefault(gid, []).append(json.loads(encoded.record))
+            else:
+                assert encoded.state is not None
+                self._groups[gid] = replace(w.snapshot, state=json.loads(encoded.state))
+                self._group_ops.pop(gid, None)  # every record is at or below the snapshot's revision
+            self._groups[gid].table_id = w.snapshot.table_id
+            self._groups[gid].restaurant_id = w.snapshot.restaurant_id
+            self._revisions[gid] = w.snapshot.revision
+            self._last_updated[gid] = encoded.last_updated
             if w.order is not None:
-                assert items_json is not None
-                self._upsert_order(w.order, json.loads(items_json))
+                assert encoded.items is not None
+                self._upsert_order(w.order, json.loads(encoded.items))
             results.append(None)
         return results
 

@@ -2,7 +2,8 @@
 
 Plain CRUD uses Core constructs on the tables in ``schema.py``. The hot path, ``commit_writes`` (called by
 the ``GroupCommitter`` with batches of many actors' writes, thousands per second), is a hand-written
-statement so a whole batch costs one round trip plus BEGIN/COMMIT; see ``_COMMIT_BATCH``.
+statement on asyncpg (``fastpath``) so a whole batch costs one round trip; see ``_COMMIT_BATCH``. Cart batches
+are op records (table ``group_ops``) after the group's last snapshot (``group_state.state``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -24,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from tableside.config import first_line
 from tableside.storage import schema as s
 from tableside.storage import till_lines
+from tableside.storage.codec import EncodedWrite, encode_write
 from tableside.storage.codec import dumps as _dumps
-from tableside.storage.codec import encode_write
 from tableside.storage.fastpath import UNAVAILABLE, RawPool, asyncpg_dsn
 from tableside.storage.interface import (
     GUEST_MAX_LINES,
@@ -81,6 +83,7 @@ from tableside.storage.interface import (
     Transaction,
     User,
     UserSession,
+    replay_group,
     validate_business_hours,
     validate_timezone,
 )
@@ -104,12 +107,14 @@ async def _lock_kitchen_seq(conn: AsyncConnection, restaurant_ids: set[int]) -> 
         )
 
 
-# One statement for a whole batch (one "round", see ``_rounds``):
-#   * ``w``: the snapshots, unnested from parallel arrays (one array per column keeps the statement text
-#     constant so asyncpg's prepared-statement cache hits on every batch).
-#   * ``upd``: update every existing snapshot whose stored revision and epoch are the expected ones (a join,
-#     so O(n); under READ COMMITTED a row changed concurrently - by a write or an activation bumping the
-#     epoch - is re-checked against its newest version, which is what fences a stale owner).
+# One statement for a whole batch (one "round", see ``_rounds``), run on asyncpg (``fastpath``) with its
+# text constant, so it is prepared once per connection and every batch is Bind/Execute only:
+#   * ``w``: the writes, unnested from parallel arrays. A write carries either ``state`` (a new snapshot) or
+#     ``record`` (an op record: the snapshot stays, the record goes to ``group_ops``).
+#   * ``upd``: update every existing row whose stored revision and epoch are the expected ones (a join, so
+#     O(n); under READ COMMITTED a row changed concurrently - by a write or an activation bumping the epoch -
+#     is re-checked against its newest version, which is what fences a stale owner). An op record leaves
+#     ``state`` alone and moves only the revision and ``last_updated``: the row stays a few bytes of update.
 #     A row pre-created by ``activate_group`` (revision 0) is updated here by a write expecting 0.
 #   * ``ins``: a write expecting 0 inserts its row with its epoch; ON CONFLICT DO NOTHING refuses it when the
 #     group already exists (or a concurrent batch just inserted it). ``upd`` and ``ins`` never both change
@@ -117,34 +122,38 @@ async def _lock_kitchen_seq(conn: AsyncConnection, restaurant_ids: set[int]) -> 
 #     Refused rows are simply skipped - no error, so they cannot abort the other writes' transaction.
 #     Rows come in group_id order so concurrent batches tend to lock rows in the same order; Postgres would
 #     break a deadlock anyway (the batch then fails as a whole and every caller gets the error).
+#   * ``logged``: the op records of applied writes; ``pruned``: a new snapshot drops the records it covers.
 #   * ``ord``: upsert the orders of applied groups only. New confirmed orders draw a kitchen_seq; an
 #     existing order keeps its kitchen_seq (assigned once) and only its POS outcome fields change.
+#   * ``cnt``: the order counters a numbered batch advanced (empty arrays otherwise; the rows are locked).
 # The final SELECT reports which groups were applied; the rest are FencedWrite or StaleWrite (told apart by a
 # second SELECT, run only when some write was refused).
-_COMMIT_BATCH = sa.text(
-    """
+_COMMIT_BATCH = """
 WITH w AS (
     SELECT * FROM unnest(
-        CAST(:g_group_id AS text[]), CAST(:g_table_id AS text[]), CAST(:g_restaurant_id AS int[]),
-        CAST(:g_revision AS bigint[]), CAST(:g_expected AS bigint[]), CAST(:g_state AS text[]),
-        CAST(:g_epoch AS bigint[])
-    ) AS w(group_id, table_id, restaurant_id, revision, expected, state, epoch)
+        $1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[],
+        $9::float8[]
+    ) AS w(group_id, table_id, restaurant_id, revision, expected, state, record, epoch, last_updated)
 ),
 upd AS (
     UPDATE group_state AS g
     SET table_id = w.table_id,
         restaurant_id = w.restaurant_id,
         revision = w.revision,
-        state = CAST(w.state AS jsonb),
+        state = COALESCE(CAST(w.state AS jsonb), g.state),
+        snapshot_revision = CASE WHEN w.state IS NULL THEN g.snapshot_revision ELSE w.revision END,
+        last_updated = w.last_updated,
         updated_at = EXTRACT(EPOCH FROM clock_timestamp())::float8
     FROM w
     WHERE g.group_id = w.group_id AND g.revision = w.expected AND g.epoch = w.epoch
     RETURNING g.group_id
 ),
 ins AS (
-    INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch)
-    SELECT w.group_id, w.table_id, w.restaurant_id, w.revision, CAST(w.state AS jsonb),
-           EXTRACT(EPOCH FROM clock_timestamp())::float8, w.epoch
+    INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch,
+                             snapshot_revision, last_updated)
+    SELECT w.group_id, w.table_id, w.restaurant_id, w.revision, COALESCE(CAST(w.state AS jsonb), '{}'::jsonb),
+           EXTRACT(EPOCH FROM clock_timestamp())::float8, w.epoch,
+           CASE WHEN w.state IS NULL THEN 0 ELSE w.revision END, w.last_updated
     FROM w
     WHERE w.expected = 0
     ORDER BY w.group_id
@@ -154,14 +163,27 @@ ins AS (
 applied AS (
     SELECT group_id FROM upd UNION ALL SELECT group_id FROM ins
 ),
+logged AS (
+    INSERT INTO group_ops (group_id, revision, record)
+    SELECT w.group_id, w.revision, CAST(w.record AS jsonb)
+    FROM w JOIN applied AS a ON a.group_id = w.group_id
+    WHERE w.record IS NOT NULL
+    ORDER BY w.group_id
+    -- cannot happen (revisions only grow, a snapshot drops what it covers); never fail the batch over it
+    ON CONFLICT (group_id, revision) DO UPDATE SET record = EXCLUDED.record
+    RETURNING 1
+),
+pruned AS (
+    DELETE FROM group_ops AS p
+    USING w, applied AS a
+    WHERE a.group_id = w.group_id AND w.state IS NOT NULL AND p.group_id = w.group_id AND p.revision <= w.revision
+    RETURNING 1
+),
 o AS (
     SELECT * FROM unnest(
-        CAST(:o_write_group_id AS text[]), CAST(:o_order_id AS text[]), CAST(:o_order_number AS bigint[]),
-        CAST(:o_restaurant_id AS int[]), CAST(:o_table_id AS text[]), CAST(:o_group_id AS text[]),
-        CAST(:o_status AS text[]), CAST(:o_items AS text[]), CAST(:o_total AS bigint[]),
-        CAST(:o_special_instructions AS text[]), CAST(:o_placed_by AS text[]), CAST(:o_created_at AS float8[]),
-        CAST(:o_pos_ticket_id AS text[]), CAST(:o_error AS text[]), CAST(:o_confirmed_at AS float8[]),
-        CAST(:o_kitchen_status AS text[])
+        $10::text[], $11::text[], $12::bigint[], $13::int[], $14::text[], $15::text[], $16::text[], $17::text[],
+        $18::bigint[], $19::text[], $20::text[], $21::float8[], $22::text[], $23::text[], $24::float8[],
+        $25::text[]
     ) AS o(write_group_id, order_id, order_number, restaurant_id, table_id, group_id, status, items, total,
            special_instructions, placed_by, created_at, pos_ticket_id, error, confirmed_at, kitchen_status)
 ),
@@ -185,53 +207,72 @@ ord AS (
             -- assigned once: a re-confirmation (or any later update) never renumbers the ticket
             kitchen_seq = COALESCE(t.kitchen_seq, EXCLUDED.kitchen_seq)
     RETURNING 1
+),
+cnt AS (
+    UPDATE stores SET next_order_number = c.n
+    FROM unnest($26::int[], $27::bigint[]) AS c(store_id, n)
+    WHERE stores.store_id = c.store_id
+    RETURNING 1
 )
 SELECT a.group_id FROM applied AS a
 """
-)
 
-
-# One row-locking statement, so it is serialised with the old owner's writes of the group: a write that
-# committed first is in the returned row; a write still waiting on the row lock re-checks the epoch after
-# us and is refused. ``state`` is RETURNed whole only because an activation is once per actor start.
-_ACTIVATE = sa.text(
-    """
+# Activation takes the next epoch in one row-locking statement, so it is serialised with the old owner's
+# writes of the group: a write that committed first is stored; a write still waiting on the row lock
+# re-checks the epoch after us and is refused. The state is then read by a second statement: the snapshot
+# and the op records must come from one snapshot of the database taken after the write that committed
+# first (a subquery of the first statement would see group_ops as of before its lock wait).
+_ACTIVATE = """
 INSERT INTO group_state AS g (group_id, table_id, restaurant_id, revision, state, updated_at, epoch, owner_node)
-VALUES (:group_id, :table_id, :restaurant_id, 0, CAST('{}' AS jsonb),
-        EXTRACT(EPOCH FROM clock_timestamp())::float8, 1, :node_id)
+VALUES ($1, $2, $3, 0, '{}'::jsonb, EXTRACT(EPOCH FROM clock_timestamp())::float8, 1, $4)
 ON CONFLICT (group_id) DO UPDATE SET epoch = g.epoch + 1, owner_node = EXCLUDED.owner_node
-RETURNING g.epoch, g.table_id, g.restaurant_id, g.revision, g.state
+RETURNING g.epoch
 """
-)
+# The last snapshot and the op records after it, oldest first (one statement: one consistent view).
+_LOAD_GROUP = """
+SELECT g.table_id, g.restaurant_id, g.revision, g.snapshot_revision, g.state,
+       COALESCE((SELECT jsonb_agg(o.record ORDER BY o.revision) FROM group_ops AS o
+                 WHERE o.group_id = g.group_id AND o.revision > g.snapshot_revision), '[]'::jsonb)
+FROM group_state AS g WHERE g.group_id = $1
+"""
 
-# Numbered writes (order intents): a write expecting 0 of a group without a row creates it first (revision 0,
-# like an activation) so that there is a row to lock; the row stays harmlessly if the write is then refused.
-_PRECREATE_GROUPS = sa.text(
-    """
-INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch)
-SELECT p.group_id, p.table_id, p.restaurant_id, 0, CAST('{}' AS jsonb),
-       EXTRACT(EPOCH FROM clock_timestamp())::float8, p.epoch
-FROM unnest(CAST(:group_id AS text[]), CAST(:table_id AS text[]), CAST(:restaurant_id AS int[]),
-            CAST(:epoch AS bigint[])) AS p(group_id, table_id, restaurant_id, epoch)
-ORDER BY p.group_id
-ON CONFLICT (group_id) DO NOTHING
-"""
+# Numbered writes (order intents), one statement: a write expecting 0 of a group without a row creates it
+# first (revision 0, like an activation) so that there is a row to lock (it stays harmlessly if the write is
+# then refused); lock the groups and the order counters of the round (rows in key order: no deadlock between
+# batches). The counter rows stay locked until commit, so numbers become visible in the order they were
+# taken; a counter locked for a write that is then refused is left as it was.
+_LOCK_NUMBERED = """
+WITH p AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bool[])
+        AS p(group_id, table_id, restaurant_id, epoch, fresh)
+),
+pre AS (
+    INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch)
+    SELECT p.group_id, p.table_id, p.restaurant_id, 0, '{}'::jsonb, EXTRACT(EPOCH FROM clock_timestamp())::float8,
+           p.epoch
+    FROM p WHERE p.fresh
+    ORDER BY p.group_id
+    ON CONFLICT (group_id) DO NOTHING
+    RETURNING group_id, revision, epoch
+),
+locked AS (
+    SELECT group_id, revision, epoch FROM group_state
+    WHERE group_id = ANY($1::text[]) ORDER BY group_id FOR UPDATE
+),
+counters AS (
+    SELECT store_id, next_order_number FROM stores
+    WHERE store_id = ANY($3::int[]) ORDER BY store_id FOR UPDATE
 )
-_LOCK_GROUPS = sa.text(
-    """
-SELECT group_id, revision, epoch FROM group_state
-WHERE group_id = ANY(CAST(:ids AS text[])) ORDER BY group_id FOR UPDATE
+SELECT 'g' AS kind, group_id AS key, revision AS a, epoch AS b FROM pre
+UNION ALL SELECT 'g', group_id, revision, epoch FROM locked
+UNION ALL SELECT 'c', store_id::text, next_order_number, 0 FROM counters
 """
-)
-# The counter row stays locked until commit, so numbers become visible in the order they were taken.
-_LOCK_COUNTERS = sa.text(
-    """
-SELECT store_id, next_order_number FROM stores
-WHERE store_id = ANY(CAST(:ids AS int[])) ORDER BY store_id FOR UPDATE
+_GROUP_EPOCHS = "SELECT group_id, epoch FROM group_state WHERE group_id = ANY($1::text[])"
+# The kitchen_seq lock (``KITCHEN_SEQ_LOCK_KEY``) of several restaurants in one statement, in id order.
+_LOCK_KITCHEN_SEQ = """
+SELECT count(pg_advisory_xact_lock($1::int, r.rid))
+FROM (SELECT DISTINCT unnest($2::int[]) AS rid ORDER BY 1) AS r
 """
-)
-_SET_COUNTER = sa.text("UPDATE stores SET next_order_number = :n WHERE store_id = :rid")
-_GROUP_EPOCHS = sa.text("SELECT group_id, epoch FROM group_state WHERE group_id = ANY(CAST(:ids AS text[]))")
 
 TOKEN_TOUCH_S = 300.0
 _COUNT_LIVE_MEMBERS = sa.text(
@@ -386,71 +427,70 @@ def _rounds(writes: Sequence[GroupWrite], skip: Sequence[StorageError | None]) -
     return rounds
 
 
-def _batch_params(
-    writes: Sequence[GroupWrite], encoded: Sequence[tuple[str, str | None] | None], idx: Sequence[int]
-) -> dict[str, list[Any]]:
-    g: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "g_group_id",
-            "g_table_id",
-            "g_restaurant_id",
-            "g_revision",
-            "g_expected",
-            "g_state",
-            "g_epoch",
-        )
-    }
-    okeys = (
-        "o_write_group_id",
-        "o_order_id",
-        "o_order_number",
-        "o_restaurant_id",
-        "o_table_id",
-        "o_group_id",
-        "o_status",
-        "o_items",
-        "o_total",
-        "o_special_instructions",
-        "o_placed_by",
-        "o_created_at",
-        "o_pos_ticket_id",
-        "o_error",
-        "o_confirmed_at",
-        "o_kitchen_status",
-    )
-    o: dict[str, list[Any]] = {k: [] for k in okeys}
+def _jsonb(value: Any) -> Any:
+    """A jsonb value read on the raw asyncpg pool: text unless a codec was registered on the connection."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+_NO_COUNTERS: tuple[list[int], list[int]] = ([], [])
+
+
+def _batch_args(
+    writes: Sequence[GroupWrite],
+    encoded: Sequence[EncodedWrite | None],
+    idx: Sequence[int],
+    counters: tuple[list[int], list[int]] = _NO_COUNTERS,
+) -> list[list[Any]]:
+    """``_COMMIT_BATCH``'s 27 parameters (parallel arrays) for the writes ``idx``."""
+    g: list[list[Any]] = [[] for _ in range(9)]
+    o: list[list[Any]] = [[] for _ in range(16)]
     for i in idx:
         w = writes[i]
         enc = encoded[i]
         assert enc is not None
         snap = w.snapshot
-        g["g_group_id"].append(snap.group_id)
-        g["g_table_id"].append(snap.table_id)
-        g["g_restaurant_id"].append(snap.restaurant_id)
-        g["g_revision"].append(snap.revision)
-        g["g_expected"].append(w.expected_revision)
-        g["g_state"].append(enc[0])
-        g["g_epoch"].append(w.epoch)
+        for col, value in zip(
+            g,
+            (
+                snap.group_id,
+                snap.table_id,
+                snap.restaurant_id,
+                snap.revision,
+                w.expected_revision,
+                enc.state,
+                enc.record,
+                w.epoch,
+                enc.last_updated,
+            ),
+            strict=True,
+        ):
+            col.append(value)
         od = w.order
         if od is not None:
-            o["o_write_group_id"].append(snap.group_id)
-            o["o_order_id"].append(od.order_id)
-            o["o_order_number"].append(od.order_number)
-            o["o_restaurant_id"].append(od.restaurant_id)
-            o["o_table_id"].append(od.table_id)
-            o["o_group_id"].append(od.group_id)
-            o["o_status"].append(str(od.status))
-            o["o_items"].append(enc[1])
-            o["o_total"].append(od.total)
-            o["o_special_instructions"].append(od.special_instructions)
-            o["o_placed_by"].append(od.placed_by)
-            o["o_created_at"].append(float(od.created_at))
-            o["o_pos_ticket_id"].append(od.pos_ticket_id)
-            o["o_error"].append(od.error)
-            o["o_confirmed_at"].append(None if od.confirmed_at is None else float(od.confirmed_at))
-            o["o_kitchen_status"].append(od.kitchen_status)
-    return {**g, **o}
+            for col, value in zip(
+                o,
+                (
+                    snap.group_id,
+                    od.order_id,
+                    od.order_number,
+                    od.restaurant_id,
+                    od.table_id,
+                    od.group_id,
+                    str(od.status),
+                    enc.items,
+                    od.total,
+                    od.special_instructions,
+                    od.placed_by,
+                    float(od.created_at),
+                    od.pos_ticket_id,
+                    od.error,
+                    None if od.confirmed_at is None else float(od.confirmed_at),
+                    od.kitchen_status,
+                ),
+                strict=True,
+            ):
+                col.append(value)
+    return [*g, *o, counters[0], counters[1]]
 
 
 _UNAVAILABLE = UNAVAILABLE
@@ -1177,7 +1217,7 @@ class PostgresStore:
                 SELECT t.table_id, t.current_group_id AS group_id
                 FROM tables t LEFT JOIN group_state g ON g.group_id = t.current_group_id
                 WHERE t.status = 'occupied' AND t.current_group_id IS NOT NULL
-                  AND GREATEST(t.updated_at, COALESCE((g.state->>'last_updated')::float8, 0)) < :cutoff
+                  AND GREATEST(t.updated_at, COALESCE(g.last_updated, 0)) < :cutoff
                 FOR UPDATE OF t SKIP LOCKED
             ), dropped AS (
                 DELETE FROM tokens USING idle WHERE tokens.group_id = idle.group_id
@@ -1204,34 +1244,27 @@ class PostgresStore:
     async def activate_group(
         self, group_id: str, table_id: str, restaurant_id: int, node_id: str
     ) -> Activation:
-        params = {
-            "group_id": group_id,
-            "table_id": table_id,
-            "restaurant_id": restaurant_id,
-            "node_id": node_id,
-        }
-        async with self._connect(self._autocommit.connect()) as conn:
-            row = (await conn.execute(_ACTIVATE, params)).one()
-        epoch, table, restaurant, revision, state = row
-        snapshot = None if revision == 0 else GroupSnapshot(group_id, table, restaurant, revision, state)
-        return Activation(epoch=int(epoch), snapshot=snapshot)
+        async with self._raw.acquire() as conn:
+            epoch = await conn.fetchval(_ACTIVATE, group_id, table_id, restaurant_id, node_id)
+            row = await conn.fetchrow(_LOAD_GROUP, group_id)
+        assert row is not None  # the row exists: the statement before made sure
+        table, restaurant, _revision, snapshot_revision, state, ops = row
+        snapshot = (
+            None
+            if snapshot_revision == 0
+            else GroupSnapshot(group_id, table, restaurant, int(snapshot_revision), _jsonb(state))
+        )
+        return Activation(epoch=int(epoch), snapshot=snapshot, ops=_jsonb(ops))
 
     async def load_group(self, group_id: str) -> GroupSnapshot | None:
-        g = s.group_state.c
-        async with self._connect(self.engine.connect()) as conn:
-            row = (
-                await conn.execute(
-                    # revision 0: a row only activate_group created; nothing was written yet
-                    sa.select(g.group_id, g.table_id, g.restaurant_id, g.revision, g.state).where(
-                        g.group_id == group_id, g.revision > 0
-                    )
-                )
-            ).first()
-        if row is None:
+        async with self._raw.acquire() as conn:
+            row = await conn.fetchrow(_LOAD_GROUP, group_id)
+        # revision 0: a row only activate_group created; nothing was written yet
+        if row is None or row[2] == 0:
             return None
-        return GroupSnapshot(
-            group_id=row[0], table_id=row[1], restaurant_id=row[2], revision=row[3], state=row[4]
-        )
+        table, restaurant, _revision, snapshot_revision, state, ops = row
+        snapshot = GroupSnapshot(group_id, table, restaurant, int(snapshot_revision), _jsonb(state))
+        return replay_group(snapshot, _jsonb(ops))
 
     async def commit_writes(self, writes: Sequence[GroupWrite]) -> list[StorageError | None]:
         if not writes:
@@ -1240,7 +1273,7 @@ class PostgresStore:
         # Serialise first, outside the transaction: one write with bad data is refused on its own. A numbered
         # write is encoded once number_order has made its state (``_number_writes``).
         work = list(writes)
-        encoded: list[tuple[str, str | None] | None] = [None] * len(writes)
+        encoded: list[EncodedWrite | None] = [None] * len(writes)
         for i, w in enumerate(writes):
             if w.number_order is not None:
                 continue
@@ -1259,90 +1292,98 @@ class PostgresStore:
             and w.number_order is None
             and w.order.status == OrderStatus.CONFIRMED
         }
-        needs_seq_lock = bool(confirming)
         rounds = _rounds(writes, skip=results)
-        if not needs_seq_lock and not numbered and len(rounds) == 1:
-            # The common case is one statement: run it as its own implicit transaction (autocommit), one
-            # round trip instead of BEGIN / statement / COMMIT, which under load is most of an ack's wait.
-            idx = sorted(rounds[0], key=lambda i: writes[i].snapshot.group_id)
-            async with self._connect(self._autocommit.connect()) as conn:
-                applied = {
-                    r[0] for r in await conn.execute(_COMMIT_BATCH, _batch_params(writes, encoded, idx))
-                }
+        async with self._raw.acquire() as conn:
+            if not confirming and not numbered and len(rounds) == 1:
+                # The common case is one statement: its own implicit transaction (autocommit), one round
+                # trip instead of BEGIN / statement / COMMIT, which under load is most of an ack's wait.
+                idx = sorted(rounds[0], key=lambda i: writes[i].snapshot.group_id)
+                applied = {r[0] for r in await conn.fetch(_COMMIT_BATCH, *_batch_args(writes, encoded, idx))}
                 await self._mark_refused(conn, writes, idx, applied, results)
-            return results
-        async with self._connect(self.engine.begin()) as conn:
-            locked: set[int] = set()  # restaurants whose kitchen_seq lock this transaction holds
-            if needs_seq_lock:
-                await _lock_kitchen_seq(conn, confirming)
-                locked |= confirming
-            counters: dict[int, int] = {}  # restaurant -> its next order number, row locked until commit
-            taken: dict[int, int] = {}  # restaurant -> numbers taken by this transaction
-            for idx in rounds:
-                num_idx = [i for i in idx if work[i].number_order is not None]
-                if num_idx:
-                    await self._number_writes(conn, work, encoded, num_idx, results, counters, taken)
-                    idx = [i for i in idx if results[i] is None]
-                    late = {
-                        o.restaurant_id
-                        for i in num_idx
-                        if results[i] is None
-                        and (o := work[i].order) is not None
-                        and o.status == OrderStatus.CONFIRMED
-                    }
-                    late -= locked
-                    if late:
-                        # Only if number_order made a confirmed order (an intent is normally processing).
-                        await _lock_kitchen_seq(conn, late)
-                        locked |= late
-                if not idx:
-                    continue
-                # Sorted by group_id (stable for equal ids) so every batch locks rows in the same order.
-                idx = sorted(idx, key=lambda i: work[i].snapshot.group_id)
-                params = _batch_params(work, encoded, idx)
-                applied = {r[0] for r in await conn.execute(_COMMIT_BATCH, params)}
-                unapplied = [
-                    i for i in num_idx if results[i] is None and work[i].snapshot.group_id not in applied
-                ]
-                if unapplied:
-                    # Cannot happen (their rows are locked and were checked): roll back rather than leave a gap.
-                    gids = sorted(work[i].snapshot.group_id for i in unapplied)
-                    raise StorageError(f"numbered writes of {gids} were checked but not applied")
-                await self._mark_refused(conn, work, idx, applied, results)
-            for rid, count in taken.items():
-                if count:
-                    await conn.execute(_SET_COUNTER, {"n": counters[rid], "rid": rid})
+                return results
+            async with conn.transaction():
+                await self._commit_rounds(conn, work, encoded, rounds, results, confirming)
         return results
+
+    async def _commit_rounds(
+        self,
+        conn: Any,
+        work: list[GroupWrite],
+        encoded: list[EncodedWrite | None],
+        rounds: list[list[int]],
+        results: list[StorageError | None],
+        confirming: set[int],
+    ) -> None:
+        """The batch as one transaction (numbered writes, confirmations, or a group twice in the batch):
+        BEGIN, [kitchen lock], per round [lock + number] and the batch statement, COMMIT."""
+        locked: set[int] = set()  # restaurants whose kitchen_seq lock this transaction holds
+        if confirming:
+            await conn.fetchval(_LOCK_KITCHEN_SEQ, KITCHEN_SEQ_LOCK_KEY, sorted(confirming))
+            locked |= confirming
+        counters: dict[int, int] = {}  # restaurant -> its next order number, row locked until commit
+        taken: dict[int, int] = {}  # restaurant -> numbers taken by this transaction
+        for idx in rounds:
+            num_idx = [i for i in idx if work[i].number_order is not None]
+            if num_idx:
+                await self._number_writes(conn, work, encoded, num_idx, results, counters, taken)
+                idx = [i for i in idx if results[i] is None]
+                late = {
+                    o.restaurant_id
+                    for i in num_idx
+                    if results[i] is None and (o := work[i].order) is not None and o.status == OrderStatus.CONFIRMED
+                }
+                late -= locked
+                if late:
+                    # Only if number_order made a confirmed order (an intent is normally processing).
+                    await conn.fetchval(_LOCK_KITCHEN_SEQ, KITCHEN_SEQ_LOCK_KEY, sorted(late))
+                    locked |= late
+            if not idx:
+                continue
+            # Sorted by group_id (stable for equal ids) so every batch locks rows in the same order.
+            idx = sorted(idx, key=lambda i: work[i].snapshot.group_id)
+            moved = sorted(rid for rid, count in taken.items() if count)
+            args = _batch_args(work, encoded, idx, (moved, [counters[rid] for rid in moved]))
+            applied = {r[0] for r in await conn.fetch(_COMMIT_BATCH, *args)}
+            unapplied = [i for i in num_idx if results[i] is None and work[i].snapshot.group_id not in applied]
+            if unapplied:
+                # Cannot happen (their rows are locked and were checked): roll back rather than leave a gap.
+                gids = sorted(work[i].snapshot.group_id for i in unapplied)
+                raise StorageError(f"numbered writes of {gids} were checked but not applied")
+            await self._mark_refused(conn, work, idx, applied, results)
 
     async def _number_writes(
         self,
-        conn: AsyncConnection,
+        conn: Any,
         work: list[GroupWrite],
-        encoded: list[tuple[str, str | None] | None],
+        encoded: list[EncodedWrite | None],
         num_idx: Sequence[int],
         results: list[StorageError | None],
         counters: dict[int, int],
         taken: dict[int, int],
     ) -> None:
-        """Lock and check the groups of one round's numbered writes, then give each write that will apply the
-        next number of its restaurant (in submission order) and replace it by what ``number_order`` makes."""
-        fresh = [work[i].snapshot for i in num_idx if work[i].expected_revision == 0]
-        if fresh:
-            await conn.execute(
-                _PRECREATE_GROUPS,
-                {
-                    "group_id": [sn.group_id for sn in fresh],
-                    "table_id": [sn.table_id for sn in fresh],
-                    "restaurant_id": [sn.restaurant_id for sn in fresh],
-                    "epoch": [work[i].epoch for i in num_idx if work[i].expected_revision == 0],
-                },
-            )
-        ids = sorted({work[i].snapshot.group_id for i in num_idx})
-        rows = {r[0]: (int(r[1]), int(r[2])) for r in await conn.execute(_LOCK_GROUPS, {"ids": ids})}
+        """Lock and check the groups of one round's numbered writes (and their restaurants' counters, one
+        statement), then give each write that will apply the next number of its restaurant (in submission
+        order) and replace it by what ``number_order`` makes."""
+        ws = [work[i] for i in num_idx]
+        rows = await conn.fetch(
+            _LOCK_NUMBERED,
+            [w.snapshot.group_id for w in ws],
+            [w.snapshot.table_id for w in ws],
+            [w.snapshot.restaurant_id for w in ws],
+            [w.epoch for w in ws],
+            [w.expected_revision == 0 for w in ws],
+        )
+        groups: dict[str, tuple[int, int]] = {}
+        for kind, key, a, b in rows:
+            if kind == "g":
+                groups[key] = (int(a), int(b))
+            elif int(key) not in counters:  # a counter this transaction already advanced keeps its value
+                counters[int(key)] = int(a)
+                taken[int(key)] = 0
         passing: list[int] = []
         for i in num_idx:
             w = work[i]
-            row = rows.get(w.snapshot.group_id)
+            row = groups.get(w.snapshot.group_id)
             if row is None:  # only if the pre-created row was deleted meanwhile
                 if w.expected_revision != 0:
                     results[i] = StaleWrite(_stale_message(w))
@@ -1354,11 +1395,6 @@ class PostgresStore:
                 results[i] = StaleWrite(_stale_message(w))
             else:
                 passing.append(i)
-        missing = sorted({work[i].snapshot.restaurant_id for i in passing} - counters.keys())
-        if missing:
-            for rid, nxt in await conn.execute(_LOCK_COUNTERS, {"ids": missing}):
-                counters[int(rid)] = int(nxt)
-                taken[int(rid)] = 0
         for i in passing:
             w = work[i]
             rid = w.snapshot.restaurant_id
@@ -1369,7 +1405,9 @@ class PostgresStore:
             assert w.number_order is not None
             try:
                 state, order = w.number_order(n)
-                made = replace(w, snapshot=replace(w.snapshot, state=state), order=order, number_order=None)
+                made = replace(
+                    w, snapshot=replace(w.snapshot, state=state), order=order, number_order=None, ops=None
+                )
                 enc = encode_write(made)
             except InvalidWrite as e:
                 results[i] = e
@@ -1383,7 +1421,7 @@ class PostgresStore:
 
     @staticmethod
     async def _mark_refused(
-        conn: AsyncConnection,
+        conn: Any,
         writes: Sequence[GroupWrite],
         idx: Sequence[int],
         applied: set[str],
@@ -1395,7 +1433,7 @@ class PostgresStore:
         if not refused:
             return
         ids = sorted({writes[i].snapshot.group_id for i in refused})
-        epochs = {r[0]: int(r[1]) for r in await conn.execute(_GROUP_EPOCHS, {"ids": ids})}
+        epochs = {r[0]: int(r[1]) for r in await conn.fetch(_GROUP_EPOCHS, ids)}
         for i in refused:
             w = writes[i]
             stored = epochs.get(w.snapshot.group_id)

@@ -93,6 +93,23 @@ group_state = sa.Table(
     sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
     # The node that activated the group last (informational; safety rests on the epoch).
     sa.Column("owner_node", sa.Text, nullable=True),
+    # The op log (migration 0009): ``state`` is the snapshot of revision ``snapshot_revision``; the cart
+    # batches after it are rows of ``group_ops`` (revision > snapshot_revision), replayed on activation.
+    sa.Column("snapshot_revision", sa.BigInteger, nullable=False, server_default="0"),
+    # The group's last activity (the newest write's clock time): ``state`` goes stale between snapshots,
+    # so the idle sweep reads this instead of state->>'last_updated'.
+    sa.Column("last_updated", sa.Double, nullable=False, server_default="0"),
+)
+
+# One row per cart batch committed after the group's snapshot: ``record`` = {"b", "rev", "t", "ops"} (see
+# tableside/actors/cart.py). A snapshot write deletes the rows it covers. No foreign key: group_state rows are
+# never deleted (only truncated in tests), and an FK check would cost a lookup per cart batch.
+group_ops = sa.Table(
+    "group_ops",
+    metadata,
+    sa.Column("group_id", sa.Text, primary_key=True),
+    sa.Column("revision", sa.BigInteger, primary_key=True),
+    sa.Column("record", JSONB, nullable=False),
 )
 
 orders = sa.Table(
@@ -427,6 +444,7 @@ ALL_TABLES: tuple[sa.Table, ...] = (
     menu_items,
     tokens,
     group_state,
+    group_ops,
     orders,
     staff_users,
     staff_sessions,

@@ -111,17 +111,17 @@ async def test_a_failed_activation_stops_with_start_failed_and_the_next_one_star
 ) -> None:
     directory = world.make(dummy(world))
     a = await world.join()
-    real_load = world.store.load_group
+    real_activate = world.store.activate_group
     calls = 0
 
-    async def load_group(group_id: str) -> Any:
+    async def activate_group(*args: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise ConnectionError("database restarting")
-        return await real_load(group_id)
+        return await real_activate(*args)
 
-    world.store.load_group = load_group
+    world.store.activate_group = activate_group
     ref = directory.ref_for(a.group_id, a.table_id, a.restaurant_id)
     sink = FakeSink()
     with pytest.raises(ActorDead) as dead:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -232,7 +233,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     """upgrade → downgrade step by step to the first revision → upgrade, with data kept across 0002 and 0003,
     and 0005's users / user_sessions (seed 003's columns, types and unique indexes) gone and back."""
     await upgrade_to_head(scratch_db_url)
-    assert head_revision() == "0008"
+    assert head_revision() == "0009"
     await assert_users_schema(scratch_db_url)
     await downgrade_to(scratch_db_url, "0004")
     assert await current_revision(scratch_db_url) == "0004"
@@ -274,7 +275,7 @@ async def test_every_migration_downgrades_and_upgrades_again(scratch_db_url: str
     assert await current_revision(scratch_db_url) == "0001"
     assert not await username_index()
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008" and await username_index()
+    assert await current_revision(scratch_db_url) == "0009" and await username_index()
     await assert_users_schema(scratch_db_url)
     assert await group_columns() == {"epoch", "owner_node"}
     # a row that predates 0003 starts at epoch 0: the first activation makes it 1
@@ -324,7 +325,7 @@ async def test_0004_turns_the_single_restaurant_into_the_first_store_and_back(sc
         "INSERT INTO staff_users (username, role, password_hash) VALUES ('mgr', 'manager', 'h'), ('root', 'admin', 'h')",
     )
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"  # head: 0004 stores, 0005 users, 0006 guests, 0007 till, 0008 reservations
+    assert await current_revision(scratch_db_url) == "0009"  # head: 0004 stores, 0005 users, 0006 guests, 0007 till, 0008 reservations, 0009 group_ops
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('restaurants') IS NULL") == [(True,)]
     assert await fetch_rows(
         scratch_db_url, "SELECT username, store_id FROM staff_users ORDER BY username"
@@ -416,7 +417,7 @@ async def test_0006_guest_tables_columns_indexes_cascade_and_round_trip(scratch_
     unique session_id index, the expires_at index, deleting a session cascades its cart rows, the quantity
     CHECK; then downgrade to 0005 (gone) and upgrade again (back)."""
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"  # head
+    assert await current_revision(scratch_db_url) == "0009"  # head
 
     async def columns(table: str) -> dict[str, tuple[str, str, int | None]]:
         rows = await fetch_rows(
@@ -474,7 +475,7 @@ async def test_0006_guest_tables_columns_indexes_cascade_and_round_trip(scratch_
         scratch_db_url, "SELECT to_regclass('guest_sessions') IS NULL AND to_regclass('guest_cart_items') IS NULL"
     ) == [(True,)]
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"  # head
+    assert await current_revision(scratch_db_url) == "0009"  # head
     assert "id" in await columns("guest_cart_items")
 
 
@@ -483,7 +484,7 @@ async def test_0007_till_tables_round_trip(scratch_db_url: str) -> None:
     per user), the status CHECKs, exactly one source per transaction and one transaction per source; then
     downgrade to 0006 (gone) and upgrade again (back)."""
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"
+    assert await current_revision(scratch_db_url) == "0009"
 
     async def columns(table: str) -> dict[str, tuple[str, str]]:
         rows = await fetch_rows(
@@ -587,7 +588,7 @@ async def test_0007_till_tables_round_trip(scratch_db_url: str) -> None:
     ) == [(True,)]
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('guest_sessions') IS NOT NULL") == [(True,)]
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"
+    assert await current_revision(scratch_db_url) == "0009"
     assert "revision" in await columns("order_sessions")
     store = await PostgresStore.connect(scratch_db_url)
     try:
@@ -602,7 +603,7 @@ async def test_0008_reservations_round_trip(scratch_db_url: str) -> None:
     adjacent one, another staff member's and a canceled one accepted), the partial unique waitlist index;
     then downgrade to 0007 (tables gone, btree_gist kept) and upgrade again (back and working)."""
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"
+    assert await current_revision(scratch_db_url) == "0009"
 
     async def columns(table: str) -> dict[str, tuple[str, str]]:
         rows = await fetch_rows(
@@ -727,6 +728,75 @@ async def test_0008_reservations_round_trip(scratch_db_url: str) -> None:
     assert await fetch_rows(scratch_db_url, "SELECT count(*) FROM pg_extension WHERE extname = 'btree_gist'") == [(1,)]
     assert await fetch_rows(scratch_db_url, "SELECT to_regclass('tabs') IS NOT NULL") == [(True,)]
     await upgrade_to_head(scratch_db_url)
-    assert await current_revision(scratch_db_url) == "0008"
+    assert await current_revision(scratch_db_url) == "0009"
     await execute(scratch_db_url, "DELETE FROM users", "DELETE FROM stores")
     await fill()  # the same checks hold after the round trip
+
+
+async def test_0009_op_log_migrates_existing_groups_and_downgrades_once_folded(scratch_db_url: str) -> None:
+    """Groups written the old way (a whole snapshot per write) at 0008 become snapshots of their own revision
+    at 0009 (``last_updated`` from the state); the store loads them and appends op records after them;
+    downgrade refuses while records are not folded into a snapshot, works once they are, and upgrade again."""
+    from tableside.actors.cart import GroupState, op_record
+
+    await upgrade_to_head(scratch_db_url)
+    await downgrade_to(scratch_db_url, "0008")
+    assert await current_revision(scratch_db_url) == "0008"
+    old = GroupState()
+    old.add_member("m1")
+    old.add_line("miso", "Miso Soup", 2, 350, "", "m1")
+    old.touch(1_700_000_123.5)
+    old.revision = 7
+    state = old.to_snapshot()
+    await execute(
+        scratch_db_url,
+        "INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch, owner_node)"
+        f" VALUES ('g-old', 'T1', 1, 7, '{json.dumps(state)}', 0, 3, 'node-a'),"
+        "        ('g-new', 'T2', 1, 0, '{}', 0, 1, 'node-a')",
+    )
+    await upgrade_to_head(scratch_db_url)
+    assert await fetch_rows(
+        scratch_db_url, "SELECT group_id, revision, snapshot_revision, last_updated FROM group_state ORDER BY 1"
+    ) == [("g-new", 0, 0, 0.0), ("g-old", 7, 7, 1_700_000_123.5)]
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        assert await store.load_group("g-old") == GroupSnapshot("g-old", "T1", 1, 7, state)
+        assert await store.load_group("g-new") is None
+        activation = await store.activate_group("g-old", "T1", 1, "node-b")
+        assert (activation.epoch, activation.snapshot, activation.ops) == (4, GroupSnapshot("g-old", "T1", 1, 7, state), [])
+        # The server goes on with op records after the migrated snapshot.
+        now = GroupState.from_snapshot(7, state)
+        now.set_qty("L1", 5)
+        now.touch(1_700_000_200.0)
+        record = op_record(now, 7)
+        write = GroupWrite(GroupSnapshot("g-old", "T1", 1, 8, {}), 7, epoch=4, ops=record)
+        assert await store.commit_writes([write]) == [None]
+        current = GroupSnapshot("g-old", "T1", 1, 8, json.loads(json.dumps(now.to_snapshot())))
+        assert await store.load_group("g-old") == current
+        # Not folded: the old code would read revision 8 with revision 7's state. Refused, nothing changed.
+        with pytest.raises(Exception, match="group_ops"):
+            await downgrade_to(scratch_db_url, "0008")
+        assert await current_revision(scratch_db_url) == "0009"
+        # A clean stop folds the log (a snapshot of the same revision); then downgrade works.
+        now.take_ops()
+        assert await store.commit_writes([GroupWrite(replace_state(current, now.to_snapshot()), 8, epoch=4)]) == [None]
+    finally:
+        await store.close()
+    await downgrade_to(scratch_db_url, "0008")
+    assert await fetch_rows(scratch_db_url, "SELECT to_regclass('group_ops') IS NULL") == [(True,)]
+    assert await fetch_rows(scratch_db_url, "SELECT revision, state->'lines'->0->>'qty' FROM group_state WHERE group_id = 'g-old'") == [
+        (8, "5")
+    ]
+    await upgrade_to_head(scratch_db_url)
+    assert await current_revision(scratch_db_url) == "0009"
+    store = await PostgresStore.connect(scratch_db_url)
+    try:
+        assert await store.load_group("g-old") == current
+        activation = await store.activate_group("g-old", "T1", 1, "node-c")
+        assert activation.snapshot == current and activation.ops == []
+    finally:
+        await store.close()
+
+
+def replace_state(snapshot: GroupSnapshot, state: dict[str, object]) -> GroupSnapshot:
+    return GroupSnapshot(snapshot.group_id, snapshot.table_id, snapshot.restaurant_id, snapshot.revision, state)
