@@ -56,3 +56,14 @@ async def store(store_kind: tuple[str, str | None]) -> AsyncIterator[Store]:
         yield pg
     finally:
         await pg.close()
+
+
+@pytest.fixture
+async def pg_store(pg_url: str) -> AsyncIterator[PostgresStore]:
+    """The Postgres store alone, for what only a real database has (row locks, several processes)."""
+    pg = await PostgresStore.connect(pg_url)
+    await pg.truncate_all()
+    try:
+        yield pg
+    finally:
+        await pg.close()

@@ -201,13 +201,12 @@ async def test_committer_batches_and_reports_each_outcome() -> None:
 
 @pytest.mark.parametrize("retries", [3, 1])
 async def test_postgres_joins_from_two_processes_keep_the_cap(
-    store: Store, retries: int, monkeypatch: pytest.MonkeyPatch
+    pg_store: PostgresStore, retries: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two stores on one database (two server processes): their statements race on the same tables and
     the row-version check makes the loser retry, so the cap stays exact and a table opens once. With one
     try only, the losers take the locked fallback (a transaction holding the row lock) at once."""
-    if not isinstance(store, PostgresStore):
-        pytest.skip("two processes sharing one database: Postgres only")
+    store = pg_store
     monkeypatch.setattr(pg, "_JOIN_RETRIES", retries)
     await seed(store, "T1", "T2")
     other = await PostgresStore.connect(str(store.engine.url.render_as_string(hide_password=False)))
@@ -239,13 +238,12 @@ async def test_postgres_joins_from_two_processes_keep_the_cap(
 
 @pytest.mark.parametrize("retries", [3, 1])
 async def test_postgres_a_join_during_a_checkout_sees_the_paid_table(
-    store: Store, retries: int, monkeypatch: pytest.MonkeyPatch
+    pg_store: PostgresStore, retries: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A checkout holding the table's row lock: the batch statement waits for it, finds a newer row
     version and decides again on the new one (paid), instead of joining a closed sitting (with one try
     only, in the locked fallback)."""
-    if not isinstance(store, PostgresStore):
-        pytest.skip("row locks: Postgres only")
+    store = pg_store
     monkeypatch.setattr(pg, "_JOIN_RETRIES", retries)
     await seed(store, "T1")
     await join(store, "T1", "tok-a", "mem-a", group="g-1")
