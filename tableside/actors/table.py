@@ -268,13 +268,13 @@ class TableActor(Actor[TableMessage]):
                 if at_cap:
                     self._forget_departed_members(live)
             # In memory only, no commit of its own before the welcome: the membership is written with the
-            # group's next write (every write carries the whole member list). A member is only a name here:
-            # the store holds what matters (their token, which is their place at the table and their right
-            # to connect). If the actor stops before that write (a crash, or an idle stop of a sitting
-            # where nobody changed anything yet), the member is added again when they reconnect with their
-            # token; "Guest N" numbers are then handed out again in reconnect order, so a guest who only
-            # looked may come back under another number. A member who changed anything was written with
-            # that change.
+            # group's next write (a snapshot carries the member list, an op record the journaled add_member).
+            # A member is only a name here: the store holds what matters (their token, which is their place
+            # at the table and their right to connect). If the actor stops before that write (a crash, or an
+            # idle stop of a sitting where nobody changed anything yet), the member is added again when they
+            # reconnect with their token; "Guest N" numbers are then handed out again in reconnect order, so
+            # a guest who only looked may come back under another number. A member who changed anything was
+            # written with that change. The revision does not move: v2 members keep their delta base.
             self._state.add_member(msg.member_id)
         was_online = any(m == msg.member_id for m, _ in self._sinks.values())
         self._sinks[msg.sink.connection_id] = (msg.member_id, msg.sink)
