@@ -107,8 +107,19 @@ async def test_v1_and_v2_clients_at_one_table_converge_after_random_edits(harnes
     assert selected(v1) == "tableside.v1.json" and selected(v2) == "tableside.v2.json"
     mirror = V2Cart(v2)
     await converge(harness, v1, v2, mirror, seed=14, edits=30)
-    # At most one gap: the first delta after joining a table where others were (docs/protocol.md).
-    assert mirror.gaps <= 1 and mirror.applied >= 28
+    # No gap: joining a table where others were connected does not move the revision (docs/protocol.md),
+    # so the welcome's cart is the base of the first delta.
+    assert mirror.gaps == 0 and mirror.applied >= 30
+
+
+async def test_a_v2_member_joining_an_occupied_table_applies_the_next_delta(harness: Harness) -> None:
+    _, v1 = await harness.member("T001")
+    await v1.request({"type": "add_item", "menu_item_id": "gyoza", "qty": 2})
+    _, v2 = await v2_member(harness)
+    welcome = v2.of_type("welcome")[0]
+    answer = await v1.request({"type": "add_item", "menu_item_id": "miso", "qty": 1})
+    delta = await v2.wait_for(lambda m: m["type"] == "cart_delta" and m["revision"] == answer["revision"])
+    assert delta["base_revision"] == welcome["cart"]["revision"]
 
 
 async def test_msgpack_v2_and_json_v1_converge(harness: Harness) -> None:
