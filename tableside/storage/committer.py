@@ -113,7 +113,7 @@ class GroupCommitter:
         earlier = self._groups.get(group)
         if earlier is not None:
             lane, count = earlier[0], earlier[1] + 1
-        elif write.number_order is not None:
+        elif write.number_order is not None or write.intent_number is not None:
             lane, count = self._intents, 1
         elif write.order is not None:
             lane, count = self._orders, 1
