@@ -273,8 +273,8 @@ UNION ALL SELECT 'c', store_id::text, next_order_number, 0 FROM counters
 #     transaction changed meanwhile is re-checked once its lock is ours), only for a restaurant that exists.
 #     ``ins`` creates the row of a group never written (expected 0 without a row), as the batch does.
 #   * ``a``: the applied intents ranked per restaurant in submission order (``ord``).
-#   * ``c``: advance each restaurant's counter by the number of ITS applied intents (a refused write takes
-#     none). The counter row lock is taken last and held only for the rest of this statement; a concurrent
+#   * ``lk`` / ``c``: lock the counters in store_id order, then advance each restaurant's counter by the
+#     number of ITS applied intents (a refused write takes none). The counter row lock is taken last and held only for the rest of this statement; a concurrent
 #     statement waiting on it reads the counter as committed by us, so numbers increase in commit order.
 #   * ``logged`` / ``ord``: the op record with its ``n`` filled in and the order row (``prefix || n``).
 # The final SELECT gives each applied group its number; a group not in it was refused.
@@ -315,10 +315,18 @@ a AS (
     FROM w
     WHERE w.group_id IN (SELECT group_id FROM upd UNION ALL SELECT group_id FROM ins)
 ),
+lk AS (
+    -- the counters in store_id order, so statements of several processes that number intents of several
+    -- restaurants cannot deadlock on them (``c`` updates only rows this has locked)
+    SELECT r.store_id FROM stores AS r
+    WHERE r.store_id IN (SELECT restaurant_id FROM a)
+    ORDER BY r.store_id
+    FOR UPDATE
+),
 c AS (
     UPDATE stores AS r
     SET next_order_number = r.next_order_number + t.k
-    FROM (SELECT DISTINCT restaurant_id, k FROM a) AS t
+    FROM (SELECT DISTINCT a.restaurant_id, a.k FROM a JOIN lk ON lk.store_id = a.restaurant_id) AS t
     WHERE r.store_id = t.restaurant_id
     RETURNING r.store_id, r.next_order_number - t.k AS first
 ),

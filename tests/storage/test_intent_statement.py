@@ -171,3 +171,28 @@ async def test_pg_a_failed_intent_statement_gives_its_number_back(pgs: tuple[Pos
     assert calls == [] and await a.load_group("g1") is None
     assert await a.commit_writes([intent("g1", 1, 0, 0, calls)]) == [None]
     assert calls == [1]
+
+
+async def test_pg_two_processes_numbering_two_restaurants_in_opposite_orders(
+    pgs: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Batches of intents of two restaurants, submitted in opposite orders by two processes: each restaurant's
+    numbers stay dense and every intent applies (the counters are locked in one order: no deadlock)."""
+    a, b = pgs
+    await seed(a)
+    await seed(a, restaurant_id=2)
+    calls: list[int] = []
+    rounds = 6
+
+    def batch(k: int, first: int) -> list[GroupWrite]:
+        rids = [first, 3 - first]
+        return [intent(f"g{k}-{rid}", 1, 0, 0, calls, restaurant_id=rid) for rid in rids]
+
+    # even rounds from process a with restaurant 1 first, odd rounds from process b with restaurant 2 first
+    results = await asyncio.gather(*((a if k % 2 == 0 else b).commit_writes(batch(k, 1 + k % 2)) for k in range(rounds)))
+    assert all(r == [None, None] for r in results)
+    for rid in (1, 2):
+        numbers: list[int] = []
+        for k in range(rounds):
+            numbers += [o.order_number for o in await a.list_group_orders(f"g{k}-{rid}")]
+        assert sorted(numbers) == list(range(1, rounds + 1))
