@@ -8,8 +8,11 @@ The op log: the changes a cart edit makes (``add_line``, ``set_qty``, ``remove_l
 ``remember``) and membership changes (``add_member``, ``remove_member``: a member may be added in memory and
 written with the group's next write, which may be a cart batch) are also appended to a journal as compact ops; ``take_ops`` hands them out (and clears the
 journal) so a cart batch is stored as one small op record (``{"rev", "t", "ops"}``) instead of the whole
-snapshot, and ``apply_ops`` replays such a record onto the state it was made from. Every other change
-(members, orders, imports) is stored as a full snapshot, which makes the journal moot (the writer clears it).
+snapshot, and ``apply_ops`` replays such a record onto the state it was made from. An order intent is an op
+record too (``start_intent``'s ``"o"`` op and a ``"k"`` op without the order id, ``"n": null``): the store
+fills in the record's ``n`` (the order number it takes in the same statement) and replay derives the order
+id from it. Every other change (orders settled, imports) is stored as a full snapshot, which makes the
+journal moot (the writer clears it).
 """
 
 from __future__ import annotations

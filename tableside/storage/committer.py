@@ -8,10 +8,10 @@ load batches grow by themselves, so throughput scales without adding latency.
 Writes travel in three lanes, each batched on its own, so a cheap cart write never rides in an order's
 longer transaction and an order never waits behind a queue of cart writes:
 
-* ``intents`` (``number_order`` set): the order intent a ``place_order`` ack waits for. Its transaction locks
-  the restaurant's order counter, so two intent transactions would only queue on that row lock anyway: one
-  in flight at a time, every intent queued meanwhile goes in the next one (an intent waits at most for one
-  batch, never behind cart writes or other tables' commits).
+* ``intents`` (``intent_number`` or ``number_order`` set): the order intent a ``place_order`` ack waits for.
+  Its statement updates the restaurant's order counter, so two intent statements would only queue on that
+  row anyway: one in flight at a time, every intent queued meanwhile goes in the next one (an intent waits
+  at most for one batch, never behind cart writes or other tables' commits).
 * ``orders`` (an order row to write: a settle): one in flight (confirmations take the kitchen lock).
 * ``cart`` (everything else): up to ``in_flight`` transactions at once.
 
