@@ -8,8 +8,11 @@ The op log: the changes a cart edit makes (``add_line``, ``set_qty``, ``remove_l
 ``remember``) and membership changes (``add_member``, ``remove_member``: a member may be added in memory and
 written with the group's next write, which may be a cart batch) are also appended to a journal as compact ops; ``take_ops`` hands them out (and clears the
 journal) so a cart batch is stored as one small op record (``{"rev", "t", "ops"}``) instead of the whole
-snapshot, and ``apply_ops`` replays such a record onto the state it was made from. Every other change
-(members, orders, imports) is stored as a full snapshot, which makes the journal moot (the writer clears it).
+snapshot, and ``apply_ops`` replays such a record onto the state it was made from. An order intent is an op
+record too (``start_intent``'s ``"o"`` op and a ``"k"`` op without the order id, ``"n": null``): the store
+fills in the record's ``n`` (the order number it takes in the same statement) and replay derives the order
+id from it. Every other change (orders settled, imports) is stored as a full snapshot, which makes the
+journal moot (the writer clears it).
 """
 
 from __future__ import annotations
@@ -289,6 +292,32 @@ class GroupState:
         self.last_updated = now
         return self.revision
 
+    def start_intent(self, prefix: str, pending: PendingOrder, line_ids: list[str]) -> None:
+        """Lock ``line_ids`` and make ``pending`` the order in progress (status processing). Journaled as
+        ``["o", prefix, fields, line_ids]`` without the order's number, which the store fills in (the op
+        record's ``n``): replay makes the order id ``prefix + str(n)``."""
+        fields = {
+            "placed_by": pending.placed_by,
+            "special_instructions": pending.special_instructions,
+            "total": pending.total,
+            "started_at": pending.started_at,
+        }
+        self._journal.append(["o", prefix, fields, list(line_ids)])
+        self._start_intent(pending, line_ids)  # the caller's object: it learns its number after the commit
+
+    def _start_intent(self, pending: PendingOrder, line_ids: list[str]) -> None:
+        for line_id in line_ids:
+            self.lines[line_id].state = LineState.LOCKED
+        self.pending = pending
+        self.status = ProcessingStatus.PROCESSING
+        self.last_error = None
+
+    def journal_intent_ack(self, member_id: str, request_id: str | None, revision: int) -> None:
+        """Journal the intent's ack (``["k", member, key, revision, null]``: replay fills in the order id);
+        it is remembered in memory once the number is known (``remember``)."""
+        if request_id is not None:
+            self._journal.append(["k", member_id, ack_key(request_id), revision, None])
+
     def take_ops(self) -> list[list[Any]]:
         """The journal since the last call (and clear it). A writer that stores a full snapshot calls it
         too and drops the result: the snapshot holds those changes."""
@@ -379,6 +408,7 @@ def apply_ops(state: GroupState, record: dict[str, Any]) -> None:
     if int(record["b"]) != state.revision:
         raise ValueError(f"op record {record['b']}->{revision} does not follow revision {state.revision}")
     journal, state._journal = state._journal, []  # replaying is not a new change
+    intent_id: str | None = None  # the order id an intent record's "o" op made (from the record's "n")
     try:
         for op in record["ops"]:
             kind = op[0]
@@ -391,7 +421,25 @@ def apply_ops(state: GroupState, record: dict[str, Any]) -> None:
             elif kind == "s":
                 state.set_status(ProcessingStatus(op[1]))
             elif kind == "k":
-                state._remember_key(str(op[1]), str(op[2]), [int(op[3]), *op[4:]])
+                rest = [intent_id if v is None else v for v in op[4:]]
+                if None in rest:
+                    raise ValueError("an ack without its order id outside an intent record")
+                state._remember_key(str(op[1]), str(op[2]), [int(op[3]), *rest])
+            elif kind == "o":
+                n = record.get("n")
+                if not isinstance(n, int) or isinstance(n, bool):
+                    raise ValueError(f"an intent record without its order number: n={n!r}")
+                intent_id = f"{op[1]}{n}"
+                fields = op[2]
+                pending = PendingOrder(
+                    order_id=intent_id,
+                    order_number=n,
+                    placed_by=str(fields["placed_by"]),
+                    special_instructions=str(fields.get("special_instructions", "")),
+                    total=int(fields["total"]),
+                    started_at=float(fields["started_at"]),
+                )
+                state._start_intent(pending, [str(x) for x in op[3]])
             elif kind == "m":
                 state.add_member(str(op[1]))
             elif kind == "x":

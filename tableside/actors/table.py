@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -546,9 +546,10 @@ class TableActor(Actor[TableMessage]):
             raise CommandRejected(ErrorCode.TOTAL_MISMATCH, f"the cart total is {total}, not {msg.total}")
 
         now = self._ctx.clock.now()
-        # The number is taken by the store inside the intent's commit (``number_order``), so numbers of a
+        # The number is taken by the store in the intent's one statement (``intent_number``), so numbers of a
         # restaurant increase in the order intents commit, across nodes, and a refused or failed commit
-        # consumes none. Until then the pending order has no id.
+        # consumes none. The intent is written as an op record that leaves the number to the store; until
+        # the commit answers, the pending order has no id.
         pending = PendingOrder(
             order_id="",
             order_number=0,
@@ -557,25 +558,22 @@ class TableActor(Actor[TableMessage]):
             total=total,
             started_at=now,
         )
-        for line in lines:
-            line.state = LineState.LOCKED
-        self._state.pending = pending
-        self._state.status = ProcessingStatus.PROCESSING
-        self._state.last_error = None
+        prefix = f"ORD-{self.restaurant_id}-"
+        self._state.start_intent(prefix, pending, [line.line_id for line in lines])
         revision = self._bump()
+        self._state.journal_intent_ack(cmd.member_id, rid, revision)
         answers: list[dict[str, Any]] = []
 
-        def number_order(number: int) -> tuple[dict[str, Any], OrderRecord]:
-            pending.order_id = f"ORD-{self.restaurant_id}-{number}"
+        def intent_number(number: int) -> None:
+            pending.order_id = f"{prefix}{number}"
             pending.order_number = number
             answer = sm.ack(rid, revision, order_id=pending.order_id)
             self._state.remember(cmd.member_id, rid, answer)
             answers.append(answer)
-            return self._state.to_snapshot(), self._order_record(pending, OrderStatus.PROCESSING)
 
         # The intent (order row, status processing, idempotency key = order id) is durable before the POS
         # hears of it: a crash from here on is recovered by asking the POS about this key.
-        await self._write(number_order=number_order)
+        await self._write_intent(replace(self._order_record(pending, OrderStatus.PROCESSING), order_id=prefix), intent_number)
         # The ack goes out first, right after the commit; the broadcasts' encodings, the metrics and the log
         # line follow it instead of delaying it.
         reply = self._reply(cmd, answers[0])
@@ -796,11 +794,29 @@ class TableActor(Actor[TableMessage]):
         )
         self._stored_revision = self._state.revision
 
+    async def _write_intent(self, order: OrderRecord, intent_number: Callable[[int], None]) -> None:
+        """Commit an order intent: the journal (ending with the intent's ops) as one op record whose ``n``
+        the store fills in, with ``order`` (its id the prefix) numbered by the store in the same statement."""
+        record = op_record(self._state, self._stored_revision)
+        record["n"] = None
+        await self._ctx.commit(
+            GroupWrite(
+                snapshot=GroupSnapshot(self.group_id, self.table_id, self.restaurant_id, self._state.revision, {}),
+                expected_revision=self._stored_revision,
+                epoch=self._epoch,
+                ops=record,
+                order=order,
+                intent_number=intent_number,
+            )
+        )
+        # ``intent_number`` remembered the ack (journaled again): the record holds it already.
+        self._state.take_ops()
+        self._stored_revision = self._state.revision
+
     async def _write(
         self,
         *,
         order: OrderRecord | None = None,
-        number_order: Callable[[int], tuple[dict[str, Any], OrderRecord]] | None = None,
     ) -> None:
         """Commit the current state as a full snapshot (and an order row) with the stored revision as the
         expected ETag and this activation's epoch as the fence."""
@@ -818,11 +834,8 @@ class TableActor(Actor[TableMessage]):
                 expected_revision=self._stored_revision,
                 order=order,
                 epoch=self._epoch,
-                number_order=number_order,
             )
         )
-        # ``number_order`` remembers the intent's ack after the journal was taken: it is in the snapshot too.
-        self._state.take_ops()
         self._stored_revision = self._snapshot_revision = self._state.revision
 
     async def _commit(

@@ -8,10 +8,10 @@ load batches grow by themselves, so throughput scales without adding latency.
 Writes travel in three lanes, each batched on its own, so a cheap cart write never rides in an order's
 longer transaction and an order never waits behind a queue of cart writes:
 
-* ``intents`` (``number_order`` set): the order intent a ``place_order`` ack waits for. Its transaction locks
-  the restaurant's order counter, so two intent transactions would only queue on that row lock anyway: one
-  in flight at a time, every intent queued meanwhile goes in the next one (an intent waits at most for one
-  batch, never behind cart writes or other tables' commits).
+* ``intents`` (``intent_number`` or ``number_order`` set): the order intent a ``place_order`` ack waits for.
+  Its statement updates the restaurant's order counter, so two intent statements would only queue on that
+  row anyway: one in flight at a time, every intent queued meanwhile goes in the next one (an intent waits
+  at most for one batch, never behind cart writes or other tables' commits).
 * ``orders`` (an order row to write: a settle): one in flight (confirmations take the kitchen lock).
 * ``cart`` (everything else): up to ``in_flight`` transactions at once.
 
@@ -113,7 +113,7 @@ class GroupCommitter:
         earlier = self._groups.get(group)
         if earlier is not None:
             lane, count = earlier[0], earlier[1] + 1
-        elif write.number_order is not None:
+        elif write.number_order is not None or write.intent_number is not None:
             lane, count = self._intents, 1
         elif write.order is not None:
             lane, count = self._orders, 1

@@ -343,7 +343,16 @@ class GroupWrite:
     ``ops`` (the op log): an op record instead of a full state. The store then keeps its snapshot and
     appends the record (``{"b": expected, "rev": revision, "t": last_updated, "ops": [...]}``: JSON, the
     store reads only ``t``) under ``snapshot.revision``; ``snapshot.state`` is ignored. A write with a state
-    becomes the group's new snapshot and drops the records it covers. Not with ``number_order``."""
+    becomes the group's new snapshot and drops the records it covers. Not with ``number_order``.
+
+    ``intent_number`` (an order intent in one statement): ``ops`` is the intent's op record with ``"n": null``
+    and ``order`` the order row with ``order_id`` the id's prefix (``"ORD-<restaurant>-"``) and
+    ``order_number`` 0. In the statement that applies the write (group row checked: epoch, revision) the store
+    takes the restaurant's next number ``n``, stores the record with ``"n": n`` and the order as
+    ``order_id = prefix + str(n)``, ``order_number = n``; after the commit it calls ``intent_number(n)`` (it
+    must not raise: the write is committed by then). What is written never depends on the callback, so no
+    lock is held across a round trip, and as with ``number_order`` numbers increase in commit order per
+    restaurant and a refused write takes none."""
 
     snapshot: GroupSnapshot
     expected_revision: int
@@ -351,6 +360,7 @@ class GroupWrite:
     epoch: int = 0
     number_order: Callable[[int], tuple[dict[str, Any], OrderRecord]] | None = None
     ops: dict[str, Any] | None = None
+    intent_number: Callable[[int], None] | None = None
 
 
 @dataclass(slots=True)

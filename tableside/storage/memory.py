@@ -450,6 +450,9 @@ class MemoryStore:
             if refused is not None:
                 results.append(refused)
                 continue
+            if w.intent_number is not None:
+                results.append(self._commit_intent(w, encoded))
+                continue
             number: int | None = None
             if w.number_order is not None:
                 if w.snapshot.group_id not in self._groups:
@@ -490,6 +493,33 @@ class MemoryStore:
                 self._upsert_order(w.order, json.loads(encoded.items))
             results.append(None)
         return results
+
+    def _commit_intent(self, w: GroupWrite, encoded: EncodedWrite | None) -> StorageError | None:
+        """An order intent (``GroupWrite.intent_number``), as PostgresStore's one statement: the checks
+        passed, take the restaurant's next number, log the record with it, insert the order, then tell
+        ``intent_number`` (after the "commit")."""
+        assert encoded is not None and encoded.record is not None and w.order is not None
+        assert w.intent_number is not None
+        gid, rid = w.snapshot.group_id, w.snapshot.restaurant_id
+        if rid not in self._restaurants:
+            return RestaurantNotFound(str(rid))
+        n = self._next_order_number[rid]
+        self._next_order_number[rid] = n + 1
+        if gid not in self._groups:
+            self._epochs[gid] = w.epoch
+            self._groups[gid] = replace(w.snapshot, revision=0, state={})
+        record = json.loads(encoded.record)
+        record["n"] = n
+        self._group_ops.setdefault(gid, []).append(record)
+        self._groups[gid].table_id = w.snapshot.table_id
+        self._groups[gid].restaurant_id = rid
+        self._revisions[gid] = w.snapshot.revision
+        self._last_updated[gid] = encoded.last_updated
+        assert encoded.items is not None
+        order = replace(w.order, order_id=w.order.order_id + str(n), order_number=n, restaurant_id=rid)
+        self._upsert_order(order, json.loads(encoded.items))
+        w.intent_number(n)
+        return None
 
     def _upsert_order(self, order: OrderRecord, items: list[dict[str, Any]]) -> None:
         existing = self._orders.get(order.order_id)

@@ -267,6 +267,99 @@ SELECT 'g' AS kind, group_id AS key, revision AS a, epoch AS b FROM pre
 UNION ALL SELECT 'g', group_id, revision, epoch FROM locked
 UNION ALL SELECT 'c', store_id::text, next_order_number, 0 FROM counters
 """
+# Order intents (``GroupWrite.intent_number``) as ONE autocommit statement, no lock held across a round trip.
+# CTEs in data-dependency order:
+#   * ``upd`` / ``ins``: apply the group rows (revision and epoch checked; under READ COMMITTED a row another
+#     transaction changed meanwhile is re-checked once its lock is ours), only for a restaurant that exists.
+#     ``ins`` creates the row of a group never written (expected 0 without a row), as the batch does.
+#   * ``a``: the applied intents ranked per restaurant in submission order (``ord``).
+#   * ``lk`` / ``c``: lock the counters in store_id order, then advance each restaurant's counter by the
+#     number of ITS applied intents (a refused write takes none). The counter row lock is taken last and held only for the rest of this statement; a concurrent
+#     statement waiting on it reads the counter as committed by us, so numbers increase in commit order.
+#   * ``logged`` / ``ord``: the op record with its ``n`` filled in and the order row (``prefix || n``).
+# The final SELECT gives each applied group its number; a group not in it was refused.
+_COMMIT_INTENTS = """
+WITH w AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::float8[],
+        $9::int[]
+    ) AS w(group_id, table_id, restaurant_id, revision, expected, record, epoch, last_updated, ord)
+),
+upd AS (
+    UPDATE group_state AS g
+    SET table_id = w.table_id,
+        restaurant_id = w.restaurant_id,
+        revision = w.revision,
+        last_updated = w.last_updated,
+        updated_at = EXTRACT(EPOCH FROM clock_timestamp())::float8
+    FROM w
+    WHERE g.group_id = w.group_id AND g.revision = w.expected AND g.epoch = w.epoch
+      AND EXISTS (SELECT 1 FROM stores AS r WHERE r.store_id = w.restaurant_id)
+    RETURNING g.group_id
+),
+ins AS (
+    INSERT INTO group_state (group_id, table_id, restaurant_id, revision, state, updated_at, epoch,
+                             snapshot_revision, last_updated)
+    SELECT w.group_id, w.table_id, w.restaurant_id, w.revision, '{}'::jsonb,
+           EXTRACT(EPOCH FROM clock_timestamp())::float8, w.epoch, 0, w.last_updated
+    FROM w
+    WHERE w.expected = 0 AND EXISTS (SELECT 1 FROM stores AS r WHERE r.store_id = w.restaurant_id)
+    ORDER BY w.group_id
+    ON CONFLICT (group_id) DO NOTHING
+    RETURNING group_id
+),
+a AS (
+    SELECT w.*,
+           row_number() OVER (PARTITION BY w.restaurant_id ORDER BY w.ord) AS rn,
+           count(*) OVER (PARTITION BY w.restaurant_id) AS k
+    FROM w
+    WHERE w.group_id IN (SELECT group_id FROM upd UNION ALL SELECT group_id FROM ins)
+),
+lk AS (
+    -- the counters in store_id order, so statements of several processes that number intents of several
+    -- restaurants cannot deadlock on them (``c`` updates only rows this has locked)
+    SELECT r.store_id FROM stores AS r
+    WHERE r.store_id IN (SELECT restaurant_id FROM a)
+    ORDER BY r.store_id
+    FOR UPDATE
+),
+c AS (
+    UPDATE stores AS r
+    SET next_order_number = r.next_order_number + t.k
+    FROM (SELECT DISTINCT a.restaurant_id, a.k FROM a JOIN lk ON lk.store_id = a.restaurant_id) AS t
+    WHERE r.store_id = t.restaurant_id
+    RETURNING r.store_id, r.next_order_number - t.k AS first
+),
+num AS (
+    SELECT a.group_id, a.revision, a.record, a.ord, c.first + a.rn - 1 AS n
+    FROM a JOIN c ON c.store_id = a.restaurant_id
+),
+logged AS (
+    INSERT INTO group_ops (group_id, revision, record)
+    SELECT num.group_id, num.revision, jsonb_set(CAST(num.record AS jsonb), '{n}', to_jsonb(num.n))
+    FROM num
+    ORDER BY num.group_id
+    ON CONFLICT (group_id, revision) DO UPDATE SET record = EXCLUDED.record
+    RETURNING 1
+),
+o AS (
+    SELECT * FROM unnest(
+        $10::int[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::text[], $16::text[],
+        $17::float8[], $18::text[]
+    ) AS o(ord, prefix, table_id, items, total, special_instructions, placed_by, created_at, status)
+),
+ord AS (
+    INSERT INTO orders (order_id, order_number, restaurant_id, table_id, group_id, status, items, total,
+                        special_instructions, placed_by, created_at)
+    SELECT o.prefix || num.n::text, num.n, a.restaurant_id, o.table_id, a.group_id, o.status,
+           CAST(o.items AS jsonb), o.total, o.special_instructions, o.placed_by, o.created_at
+    FROM o JOIN num ON num.ord = o.ord JOIN a ON a.ord = o.ord
+    ORDER BY num.n
+    RETURNING 1
+)
+SELECT num.group_id, num.n FROM num
+"""
+_KNOWN_RESTAURANTS = "SELECT store_id FROM stores WHERE store_id = ANY($1::int[])"
 _GROUP_EPOCHS = "SELECT group_id, epoch FROM group_state WHERE group_id = ANY($1::text[])"
 # The kitchen_seq lock (``KITCHEN_SEQ_LOCK_KEY``) of several restaurants in one statement, in id order.
 _LOCK_KITCHEN_SEQ = """
@@ -412,7 +505,8 @@ def _rounds(writes: Sequence[GroupWrite], skip: Sequence[StorageError | None]) -
         if skip[i] is not None:  # already refused
             continue
         keys = {"g:" + w.snapshot.group_id}
-        if w.order is not None and w.number_order is None:  # a numbered write's order id is not known yet
+        # a numbered write's (or an intent's) order id is not known yet
+        if w.order is not None and w.number_order is None and w.intent_number is None:
             keys.add("o:" + w.order.order_id)
         # the first round after the last round already holding one of our keys
         target = 0
@@ -433,6 +527,8 @@ def _jsonb(value: Any) -> Any:
 
 
 _NO_COUNTERS: tuple[list[int], list[int]] = ([], [])
+# A placeholder "already decided" result for ``_rounds``'s skip list (the writes of another path).
+_SKIP = StorageError("not in this path")
 
 
 def _batch_args(
@@ -1283,6 +1379,16 @@ class PostgresStore:
                 results[i] = e
         if all(r is not None for r in results):
             return results
+        intents = [i for i, w in enumerate(writes) if w.intent_number is not None and results[i] is None]
+        if intents:
+            if len(intents) != len(writes) - sum(r is not None for r in results):
+                # The intent lane sends intents only; a mixed batch is split (intents first: own statement).
+                rest = [i for i, w in enumerate(writes) if w.intent_number is None and results[i] is None]
+                sub = await self.commit_writes([writes[i] for i in rest])
+                for i, r in zip(rest, sub, strict=True):
+                    results[i] = r
+            await self._commit_intents(writes, encoded, intents, results)
+            return results
         numbered = any(w.number_order is not None for w in writes)
         confirming = {
             w.order.restaurant_id
@@ -1418,6 +1524,48 @@ class PostgresStore:
             counters[rid] = n + 1
             taken[rid] += 1
             work[i], encoded[i] = made, enc
+
+    async def _commit_intents(
+        self,
+        writes: Sequence[GroupWrite],
+        encoded: list[EncodedWrite | None],
+        idx: list[int],
+        results: list[StorageError | None],
+    ) -> None:
+        """Order intents, one autocommit statement per round (almost always one): see ``_COMMIT_INTENTS``.
+        Only after the commit is each applied write's ``intent_number`` told its number."""
+        for rnd in _rounds(writes, skip=[None if i in idx else results[i] or _SKIP for i in range(len(writes))]):
+            args: list[list[Any]] = [[] for _ in range(18)]
+            for ord_, i in enumerate(rnd):
+                w, enc = writes[i], encoded[i]
+                assert enc is not None and enc.record is not None and w.order is not None
+                snap, od = w.snapshot, w.order
+                for col, value in zip(
+                    args,
+                    (
+                        snap.group_id, snap.table_id, snap.restaurant_id, snap.revision, w.expected_revision,
+                        enc.record, w.epoch, enc.last_updated, ord_,
+                        ord_, od.order_id, od.table_id, enc.items, od.total, od.special_instructions,
+                        od.placed_by, od.created_at, str(od.status),
+                    ),
+                    strict=True,
+                ):
+                    col.append(value)
+            async with self._raw.acquire() as conn:
+                numbers = {r[0]: int(r[1]) for r in await conn.fetch(_COMMIT_INTENTS, *args)}
+                await self._mark_refused(conn, writes, rnd, set(numbers), results)
+                refused = [i for i in rnd if results[i] is not None]
+                if refused:
+                    rids = sorted({writes[i].snapshot.restaurant_id for i in refused})
+                    known = {int(r[0]) for r in await conn.fetch(_KNOWN_RESTAURANTS, rids)}
+                    for i in refused:
+                        if writes[i].snapshot.restaurant_id not in known:
+                            results[i] = RestaurantNotFound(str(writes[i].snapshot.restaurant_id))
+            for i in rnd:
+                n = numbers.get(writes[i].snapshot.group_id)
+                callback = writes[i].intent_number
+                if n is not None and callback is not None:
+                    callback(n)
 
     @staticmethod
     async def _mark_refused(

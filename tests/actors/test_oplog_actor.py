@@ -6,6 +6,7 @@ same state as the one in memory, and ``load_group`` answers it too."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +24,7 @@ from tableside.menu import MenuCatalog
 from tableside.pos.dummy import DummyPosAdapter
 from tableside.pos.submitter import RetryPolicy
 from tableside.protocol import AddItem, GetSnapshot, Leave, PlaceOrder, RemoveItem, UpdateItem
-from tableside.storage import MemoryStore, PostgresStore, Store
+from tableside.storage import MemoryStore, OrderStatus, PostgresStore, Store
 from tableside.storage.committer import GroupCommitter
 from tests.actors.test_table_actor import FakeSink
 from tests.pg import create_database_sync, drop_database_sync
@@ -276,3 +277,66 @@ async def test_an_order_intent_leaves_no_journal_behind(store: Store) -> None:
     assert placed["type"] == "ack", placed
     state = node.actor(j.group_id)._state
     assert state.pending is not None and state.take_ops() == []
+
+
+class _CountingConn:
+    """An asyncpg connection that counts the calls that go to the server (one round trip each)."""
+
+    def __init__(self, conn: Any, calls: list[str]) -> None:
+        self._conn, self._calls = conn, calls
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name in ("fetch", "fetchval", "fetchrow", "execute", "executemany", "transaction", "prepare"):
+            self._calls.append(name)
+        return attr
+
+
+class _CountingRaw:
+    def __init__(self, raw: Any, calls: list[str]) -> None:
+        self._raw, self._calls = raw, calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)  # close() and the rest
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        async with self._raw.acquire() as conn:
+            yield _CountingConn(conn, self._calls)
+
+
+async def test_an_order_intent_is_one_store_round_trip(store: Store) -> None:
+    """place_order's intent is one statement (autocommit): no BEGIN/COMMIT, no lock held across a round trip;
+    the state the stores keep then equals the actor's (the order id taken from the record's number)."""
+    clock = FakeClock()
+    await seed_demo(store, 1, "Demo", 3)
+    menu = MenuCatalog(store)
+    await menu.load([1])
+    item = (await store.list_menu(1))[0]
+    table = await store.get_table("T001")
+    assert table is not None
+    j = await store.join_table("T001", table.qr_secret, "tok", "m1", "g1", clock.now() + 3600, clock.now())
+    node = Node(store, menu, clock, 64, 0, pos_latency_ms=60_000)  # the POS answers only when the clock moves
+    ref = node.directory.ref_for(j.group_id, "T001", 1)
+    sink = FakeSink()
+    await ref.ask(Connect(j.member_id, sink))
+    await ref.ask(Command(j.member_id, sink, AddItem("a1", item.menu_item_id, 2, "")))
+    calls: list[str] = []
+    if isinstance(store, PostgresStore):
+        store._raw = _CountingRaw(store._raw, calls)  # type: ignore[assignment]
+    commits_before = node.committer.batches
+    placed = await ref.ask(Command(j.member_id, sink, PlaceOrder("po")))
+    assert placed["type"] == "ack", placed
+    assert node.committer.batches == commits_before + 1
+    if isinstance(store, PostgresStore):
+        assert calls == ["fetch"]
+    state = node.actor(j.group_id)._state
+    assert state.pending is not None and state.pending.order_id == f"ORD-1-{state.pending.order_number}"
+    assert placed["order_id"] == state.pending.order_id
+    order = await store.get_order(state.pending.order_id)
+    assert order is not None and order.status == OrderStatus.PROCESSING
+    assert order.order_number == state.pending.order_number and order.total == 2 * item.price
+    stored = await store.load_group(j.group_id)
+    assert stored is not None and stored.state == as_stored(state.to_snapshot())
+    # a resend of the request is answered from the replayed window, with the order id
+    assert state.answered(j.member_id, "po") == placed
