@@ -32,6 +32,10 @@ structlog.configure(
 )
 
 
+# ``store`` (both stores) and ``pg_store`` (Postgres) for the storage and actor suites.
+pytest_plugins = ["tests.stores"]
+
+
 @pytest.fixture
 def pos_sim() -> Iterator[Proc]:
     """The POS simulator as its own process (``tableside pos-sim``), answering at once."""

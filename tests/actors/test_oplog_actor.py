@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,42 +24,9 @@ from tableside.menu import MenuCatalog
 from tableside.pos.dummy import DummyPosAdapter
 from tableside.pos.submitter import RetryPolicy
 from tableside.protocol import AddItem, GetSnapshot, Leave, PlaceOrder, RemoveItem, UpdateItem
-from tableside.storage import MemoryStore, OrderStatus, PostgresStore, Store
+from tableside.storage import OrderStatus, PostgresStore, Store
 from tableside.storage.committer import GroupCommitter
 from tests.actors.test_table_actor import FakeSink
-from tests.pg import create_database_sync, drop_database_sync
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    url = create_database_sync("tableside_oplog")
-    try:
-        yield url
-    finally:
-        drop_database_sync(url)
-
-
-@pytest.fixture(params=["memory", "postgres"])
-def store_kind(request: pytest.FixtureRequest) -> tuple[str, str | None]:
-    if request.param == "memory":
-        return ("memory", None)
-    return ("postgres", request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def store(store_kind: tuple[str, str | None]) -> AsyncIterator[Store]:
-    kind, url = store_kind
-    if kind == "memory":
-        yield MemoryStore()
-        return
-    assert url is not None
-    pg = await PostgresStore.connect(url)
-    await pg.truncate_all()
-    try:
-        yield pg
-    finally:
-        await pg.close()
-
 
 RUNNING: list[Node] = []
 

@@ -4,7 +4,7 @@ it says Postgres-only (real concurrency between connections)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -270,15 +270,10 @@ async def test_a_group_written_twice_in_one_batch_numbers_after_its_first_write(
 
 
 @pytest.fixture
-async def pg(pg_url: str) -> AsyncIterator[PostgresStore]:
+def pg(pg_store: PostgresStore) -> PostgresStore:
     """Concurrency between connections is a Postgres matter: these tests run on Postgres only (never
     parametrised over the memory store, so nothing is skipped)."""
-    store = await PostgresStore.connect(pg_url)
-    await store.truncate_all()
-    try:
-        yield store
-    finally:
-        await store.close()
+    return pg_store
 
 
 async def test_pg_a_failed_transaction_gives_its_number_back(pg: PostgresStore) -> None:
