@@ -783,22 +783,26 @@ class TableActor(Actor[TableMessage]):
         if self._state.revision - self._snapshot_revision >= self._ctx.snapshot_every:
             await self._write()
             return
-        record = op_record(self._state, self._stored_revision)
-        await self._ctx.commit(
-            GroupWrite(
-                snapshot=GroupSnapshot(self.group_id, self.table_id, self.restaurant_id, self._state.revision, {}),
-                expected_revision=self._stored_revision,
-                epoch=self._epoch,
-                ops=record,
-            )
-        )
-        self._stored_revision = self._state.revision
+        await self._write_record(op_record(self._state, self._stored_revision))
 
     async def _write_intent(self, order: OrderRecord, intent_number: Callable[[int], None]) -> None:
         """Commit an order intent: the journal (ending with the intent's ops) as one op record whose ``n``
         the store fills in, with ``order`` (its id the prefix) numbered by the store in the same statement."""
         record = op_record(self._state, self._stored_revision)
         record["n"] = None
+        await self._write_record(record, order=order, intent_number=intent_number)
+        # ``intent_number`` remembered the ack (journaled again): the record holds it already.
+        self._state.take_ops()
+
+    async def _write_record(
+        self,
+        record: dict[str, Any],
+        *,
+        order: OrderRecord | None = None,
+        intent_number: Callable[[int], None] | None = None,
+    ) -> None:
+        """Commit one op record (no snapshot: its state is left empty) with the stored revision as the
+        expected ETag and this activation's epoch as the fence."""
         await self._ctx.commit(
             GroupWrite(
                 snapshot=GroupSnapshot(self.group_id, self.table_id, self.restaurant_id, self._state.revision, {}),
@@ -809,8 +813,6 @@ class TableActor(Actor[TableMessage]):
                 intent_number=intent_number,
             )
         )
-        # ``intent_number`` remembered the ack (journaled again): the record holds it already.
-        self._state.take_ops()
         self._stored_revision = self._state.revision
 
     async def _write(
