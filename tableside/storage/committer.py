@@ -26,12 +26,44 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from tableside.storage.interface import GroupWrite, Store
+from tableside.storage.interface import GroupWrite, StorageError, Store
 
 _Pending = tuple[GroupWrite, "asyncio.Future[None]"]
+
+
+async def settle_batch(
+    futures: Sequence[asyncio.Future[Any]], call: Awaitable[Sequence[Any]], what: str, items: str
+) -> bool:
+    """Await a batch's store call and give each waiter its own outcome, in order: a ``StorageError`` in the
+    results is raised to its waiter, anything else is its result. If the call raises, every waiter gets
+    that exception (False: the drainer lives on); if the drainer itself is cancelled (loop shutdown), the
+    waiters are cancelled, so none waits forever. A waiter that gave up meanwhile is skipped."""
+    try:
+        results = await call
+        if len(results) != len(futures):
+            raise RuntimeError(f"{what} returned {len(results)} results for {len(futures)} {items}")
+    except asyncio.CancelledError:
+        for fut in futures:
+            if not fut.done():
+                fut.cancel()
+        raise
+    except Exception as exc:  # noqa: BLE001 - every waiter gets the failure; the drainer lives on
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(exc)
+        return False
+    for fut, result in zip(futures, results, strict=True):
+        if fut.done():
+            continue
+        if isinstance(result, StorageError):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
+    return True
 
 
 class CommitterStopped(RuntimeError):
@@ -182,28 +214,12 @@ class GroupCommitter:
         self.batches += 1
         self.writes += len(batch)
         started = time.perf_counter()
-        try:
+
+        async def commit() -> list[StorageError | None]:
             results = await self._store.commit_writes([w for w, _ in batch])
             if self._observe is not None:
                 self._observe(len(batch), time.perf_counter() - started)
-            if len(results) != len(batch):
-                raise RuntimeError(f"commit_writes returned {len(results)} results for {len(batch)} writes")
-        except asyncio.CancelledError:
-            # The drainer itself is being cancelled (loop shutdown): callers must not wait forever.
-            for _, fut in batch:
-                if not fut.done():
-                    fut.cancel()
-            raise
-        except Exception as exc:  # noqa: BLE001 - every waiter gets the failure; the drainer lives on
+            return results
+
+        if not await settle_batch([fut for _, fut in batch], commit(), "commit_writes", "writes"):
             self.failed_batches += 1
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for (_, fut), err in zip(batch, results, strict=True):
-            if fut.done():
-                continue
-            if err is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(err)

@@ -21,6 +21,7 @@ import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+from tableside.storage.committer import settle_batch
 from tableside.storage.interface import JoinRequest, JoinResult, StorageError
 
 Decide = Callable[[Sequence[JoinRequest]], Awaitable[list[JoinResult | StorageError]]]
@@ -190,24 +191,6 @@ class JoinCommitter:
     async def _decide_batch(self, batch: list[_Pending]) -> None:
         self.batches += 1
         self.joins += len(batch)
-        try:
-            results = await self._decide([r for r, _ in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"join_tables returned {len(results)} results for {len(batch)} joins")
-        except asyncio.CancelledError:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.cancel()
-            raise
-        except Exception as exc:  # noqa: BLE001 - every waiter gets the failure; the drainer lives on
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for (_, fut), result in zip(batch, results, strict=True):
-            if fut.done():
-                continue
-            if isinstance(result, StorageError):
-                fut.set_exception(result)
-            else:
-                fut.set_result(result)
+        await settle_batch(
+            [fut for _, fut in batch], self._decide([r for r, _ in batch]), "join_tables", "joins"
+        )
