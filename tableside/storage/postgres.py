@@ -589,16 +589,13 @@ def _batch_args(
     return [*g, *o, counters[0], counters[1]]
 
 
-_UNAVAILABLE = UNAVAILABLE
-
-
 def _unavailable_error(ctx: sa.engine.ExceptionContext) -> BaseException | None:
     """SQLAlchemy's ``handle_error`` hook: a database that is down or restarting (or a connection lost
     mid-call) surfaces as ``StorageUnavailable``, one typed error the server answers with 503, not as one of
     the many driver exceptions."""
     if not isinstance(ctx.original_exception, Exception):
         return None  # a cancellation (task cancelled mid-query) must stay a cancellation
-    if ctx.is_disconnect or isinstance(ctx.original_exception, _UNAVAILABLE):
+    if ctx.is_disconnect or isinstance(ctx.original_exception, UNAVAILABLE):
         return StorageUnavailable(f"database unavailable: {first_line(ctx.original_exception)}")
     return None
 
@@ -616,7 +613,7 @@ class _Opening:
     async def __aenter__(self) -> AsyncConnection:
         try:
             conn: AsyncConnection = await self._cm.__aenter__()
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise StorageUnavailable(f"database unavailable: {first_line(exc)}") from exc
         return conn
 
