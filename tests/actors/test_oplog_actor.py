@@ -24,7 +24,7 @@ from tableside.menu import MenuCatalog
 from tableside.pos.dummy import DummyPosAdapter
 from tableside.pos.submitter import RetryPolicy
 from tableside.protocol import AddItem, GetSnapshot, Leave, PlaceOrder, RemoveItem, UpdateItem
-from tableside.storage import OrderStatus, PostgresStore, Store
+from tableside.storage import MenuItem, OrderStatus, PostgresStore, Store
 from tableside.storage.committer import GroupCommitter
 from tests.actors.test_table_actor import FakeSink
 
@@ -224,14 +224,13 @@ async def test_snapshots_are_written_every_n_changes_and_on_a_clean_stop(store: 
     assert (await store.load_group(j.group_id)).state == as_stored(state)  # type: ignore[union-attr]
 
 
-async def test_an_order_intent_leaves_no_journal_behind(store: Store) -> None:
-    """The intent's snapshot is made inside the store's transaction (``number_order`` remembers the ack
-    there): nothing of it may be left in the journal for a later op record."""
+async def one_member_at_a_table_with_a_line(store: Store, *, qty: int) -> tuple[Node, Any, FakeSink, Any, MenuItem]:
+    """A demo restaurant, one member connected at T001 who added ``qty`` of the first menu item; the POS
+    answers only when the clock moves (so an order stays pending)."""
     clock = FakeClock()
     await seed_demo(store, 1, "Demo", 3)
     menu = MenuCatalog(store)
     await menu.load([1])
-    item = (await store.list_menu(1))[0]
     table = await store.get_table("T001")
     assert table is not None
     j = await store.join_table("T001", table.qr_secret, "tok", "m1", "g1", clock.now() + 3600, clock.now())
@@ -239,7 +238,15 @@ async def test_an_order_intent_leaves_no_journal_behind(store: Store) -> None:
     ref = node.directory.ref_for(j.group_id, "T001", 1)
     sink = FakeSink()
     await ref.ask(Connect(j.member_id, sink))
-    await ref.ask(Command(j.member_id, sink, AddItem("a1", item.menu_item_id, 1, "")))
+    item = (await store.list_menu(1))[0]
+    await ref.ask(Command(j.member_id, sink, AddItem("a1", item.menu_item_id, qty, "")))
+    return node, ref, sink, j, item
+
+
+async def test_an_order_intent_leaves_no_journal_behind(store: Store) -> None:
+    """The intent's op record is taken before its commit and ``intent_number`` remembers the ack after it:
+    nothing of it may be left in the journal for a later op record."""
+    node, ref, sink, j, _ = await one_member_at_a_table_with_a_line(store, qty=1)
     placed = await ref.ask(Command(j.member_id, sink, PlaceOrder("po")))
     assert placed["type"] == "ack", placed
     state = node.actor(j.group_id)._state
@@ -275,19 +282,7 @@ class _CountingRaw:
 async def test_an_order_intent_is_one_store_round_trip(store: Store) -> None:
     """place_order's intent is one statement (autocommit): no BEGIN/COMMIT, no lock held across a round trip;
     the state the stores keep then equals the actor's (the order id taken from the record's number)."""
-    clock = FakeClock()
-    await seed_demo(store, 1, "Demo", 3)
-    menu = MenuCatalog(store)
-    await menu.load([1])
-    item = (await store.list_menu(1))[0]
-    table = await store.get_table("T001")
-    assert table is not None
-    j = await store.join_table("T001", table.qr_secret, "tok", "m1", "g1", clock.now() + 3600, clock.now())
-    node = Node(store, menu, clock, 64, 0, pos_latency_ms=60_000)  # the POS answers only when the clock moves
-    ref = node.directory.ref_for(j.group_id, "T001", 1)
-    sink = FakeSink()
-    await ref.ask(Connect(j.member_id, sink))
-    await ref.ask(Command(j.member_id, sink, AddItem("a1", item.menu_item_id, 2, "")))
+    node, ref, sink, j, item = await one_member_at_a_table_with_a_line(store, qty=2)
     calls: list[str] = []
     if isinstance(store, PostgresStore):
         store._raw = _CountingRaw(store._raw, calls)  # type: ignore[assignment]
